@@ -1,0 +1,108 @@
+import { z } from 'zod';
+import { keyCreateSchema, keyUpdateSchema, rotateSchema, revokeSchema } from '../keys/key-input.js';
+import { mintSchema } from '../keys/token-service.js';
+
+const schema = (s: z.ZodType): Record<string, unknown> => z.toJSONSchema(s, { io: 'input', unrepresentable: 'any' });
+
+const errorResponse = {
+  description: 'Error',
+  content: {
+    'application/json': {
+      schema: {
+        type: 'object',
+        required: ['error'],
+        properties: {
+          error: {
+            type: 'object',
+            required: ['code', 'message'],
+            properties: {
+              code: { type: 'string', description: 'Stable code, listed in docs/errors.md' },
+              message: { type: 'string' },
+              details: { type: 'object' },
+              retryAfterMs: { type: 'integer' },
+            },
+          },
+        },
+      },
+    },
+  },
+};
+
+const ok = (description: string) => ({ description, content: { 'application/json': { schema: { type: 'object' } } } });
+const errors = { '400': errorResponse, '401': errorResponse, '403': errorResponse, '429': errorResponse };
+const idParam = [{ name: 'id', in: 'path', required: true, schema: { type: 'string' } }];
+const body = (s: z.ZodType) => ({ required: true, content: { 'application/json': { schema: schema(s) } } });
+const secured = [{ bearer: [] }];
+
+/** OpenAPI 3.1 description of the REST API, served at /openapi.json. */
+export function openApiDocument(version: string): Record<string, unknown> {
+  return {
+    openapi: '3.1.0',
+    info: { title: 'tollgate', version, description: 'Operator and agent API of the tollgate voice gateway. Authenticate with Authorization: Bearer <API key or token>.' },
+    components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'tg_live_… / tg_test_… API key, or a short-lived token' } } },
+    paths: {
+      '/healthz': { get: { summary: 'Liveness', responses: { '200': ok('Alive') } } },
+      '/readyz': { get: { summary: 'Readiness (store and counters reachable, not draining)', responses: { '200': ok('Ready'), '503': errorResponse } } },
+      '/metrics': { get: { summary: 'Prometheus metrics', responses: { '200': { description: 'text/plain exposition format' } } } },
+      '/v1/keys': {
+        post: { summary: 'Create a key (keys:admin). The secret is returned once.', security: secured, requestBody: body(keyCreateSchema), responses: { '201': ok('Created'), ...errors } },
+        get: {
+          summary: 'List keys (keys:admin)',
+          security: secured,
+          parameters: [
+            { name: 'status', in: 'query', schema: { type: 'string', enum: ['active', 'expired', 'revoked', 'quarantined'] } },
+            { name: 'mode', in: 'query', schema: { type: 'string', enum: ['live', 'test'] } },
+            { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 1000 } },
+            { name: 'after', in: 'query', schema: { type: 'string' } },
+          ],
+          responses: { '200': ok('Keys'), ...errors },
+        },
+      },
+      '/v1/keys/{id}': {
+        get: { summary: 'Get a key (keys:admin, or the key itself)', security: secured, parameters: idParam, responses: { '200': ok('Key'), '404': errorResponse, ...errors } },
+        patch: { summary: 'Update a key\'s policy (keys:admin)', security: secured, parameters: idParam, requestBody: body(keyUpdateSchema), responses: { '200': ok('Key'), '404': errorResponse, '409': errorResponse, ...errors } },
+      },
+      '/v1/keys/{id}/rotate': {
+        post: { summary: 'Issue a new secret; the old one works for graceSec more (keys:admin)', security: secured, parameters: idParam, requestBody: body(rotateSchema), responses: { '201': ok('Rotated'), '404': errorResponse, '409': errorResponse, ...errors } },
+      },
+      '/v1/keys/{id}/revoke': {
+        post: { summary: 'Revoke a key at once (keys:admin, or the key itself)', security: secured, parameters: idParam, requestBody: body(revokeSchema), responses: { '200': ok('Revoked'), '404': errorResponse, ...errors } },
+      },
+      '/v1/tokens': {
+        post: { summary: 'Mint a short-lived single-use token (tokens:mint)', security: secured, requestBody: body(mintSchema), responses: { '201': ok('Token'), ...errors } },
+      },
+      '/v1/audit': {
+        get: {
+          summary: 'List audit entries (audit:read)',
+          security: secured,
+          parameters: [
+            { name: 'limit', in: 'query', schema: { type: 'integer' } },
+            { name: 'afterSeq', in: 'query', schema: { type: 'integer' } },
+            { name: 'target', in: 'query', schema: { type: 'string' } },
+            { name: 'order', in: 'query', schema: { type: 'string', enum: ['asc', 'desc'] } },
+          ],
+          responses: { '200': ok('Entries'), ...errors },
+        },
+      },
+      '/v1/audit/verify': { get: { summary: 'Verify the hash chain (audit:read)', security: secured, responses: { '200': ok('Chain verdict'), ...errors } } },
+      '/v1/usage': {
+        get: {
+          summary: 'Metered usage (usage:read); JSON or CSV',
+          security: secured,
+          parameters: [
+            { name: 'keyId', in: 'query', schema: { type: 'string' } },
+            { name: 'from', in: 'query', schema: { type: 'string', format: 'date-time' } },
+            { name: 'to', in: 'query', schema: { type: 'string', format: 'date-time' } },
+            { name: 'format', in: 'query', schema: { type: 'string', enum: ['json', 'csv'] } },
+          ],
+          responses: { '200': ok('Usage'), ...errors },
+        },
+      },
+      '/v1/authorizations': {
+        post: { summary: 'Ask the policy engine whether a call may start; reserves concurrency and budget (calls:inbound / calls:outbound)', security: secured, responses: { '201': ok('Granted'), '402': errorResponse, ...errors } },
+      },
+      '/v1/authorizations/{callId}/renew': { post: { summary: 'Keep a granted call\'s lease alive', security: secured, responses: { '200': ok('Renewed'), '404': errorResponse, ...errors } } },
+      '/v1/authorizations/{callId}/complete': { post: { summary: 'Settle a granted call\'s real seconds', security: secured, responses: { '200': ok('Settled'), '404': errorResponse, ...errors } } },
+    },
+  };
+}

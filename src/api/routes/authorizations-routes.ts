@@ -1,0 +1,100 @@
+import type { FastifyInstance } from 'fastify';
+import { z } from 'zod';
+import type { Gateway } from '../../main.js';
+import { TollgateError } from '../../errors/index.js';
+import type { CallGrant } from '../../policy/policy-engine.js';
+import { LruCache } from '../../util/lru-cache.js';
+import { authenticate, identify, permit, sendRefusal } from '../authenticate.js';
+import { parseOr400 } from './keys-routes.js';
+
+const authorizeBody = z.strictObject({
+  direction: z.enum(['inbound', 'outbound']),
+  destination: z.string().max(32).optional(),
+  callerId: z.string().max(32).optional(),
+  callId: z.string().trim().min(1).max(128).optional(),
+  maxDurationSec: z.number().int().optional(),
+  ratePerMinute: z.number().int().min(0).optional(),
+  mode: z.enum(['live', 'test']).optional(),
+});
+
+const completeBody = z.strictObject({ billableSeconds: z.number().min(0).max(86_400 * 2) });
+
+/**
+ * /v1/authorizations: the policy engine as a decision point for call controllers outside
+ * tollgate (an SBC, a PBX dial plan). POST asks whether a call may start and reserves its
+ * concurrency slot and budget; /renew keeps a long call's lease alive; /complete settles the
+ * real seconds. Grants live on the node that made them; an abandoned grant frees itself when
+ * its lease expires (policy.leaseTtlSec).
+ */
+export function registerAuthorizationRoutes(app: FastifyInstance, gw: Gateway): void {
+  const grants = new LruCache<string, CallGrant>(100_000, 2 * 86_400_000);
+
+  app.post('/v1/authorizations', async (req, reply) => {
+    const body = parseOr400(authorizeBody, req.body);
+    const scope = body.direction === 'inbound' ? 'calls:inbound' : 'calls:outbound';
+    const p = await authenticate(gw, req, reply, scope);
+    if (!p) return reply;
+    if (body.direction === 'outbound' && !body.destination) {
+      throw new TollgateError('VALIDATION_FAILED', 'destination: is required for outbound calls', { details: { field: 'destination' } });
+    }
+    const v = await gw.policy.authorize({
+      principal: p,
+      action: body.direction === 'inbound' ? 'call.inbound' : 'call.outbound',
+      scope,
+      sourceIp: req.ip,
+      ...(body.destination !== undefined ? { destination: body.destination } : {}),
+      ...(body.callerId !== undefined ? { callerId: body.callerId } : {}),
+      ...(body.callId !== undefined ? { callId: body.callId } : {}),
+      ...(body.maxDurationSec !== undefined ? { requestedMaxDurationSec: body.maxDurationSec } : {}),
+      ...(body.ratePerMinute !== undefined ? { ratePerMinute: body.ratePerMinute } : {}),
+      ...(body.mode !== undefined ? { targetMode: body.mode } : {}),
+    });
+    if (!v.ok) return sendRefusal(reply, v.code, v.message, v.retryAfterMs);
+    const grant = v.grant!;
+    if (grants.get(grant.callId)) {
+      throw new TollgateError('CONFLICT', `call ${grant.callId} is already authorised`);
+    }
+    grants.set(grant.callId, grant);
+    return reply.code(201).send({
+      callId: grant.callId,
+      maxDurationSec: grant.maxDurationSec,
+      ratePerMinute: grant.ratePerMinute,
+      reserved: grant.budget?.reserved ?? 0,
+      leaseTtlSec: gw.config.policy.leaseTtlSec,
+    });
+  });
+
+  const owned = (keyId: string, callId: string): CallGrant => {
+    const g = grants.get(callId);
+    if (!g || g.keyId !== keyId) throw new TollgateError('NOT_FOUND', `no open authorization ${callId} for this key`);
+    return g;
+  };
+
+  app.post<{ Params: { callId: string } }>('/v1/authorizations/:callId/renew', async (req, reply) => {
+    const p = await ownerOnly(gw, req, reply);
+    if (!p) return reply;
+    const g = owned(p.key.id, req.params.callId);
+    if (!(await gw.policy.renew(g))) {
+      grants.delete(g.callId);
+      throw new TollgateError('NOT_FOUND', `authorization ${g.callId} has expired`);
+    }
+    return { callId: g.callId, renewed: true };
+  });
+
+  app.post<{ Params: { callId: string } }>('/v1/authorizations/:callId/complete', async (req, reply) => {
+    const p = await ownerOnly(gw, req, reply);
+    if (!p) return reply;
+    const body = parseOr400(completeBody, req.body);
+    const g = owned(p.key.id, req.params.callId);
+    const seconds = Math.min(body.billableSeconds, g.maxDurationSec);
+    const { cost } = await gw.policy.complete(g, seconds);
+    grants.delete(g.callId);
+    return { callId: g.callId, billableSeconds: Math.ceil(seconds), cost };
+  });
+}
+
+/** Renew and complete act on the caller's own grant: no extra scope, but status and allowlist still apply. */
+async function ownerOnly(gw: Gateway, req: Parameters<typeof identify>[1], reply: Parameters<typeof identify>[2]) {
+  const p = await identify(gw, req, reply);
+  return p && permit(gw, req, reply, p, null);
+}

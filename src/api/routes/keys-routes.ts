@@ -1,0 +1,73 @@
+import type { FastifyInstance } from 'fastify';
+import type { Gateway } from '../../main.js';
+import { TollgateError } from '../../errors/index.js';
+import { rotateSchema, revokeSchema, describeZodError } from '../../keys/key-input.js';
+import { actorOf } from '../../policy/principal.js';
+import { authenticate, authenticateSelfOrAdmin } from '../authenticate.js';
+import { z } from 'zod';
+
+const listQuery = z.strictObject({
+  status: z.enum(['active', 'expired', 'revoked', 'quarantined']).optional(),
+  mode: z.enum(['live', 'test']).optional(),
+  limit: z.coerce.number().int().min(1).max(1000).default(100),
+  after: z.string().max(64).optional(),
+});
+
+export function parseOr400<T>(schema: z.ZodType<T>, input: unknown): T {
+  const r = schema.safeParse(input ?? {});
+  if (!r.success) {
+    const d = describeZodError(r.error);
+    throw new TollgateError('VALIDATION_FAILED', d.message, { details: { field: d.field } });
+  }
+  return r.data;
+}
+
+/** /v1/keys: create, list, get, update, rotate, revoke. Admin scope, except a key may read or revoke itself. */
+export function registerKeyRoutes(app: FastifyInstance, gw: Gateway): void {
+  app.post('/v1/keys', async (req, reply) => {
+    const p = await authenticate(gw, req, reply, 'keys:admin');
+    if (!p) return reply;
+    const { key, secret } = await gw.keys.create(req.body as never, actorOf(p));
+    return reply.code(201).send({ key, secret, notice: 'Store the secret now: tollgate keeps only its hash and cannot show it again.' });
+  });
+
+  app.get('/v1/keys', async (req, reply) => {
+    const p = await authenticate(gw, req, reply, 'keys:admin');
+    if (!p) return reply;
+    const q = parseOr400(listQuery, req.query);
+    const keys = await gw.keys.list(q);
+    return { keys, next: keys.length === q.limit ? keys[keys.length - 1]!.id : null };
+  });
+
+  app.get<{ Params: { id: string } }>('/v1/keys/:id', async (req, reply) => {
+    const p = await authenticateSelfOrAdmin(gw, req, reply, req.params.id);
+    if (!p) return reply;
+    return { key: await gw.keys.require(req.params.id) };
+  });
+
+  app.patch<{ Params: { id: string } }>('/v1/keys/:id', async (req, reply) => {
+    const p = await authenticate(gw, req, reply, 'keys:admin');
+    if (!p) return reply;
+    return { key: await gw.keys.update(req.params.id, req.body as never, actorOf(p)) };
+  });
+
+  app.post<{ Params: { id: string } }>('/v1/keys/:id/rotate', async (req, reply) => {
+    const p = await authenticate(gw, req, reply, 'keys:admin');
+    if (!p) return reply;
+    const body = parseOr400(rotateSchema, req.body);
+    const r = await gw.keys.rotate(req.params.id, body.graceSec, actorOf(p));
+    return reply.code(201).send({
+      key: r.key,
+      secret: r.secret,
+      oldSecretsExpireAt: r.oldSecretsExpireAt,
+      notice: 'Store the new secret now: it is not shown again. The old secret stops working at oldSecretsExpireAt.',
+    });
+  });
+
+  app.post<{ Params: { id: string } }>('/v1/keys/:id/revoke', async (req, reply) => {
+    const p = await authenticateSelfOrAdmin(gw, req, reply, req.params.id);
+    if (!p) return reply;
+    const body = parseOr400(revokeSchema, req.body);
+    return { key: await gw.keys.revoke(req.params.id, body.reason, actorOf(p)) };
+  });
+}

@@ -1,0 +1,20 @@
+import type { FastifyInstance } from 'fastify';
+import type { Gateway } from '../../main.js';
+import { actorOf } from '../../policy/principal.js';
+import { authenticate } from '../authenticate.js';
+
+/** POST /v1/tokens: a key with tokens:mint mints a short-lived single-use token for a client app. */
+export function registerTokenRoutes(app: FastifyInstance, gw: Gateway): void {
+  app.post('/v1/tokens', async (req, reply) => {
+    const p = await authenticate(gw, req, reply, 'tokens:mint');
+    if (!p) return reply;
+    const { token, claims } = await gw.tokens.mint(p.key, (req.body ?? {}));
+    await gw.audit.append({
+      actor: actorOf(p),
+      action: 'token.minted',
+      target: p.key.id,
+      details: { jti: claims.jti, scopes: claims.scopes, callId: claims.callId, destination: claims.destination, expiresAt: claims.expiresAt },
+    });
+    return reply.code(201).send({ token, ...claims });
+  });
+}

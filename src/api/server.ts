@@ -1,0 +1,84 @@
+import Fastify, { type FastifyInstance, type FastifyError } from 'fastify';
+import type { Gateway } from '../main.js';
+import { isTollgateError } from '../errors/index.js';
+import { errorBody } from './http-status.js';
+import { openApiDocument } from './openapi.js';
+import { registerKeyRoutes } from './routes/keys-routes.js';
+import { registerTokenRoutes } from './routes/tokens-routes.js';
+import { registerAuditRoutes } from './routes/audit-routes.js';
+import { registerUsageRoutes } from './routes/usage-routes.js';
+import { registerAuthorizationRoutes } from './routes/authorizations-routes.js';
+
+export const VERSION = '0.1.0';
+
+export interface HttpServer {
+  readonly app: FastifyInstance;
+  /** Stop taking new work: /readyz answers 503 so load balancers drain this node. */
+  drain(): void;
+}
+
+/**
+ * The REST API (fastify). Request logs carry method, route, status and time only: never the
+ * query string or headers, so a credential misplaced in a URL is not written anywhere.
+ */
+export function buildHttpServer(gw: Gateway): HttpServer {
+  const app = Fastify({
+    logger: false,
+    bodyLimit: gw.config.http.bodyLimitBytes,
+    trustProxy: gw.config.http.trustProxy,
+    return503OnClosing: true,
+    requestTimeout: 30_000,
+    connectionTimeout: 60_000,
+  });
+  let draining = false;
+  app.decorateRequest('principal', null);
+
+  app.addHook('onResponse', (req, reply, done) => {
+    const route = req.routeOptions.url ?? 'unknown';
+    gw.metrics.httpRequests.inc({ method: req.method, route, status: String(reply.statusCode) });
+    gw.metrics.httpDuration.observe({ method: req.method, route }, reply.elapsedTime / 1000);
+    gw.log.info(
+      { method: req.method, route, status: reply.statusCode, ms: Math.round(reply.elapsedTime * 10) / 10, keyId: req.principal?.key.id, ip: req.ip },
+      'http request',
+    );
+    done();
+  });
+
+  app.setErrorHandler((err: FastifyError, req, reply) => {
+    if (isTollgateError(err)) {
+      if (err.httpStatus >= 500) gw.log.error({ err, route: req.routeOptions.url }, 'request failed');
+      return reply.code(err.httpStatus).send(errorBody(err.code, err.message, { details: err.details }));
+    }
+    const status = err.statusCode ?? 500;
+    if (status === 413) return reply.code(413).send(errorBody('VALIDATION_FAILED', `the body is larger than ${gw.config.http.bodyLimitBytes} bytes`));
+    if (status === 415) return reply.code(415).send(errorBody('VALIDATION_FAILED', 'send the body as application/json'));
+    if (status >= 400 && status < 500) return reply.code(status).send(errorBody('VALIDATION_FAILED', err.message.replace(/^Body /, 'body ')));
+    gw.log.error({ err, route: req.routeOptions.url }, 'request failed');
+    return reply.code(500).send(errorBody('INTERNAL', 'internal error'));
+  });
+
+  app.setNotFoundHandler((req, reply) => reply.code(404).send(errorBody('NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`)));
+
+  app.get('/healthz', () => ({ status: 'ok' }));
+  app.get('/readyz', async (_req, reply) => {
+    if (draining) return reply.code(503).send(errorBody('STORE_UNAVAILABLE', 'draining'));
+    try {
+      await gw.store.ping();
+      await gw.counters.countLeases('readyz');
+    } catch {
+      return reply.code(503).send(errorBody('STORE_UNAVAILABLE', 'store or counters unreachable'));
+    }
+    return { status: 'ready' };
+  });
+  app.get('/metrics', async (_req, reply) => reply.header('content-type', gw.metrics.registry.contentType).send(await gw.metrics.registry.metrics()));
+  const doc = openApiDocument(VERSION);
+  app.get('/openapi.json', () => doc);
+
+  registerKeyRoutes(app, gw);
+  registerTokenRoutes(app, gw);
+  registerAuditRoutes(app, gw);
+  registerUsageRoutes(app, gw);
+  registerAuthorizationRoutes(app, gw);
+
+  return { app, drain: () => void (draining = true) };
+}

@@ -1,0 +1,353 @@
+#!/usr/bin/env node
+import { userInfo } from 'node:os';
+import { Command, CommanderError, Option } from 'commander';
+import { pino } from 'pino';
+import { loadConfig, type Config } from '../config/index.js';
+import { buildGateway, type Gateway } from '../main.js';
+import { createLogger } from '../observability/logger.js';
+import { buildHttpServer, VERSION } from '../api/server.js';
+import { TollgateError } from '../errors/index.js';
+import type { KeyRecord } from '../keys/key-record.js';
+import { scanGit, scanPaths, type Finding } from '../keys/leak-scanner.js';
+import { hashSecret } from '../keys/secret-crypto.js';
+import { keyPrincipal } from '../policy/principal.js';
+import { EXIT, makeOut, reportError, table } from './output.js';
+
+const list = (v: string): string[] => v.split(',').map((s) => s.trim()).filter(Boolean);
+const num = (v: string): number => (v.trim() === '' ? Number.NaN : Number(v));
+function budget(v: string): { amount: number; period: string; currency: string } | null {
+  if (v === 'none') return null;
+  const [amount, period = 'month', currency = 'USD'] = v.split('/');
+  return { amount: num(amount ?? ''), period, currency: currency.toUpperCase() };
+}
+
+const actor = (): string => {
+  try {
+    return `cli:${userInfo().username}`;
+  } catch {
+    return 'cli';
+  }
+};
+
+interface GlobalOpts {
+  config?: string;
+  json?: boolean;
+}
+
+/** Key policy flags shared by `keys create` and `keys update`. */
+function withPolicyOptions(cmd: Command): Command {
+  return cmd
+    .option('--name <name>', 'human name of the key')
+    .addOption(new Option('--role <role>', 'operator role whose scopes the key gets').choices(['admin', 'developer', 'support', 'billing', 'none']))
+    .option('--scopes <list>', 'comma-separated scopes, e.g. calls:inbound,calls:outbound', list)
+    .option('--cidrs <list>', 'allowed source CIDRs (IPv4/IPv6); empty = any', list)
+    .option('--countries <list>', 'ISO country codes the key may dial, e.g. US,CA', list)
+    .option('--blocked-prefixes <list>', 'E.164 prefixes the key may never dial, e.g. +4470', list)
+    .option('--cps <n>', 'calls per second', num)
+    .option('--burst <n>', 'calls admitted at once above the CPS pace (1 = strictly spaced)', num)
+    .option('--max-concurrent <n>', 'maximum concurrent calls', num)
+    .option('--budget <amount/period/currency>', 'budget in the smallest currency unit, e.g. 5000/month/USD, or none', budget)
+    .option('--max-duration <sec>', 'maximum call duration in seconds', num)
+    .option('--caller-ids <list>', 'E.164 numbers the key owns', list)
+    .option('--require-tls', 'SIP trunks of this key must use TLS')
+    .option('--no-require-tls', 'allow SIP trunks of this key without TLS')
+    .option('--expires <iso>', 'expiry date-time (ISO 8601), or none');
+}
+
+function policyFrom(o: Record<string, unknown>): Record<string, unknown> {
+  const map: Record<string, string> = {
+    name: 'name', scopes: 'scopes', cidrs: 'allowedCidrs', countries: 'allowedCountries', blockedPrefixes: 'blockedPrefixes',
+    cps: 'callsPerSecond', burst: 'cpsBurst', maxConcurrent: 'maxConcurrentCalls', budget: 'budget',
+    maxDuration: 'maxCallDurationSec', callerIds: 'callerIds', requireTls: 'requireTls',
+  };
+  const out: Record<string, unknown> = {};
+  for (const [flag, field] of Object.entries(map)) if (o[flag] !== undefined) out[field] = o[flag];
+  if (o.role !== undefined) out.role = o.role === 'none' ? null : o.role;
+  if (o.expires !== undefined) out.expiresAt = o.expires === 'none' ? null : o.expires;
+  return out;
+}
+
+const KEY_COLUMNS = ['id', 'name', 'mode', 'status', 'role', 'hint', 'scopes', 'callsPerSecond', 'maxConcurrentCalls', 'lastUsedAt'];
+
+function describeKey(k: KeyRecord): string {
+  const lines = Object.entries(k).map(([f, v]) => `${f.padEnd(20)} ${v === null ? '-' : Array.isArray(v) ? v.join(', ') || '-' : typeof v === 'object' ? JSON.stringify(v) : String(v)}`);
+  return lines.join('\n');
+}
+
+export function buildProgram(): Command {
+  const program = new Command('tollgate')
+    .description('tollgate: a voice gateway for AI agents, where every call is authorised, limited and metered by an API key')
+    .version(VERSION)
+    .option('-c, --config <file>', 'YAML config file layered over config/default.yaml (also TOLLGATE_CONFIG)')
+    .option('--json', 'machine-readable JSON output')
+    .showHelpAfterError()
+    .exitOverride();
+
+  const g = (): GlobalOpts => program.opts<GlobalOpts>();
+  const config = (overrides?: Record<string, unknown>): Config => loadConfig({ configFile: g().config, overrides });
+
+  /** Runs a one-shot command against the configured store, and always closes it. */
+  async function withGateway<T>(fn: (gw: Gateway) => Promise<T>): Promise<T> {
+    const cfg = config();
+    const gw = await buildGateway(cfg, { purpose: 'command', logger: createLogger({ level: 'warn', destination: pino.destination(2) }) });
+    try {
+      return await fn(gw);
+    } finally {
+      await gw.close();
+    }
+  }
+
+  program
+    .command('serve')
+    .description('run the gateway (REST API now; SIP and media as they land)')
+    .option('--host <host>', 'HTTP listen address (default from config: 127.0.0.1)')
+    .option('--port <port>', 'HTTP port (0 = any free port)', num)
+    .action(async (o: { host?: string; port?: number }) => {
+      const overrides: Record<string, unknown> = {};
+      if (o.host !== undefined || o.port !== undefined) overrides.http = { ...(o.host !== undefined ? { host: o.host } : {}), ...(o.port !== undefined ? { port: o.port } : {}) };
+      await serve(config(overrides));
+    });
+
+  const keys = program.command('keys').description('create and manage API keys');
+  withPolicyOptions(
+    keys
+      .command('create')
+      .description('create a key; its secret is printed once and never stored')
+      .addOption(new Option('--mode <mode>', 'live or test').choices(['live', 'test']).default('live')),
+  ).action(async (o: Record<string, unknown>) => {
+    await withGateway(async (gw) => {
+      const { key, secret } = await gw.keys.create({ ...policyFrom(o), mode: o.mode as 'live' | 'test', name: (o.name as string | undefined) ?? '' }, actor());
+      makeOut(!!g().json).print(
+        `${describeKey(key)}\n\nsecret               ${secret}\n\nStore the secret now: tollgate keeps only its hash and cannot show it again.`,
+        { key, secret },
+      );
+    });
+  });
+
+  keys
+    .command('list')
+    .description('list keys')
+    .addOption(new Option('--status <status>').choices(['active', 'expired', 'revoked', 'quarantined']))
+    .addOption(new Option('--mode <mode>').choices(['live', 'test']))
+    .option('--limit <n>', 'at most this many', num, 100)
+    .option('--after <id>', 'continue after this key id')
+    .action(async (o: { status?: KeyRecord['status']; mode?: KeyRecord['mode']; limit: number; after?: string }) => {
+      await withGateway(async (gw) => {
+        const rows = await gw.keys.list(o);
+        makeOut(!!g().json).print(table(rows as unknown as Record<string, unknown>[], KEY_COLUMNS), { keys: rows });
+      });
+    });
+
+  keys
+    .command('show <id>')
+    .description('show one key')
+    .action(async (id: string) => {
+      await withGateway(async (gw) => {
+        const k = await gw.keys.require(id);
+        makeOut(!!g().json).print(describeKey(k), { key: k });
+      });
+    });
+
+  withPolicyOptions(keys.command('update <id>').description('change a key\'s policy')).action(async (id: string, o: Record<string, unknown>) => {
+    await withGateway(async (gw) => {
+      const k = await gw.keys.update(id, policyFrom(o), actor());
+      makeOut(!!g().json).print(describeKey(k), { key: k });
+    });
+  });
+
+  keys
+    .command('rotate <id>')
+    .description('issue a new secret; the old one keeps working for the grace period')
+    .option('--grace <sec>', 'seconds the old secret keeps working (default keys.rotationGraceSec; 0 = stop now)', num)
+    .action(async (id: string, o: { grace?: number }) => {
+      await withGateway(async (gw) => {
+        if (o.grace !== undefined && (!Number.isInteger(o.grace) || o.grace < 0)) throw new TollgateError('VALIDATION_FAILED', 'grace: must be a whole number of seconds, 0 or more');
+        const r = await gw.keys.rotate(id, o.grace, actor());
+        makeOut(!!g().json).print(
+          `key ${r.key.id} rotated\nnew secret           ${r.secret}\nold secret ends      ${r.oldSecretsExpireAt}\n\nStore the new secret now: it is not shown again.`,
+          { key: r.key, secret: r.secret, oldSecretsExpireAt: r.oldSecretsExpireAt },
+        );
+      });
+    });
+
+  keys
+    .command('revoke <id>')
+    .description('revoke a key at once, everywhere')
+    .option('--reason <text>', 'why (kept in the audit log)')
+    .action(async (id: string, o: { reason?: string }) => {
+      await withGateway(async (gw) => {
+        const k = await gw.keys.revoke(id, o.reason, actor());
+        makeOut(!!g().json).print(`key ${k.id} revoked at ${k.revokedAt ?? '-'}`, { key: k });
+      });
+    });
+
+  program
+    .command('tokens')
+    .description('short-lived single-use tokens for client apps')
+    .command('mint')
+    .description('mint a token for a key that holds tokens:mint')
+    .requiredOption('--key-id <id>', 'the parent key')
+    .option('--scopes <list>', 'a subset of the parent\'s scopes', list)
+    .option('--ttl <sec>', 'lifetime in seconds (default tokens.defaultTtlSec, at most tokens.maxTtlSec)', num)
+    .option('--call-id <id>', 'bind the token to one call')
+    .option('--destination <e164>', 'bind the token to one destination number')
+    .action(async (o: { keyId: string; scopes?: string[]; ttl?: number; callId?: string; destination?: string }) => {
+      await withGateway(async (gw) => {
+        const parent = await gw.keys.require(o.keyId);
+        const v = await gw.policy.authorize({
+          principal: keyPrincipal(parent),
+          action: 'api',
+          scope: 'tokens:mint',
+          sourceIp: '127.0.0.1',
+        });
+        if (!v.ok) throw new TollgateError(v.code, v.message);
+        const { token, claims } = await gw.tokens.mint(parent, {
+          ...(o.scopes ? { scopes: o.scopes as never } : {}),
+          ...(o.ttl !== undefined ? { ttlSec: o.ttl } : {}),
+          ...(o.callId ? { callId: o.callId } : {}),
+          ...(o.destination ? { destination: o.destination } : {}),
+        });
+        await gw.audit.append({ actor: actor(), action: 'token.minted', target: parent.id, details: { jti: claims.jti, scopes: claims.scopes, expiresAt: claims.expiresAt } });
+        makeOut(!!g().json).print(`${token}\n(expires ${claims.expiresAt}; single use)`, { token, ...claims });
+      });
+    });
+
+  const audit = program.command('audit').description('the tamper-evident audit log');
+  audit
+    .command('list')
+    .description('newest entries first')
+    .option('--limit <n>', 'at most this many', num, 50)
+    .option('--target <id>', 'entries about one key')
+    .action(async (o: { limit: number; target?: string }) => {
+      await withGateway(async (gw) => {
+        const entries = await gw.audit.list({ limit: o.limit, target: o.target, descending: true });
+        makeOut(!!g().json).print(table(entries as unknown as Record<string, unknown>[], ['seq', 'ts', 'actor', 'action', 'target', 'details']), { entries });
+      });
+    });
+  audit
+    .command('verify')
+    .description('check the whole hash chain; names the first entry edited, deleted or reordered')
+    .action(async () => {
+      await withGateway(async (gw) => {
+        const v = await gw.audit.verify();
+        makeOut(!!g().json).print(
+          v.ok ? `audit chain intact: ${v.entries} entries, head ${v.headSeq} ${v.headHash}` : `audit chain BROKEN at entry ${v.seq}: ${v.message}`,
+          v,
+        );
+        if (!v.ok) process.exitCode = EXIT.FAILED;
+      });
+    });
+
+  program
+    .command('scan [paths...]')
+    .description('find tollgate keys in files or git history (prefix + checksum); exits 1 when it finds one')
+    .option('--git', 'scan every commit of the repository in the current directory')
+    .option('--staged', 'scan what is staged for commit (for a pre-commit hook)')
+    .option('--quarantine', 'quarantine every found key that exists in the configured store')
+    .action(async (paths: string[], o: { git?: boolean; staged?: boolean; quarantine?: boolean }) => {
+      const findings: Finding[] = [];
+      const errors: string[] = [];
+      const git = async (mode: 'history' | 'staged'): Promise<Finding[]> => {
+        try {
+          return await scanGit(process.cwd(), mode);
+        } catch (err) {
+          throw new TollgateError('SCAN_FAILED', (err as Error).message, { cause: err });
+        }
+      };
+      if (o.git) findings.push(...(await git('history')));
+      if (o.staged) findings.push(...(await git('staged')));
+      if (paths.length > 0 || (!o.git && !o.staged)) {
+        findings.push(...(await scanPaths(paths.length ? paths : ['.'], (p, err) => errors.push(`${p}: ${(err as NodeJS.ErrnoException).code ?? 'unreadable'}`))));
+      }
+      const quarantined: string[] = [];
+      if (o.quarantine && findings.length > 0) {
+        await withGateway(async (gw) => {
+          for (const f of findings) {
+            const s = await gw.store.findSecretByHash(hashSecret(gw.config.secrets.pepper, f.secret));
+            if (s && !quarantined.includes(s.keyId)) {
+              await gw.keys.quarantine(s.keyId, `found by scan in ${f.commit ? `${f.commit.slice(0, 12)}:` : ''}${f.file}:${f.line}`, actor());
+              quarantined.push(s.keyId);
+            }
+          }
+        });
+      }
+      const shown = findings.map(({ secret: _secret, ...rest }) => rest);
+      const human = shown.length === 0
+        ? 'no tollgate keys found'
+        : shown.map((f) => `${f.commit ? f.commit.slice(0, 12) + ':' : ''}${f.file}:${f.line}:${f.column}: ${f.mode} key ${f.hint}`).join('\n') +
+          `\n${shown.length} key(s) found` + (quarantined.length ? `; quarantined ${quarantined.join(', ')}` : '');
+      makeOut(!!g().json).print(human, { findings: shown, quarantined, errors });
+      for (const e of errors) process.stderr.write(`tollgate scan: cannot read ${e}\n`);
+      if (findings.length > 0) process.exitCode = EXIT.FAILED;
+    });
+
+  return program;
+}
+
+async function serve(config: Config): Promise<void> {
+  const gw = await buildGateway(config, { purpose: 'serve' });
+  const http = buildHttpServer(gw);
+  await http.app.listen({ host: config.http.host, port: config.http.port });
+  const addr = http.app.server.address();
+  const port = typeof addr === 'object' && addr ? addr.port : config.http.port;
+  const hostForUrl = config.http.host.includes(':') ? `[${config.http.host}]` : config.http.host;
+  const base = `http://${hostForUrl}:${port}`;
+  gw.log.info({ url: base, store: config.store.driver, counters: config.counters.driver, dataDir: config.dataDir }, 'tollgate listening');
+  const keyCount = await gw.store.countKeys();
+  process.stderr.write(
+    [
+      '',
+      `tollgate ${VERSION} is running: REST API on ${base} (store: ${config.store.driver}, counters: ${config.counters.driver})`,
+      `  health:  curl ${base}/readyz`,
+      `  API doc: ${base}/openapi.json`,
+      keyCount === 0
+        ? '  next:    create your first admin key in another terminal:\n           npm run tollgate -- keys create --name admin --role admin'
+        : `  keys:    ${keyCount} in the store; list them with: npm run tollgate -- keys list`,
+      '  stop:    Ctrl-C (drains, then exits)',
+      '',
+    ].join('\n') + '\n',
+  );
+
+  let stopping = false;
+  const stop = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    gw.log.info({ signal }, 'draining');
+    http.drain();
+    const deadline = setTimeout(() => {
+      gw.log.error('drain deadline passed; exiting');
+      process.exit(1);
+    }, 10_000);
+    deadline.unref();
+    void (async () => {
+      await http.app.close();
+      await gw.close();
+      gw.log.info('stopped');
+      clearTimeout(deadline);
+      process.exitCode = 0;
+    })();
+  };
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram();
+  try {
+    await program.parseAsync(argv);
+    return typeof process.exitCode === 'number' ? process.exitCode : EXIT.OK;
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.code === 'commander.help') return EXIT.OK;
+      return EXIT.USAGE;
+    }
+    return reportError(err, !!program.opts<GlobalOpts>().json);
+  }
+}
+
+const isEntry = process.argv[1] !== undefined && /cli[\\/]index\.(ts|js)$/.test(process.argv[1]);
+if (isEntry) {
+  void main(process.argv).then((code) => {
+    process.exitCode = code;
+  });
+}

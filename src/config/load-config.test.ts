@@ -1,0 +1,232 @@
+import { describe, it, expect, beforeEach, afterEach } from 'vitest';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ConfigError } from '../errors/index.js';
+import { loadConfig } from './load-config.js';
+
+let dir: string;
+
+beforeEach(() => {
+  dir = mkdtempSync(join(tmpdir(), 'tollgate-config-'));
+});
+
+afterEach(() => {
+  rmSync(dir, { recursive: true, force: true });
+});
+
+/** Environment that keeps everything (data, generated secrets) inside the temp dir. */
+const env = (extra: Record<string, string> = {}): NodeJS.ProcessEnv => ({ TOLLGATE_DATA_DIR: dir, ...extra });
+
+function configError(fn: () => unknown): ConfigError {
+  try {
+    fn();
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    return err as ConfigError;
+  }
+  throw new Error('expected a ConfigError, but nothing was thrown');
+}
+
+describe('loadConfig defaults', () => {
+  it('loads the defaults: port 8080, the sqlite store under the data dir', () => {
+    const c = loadConfig({ env: env(), cwd: dir });
+    expect(c.http.port).toBe(8080);
+    expect(c.store.driver).toBe('sqlite');
+    expect(c.dataDir).toBe(dir);
+    expect(c.store.sqlite.path).toBe(join(dir, 'tollgate.db'));
+    expect(c.keys.defaults.allowedCountries).toEqual(['US', 'CA']);
+  });
+
+  it('resolves the default relative data dir against cwd', () => {
+    const c = loadConfig({ env: {}, cwd: dir });
+    expect(c.dataDir).toBe(join(dir, 'data'));
+    expect(c.store.sqlite.path).toBe(join(dir, 'data', 'tollgate.db'));
+  });
+
+  it('generates secrets under <dataDir>/secrets with mode 0600 and reuses them on the next load', () => {
+    const first = loadConfig({ env: env(), cwd: dir });
+    const secretsDir = join(dir, 'secrets');
+    for (const name of ['pepper', 'master-key', 'token-signing-key.pem']) {
+      const p = join(secretsDir, name);
+      expect(existsSync(p)).toBe(true);
+      expect(statSync(p).mode & 0o777).toBe(0o600);
+    }
+    expect(first.secrets.masterKey).toHaveLength(32);
+    expect(first.secrets.pepper.toString('utf8')).toBe(readFileSync(join(secretsDir, 'pepper'), 'utf8').trim());
+    expect(first.secrets.tokenSigningKey).toContain('BEGIN PRIVATE KEY');
+
+    const second = loadConfig({ env: env(), cwd: dir });
+    expect(second.secrets.pepper.equals(first.secrets.pepper)).toBe(true);
+    expect(second.secrets.masterKey.equals(first.secrets.masterKey)).toBe(true);
+    expect(second.secrets.tokenSigningKey).toBe(first.secrets.tokenSigningKey);
+  });
+
+  it('generates different secrets for a different data dir', () => {
+    const other = mkdtempSync(join(tmpdir(), 'tollgate-config-other-'));
+    try {
+      const a = loadConfig({ env: env(), cwd: dir });
+      const b = loadConfig({ env: { TOLLGATE_DATA_DIR: other }, cwd: dir });
+      expect(b.secrets.pepper.equals(a.secrets.pepper)).toBe(false);
+    } finally {
+      rmSync(other, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('loadConfig overrides', () => {
+  it('TOLLGATE_HTTP__PORT=9090 sets http.port to the number 9090', () => {
+    expect(loadConfig({ env: env({ TOLLGATE_HTTP__PORT: '9090' }), cwd: dir }).http.port).toBe(9090);
+  });
+
+  it('a flow list in an env var becomes an array', () => {
+    const c = loadConfig({ env: env({ TOLLGATE_KEYS__DEFAULTS__ALLOWED_COUNTRIES: '[GB, FR]' }), cwd: dir });
+    expect(c.keys.defaults.allowedCountries).toEqual(['GB', 'FR']);
+  });
+
+  it('a --config YAML file overrides the defaults, and env vars override the file', () => {
+    writeFileSync(join(dir, 'tollgate.yaml'), 'http:\n  port: 7070\n  host: 0.0.0.0\nsip:\n  realm: example.org\n');
+    const c = loadConfig({ configFile: 'tollgate.yaml', env: env(), cwd: dir });
+    expect(c.http.port).toBe(7070);
+    expect(c.http.host).toBe('0.0.0.0');
+    expect(c.sip.realm).toBe('example.org');
+    expect(c.http.bodyLimitBytes).toBe(65536);
+    expect(c.configFiles).toContain(join(dir, 'tollgate.yaml'));
+
+    const withEnv = loadConfig({ configFile: 'tollgate.yaml', env: env({ TOLLGATE_HTTP__PORT: '9191' }), cwd: dir });
+    expect(withEnv.http.port).toBe(9191);
+  });
+
+  it('a *_FILE env var reads the secret from that file (trimmed)', () => {
+    const pepperFile = join(dir, 'pepper.txt');
+    writeFileSync(pepperFile, 'a-pepper-from-a-file-0123456789\n');
+    const c = loadConfig({ env: env({ TOLLGATE_SECRETS__PEPPER_FILE: pepperFile }), cwd: dir });
+    expect(c.secrets.pepper.toString('utf8')).toBe('a-pepper-from-a-file-0123456789');
+    expect(existsSync(join(dir, 'secrets', 'pepper'))).toBe(false);
+  });
+
+  it('a *_FILE env var naming a missing file is a ConfigError naming the field', () => {
+    const e = configError(() => loadConfig({ env: env({ TOLLGATE_SECRETS__PEPPER_FILE: join(dir, 'nope') }), cwd: dir }));
+    expect(e.message).toContain('secrets.pepperFile');
+    const other = configError(() => loadConfig({ env: env({ TOLLGATE_SIP__REALM_FILE: join(dir, 'nope') }), cwd: dir }));
+    expect(other.message).toContain('TOLLGATE_SIP__REALM_FILE');
+  });
+
+  it('TOLLGATE_TLS__CERT_FILE and _KEY_FILE set the certificate paths, not their contents', () => {
+    writeFileSync(join(dir, 'c.pem'), 'CERT');
+    writeFileSync(join(dir, 'k.pem'), 'KEY');
+    const c = loadConfig({ env: env({ TOLLGATE_TLS__CERT_FILE: join(dir, 'c.pem'), TOLLGATE_TLS__KEY_FILE: join(dir, 'k.pem') }), cwd: dir });
+    expect(c.tls.certFile).toBe(join(dir, 'c.pem'));
+    expect(c.tls.keyFile).toBe(join(dir, 'k.pem'));
+  });
+
+  it('a *_FILE env var for a plain field reads the file into the field', () => {
+    writeFileSync(join(dir, 'realm.txt'), 'carrier.example\n');
+    expect(loadConfig({ env: env({ TOLLGATE_SIP__REALM_FILE: join(dir, 'realm.txt') }), cwd: dir }).sip.realm).toBe('carrier.example');
+  });
+
+  it('an unknown top-level setting is refused', () => {
+    expect(configError(() => loadConfig({ env: env({ TOLLGATE_HTPP__PORT: '1' }), cwd: dir })).message).toContain('htpp');
+  });
+});
+
+describe('loadConfig validation', () => {
+  it('rejects http.port=70000 naming http.port', () => {
+    const e = configError(() => loadConfig({ env: env({ TOLLGATE_HTTP__PORT: '70000' }), cwd: dir }));
+    expect(e.message).toContain('http.port');
+    expect(e.code).toBe('CONFIG_INVALID');
+  });
+
+  it('rejects store.driver=mysql naming store.driver', () => {
+    const e = configError(() => loadConfig({ env: env({ TOLLGATE_STORE__DRIVER: 'mysql' }), cwd: dir }));
+    expect(e.message).toContain('store.driver');
+  });
+
+  it('rejects an unknown key http.prot, naming it', () => {
+    const e = configError(() => loadConfig({ env: env({ TOLLGATE_HTTP__PROT: '9090' }), cwd: dir }));
+    expect(e.message).toMatch(/http/);
+    expect(e.message).toContain('prot');
+  });
+
+  it('rejects an unknown key in a config file', () => {
+    writeFileSync(join(dir, 'bad.yaml'), 'http:\n  prot: 9090\n');
+    const e = configError(() => loadConfig({ configFile: 'bad.yaml', env: env(), cwd: dir }));
+    expect(e.message).toContain('prot');
+  });
+
+  it('rejects tokens.defaultTtlSec above tokens.maxTtlSec', () => {
+    const e = configError(() =>
+      loadConfig({ env: env({ TOLLGATE_TOKENS__DEFAULT_TTL_SEC: '600', TOLLGATE_TOKENS__MAX_TTL_SEC: '300' }), cwd: dir }),
+    );
+    expect(e.message).toContain('tokens.defaultTtlSec');
+  });
+
+  it('rejects store.driver=postgres without a url', () => {
+    const e = configError(() => loadConfig({ env: env({ TOLLGATE_STORE__DRIVER: 'postgres' }), cwd: dir }));
+    expect(e.message).toContain('store.postgres.url');
+  });
+
+  it('accepts store.driver=postgres with a url', () => {
+    const c = loadConfig({ env: env({ TOLLGATE_STORE__DRIVER: 'postgres', TOLLGATE_STORE__POSTGRES__URL: 'postgres://u@db/tollgate' }), cwd: dir });
+    expect(c.store.driver).toBe('postgres');
+    expect(c.store.postgres.url).toBe('postgres://u@db/tollgate');
+  });
+
+  it('rejects tls.certFile without tls.keyFile, naming tls.keyFile', () => {
+    // Set through a config file: an env var ending in _FILE is read as a secret file instead.
+    writeFileSync(join(dir, 'tls.yaml'), `tls:\n  certFile: ${JSON.stringify(join(dir, 'cert.pem'))}\n`);
+    const e = configError(() => loadConfig({ configFile: 'tls.yaml', env: env(), cwd: dir }));
+    expect(e.message).toContain('tls.keyFile');
+  });
+
+  it('accepts tls.certFile and tls.keyFile together, resolved against cwd', () => {
+    writeFileSync(join(dir, 'tls.yaml'), 'tls:\n  certFile: certs/cert.pem\n  keyFile: certs/key.pem\n');
+    const c = loadConfig({ configFile: 'tls.yaml', env: env(), cwd: dir });
+    expect(c.tls.certFile).toBe(join(dir, 'certs', 'cert.pem'));
+    expect(c.tls.keyFile).toBe(join(dir, 'certs', 'key.pem'));
+  });
+
+  it('rejects secrets.autoGenerate=false when no secrets are given, and generates nothing', () => {
+    const e = configError(() => loadConfig({ env: env({ TOLLGATE_SECRETS__AUTO_GENERATE: 'false' }), cwd: dir }));
+    expect(e.message).toContain('secrets.pepper');
+    expect(existsSync(join(dir, 'secrets'))).toBe(false);
+  });
+
+  it('rejects a master key that is not 32 bytes', () => {
+    const e = configError(() =>
+      loadConfig({ env: env({ TOLLGATE_SECRETS__MASTER_KEY: Buffer.alloc(16, 7).toString('base64') }), cwd: dir }),
+    );
+    expect(e.message).toContain('secrets.masterKey');
+  });
+
+  it('accepts a given 32-byte master key as is', () => {
+    const key = Buffer.alloc(32, 9);
+    const c = loadConfig({ env: env({ TOLLGATE_SECRETS__MASTER_KEY: key.toString('base64') }), cwd: dir });
+    expect(c.secrets.masterKey.equals(key)).toBe(true);
+    expect(existsSync(join(dir, 'secrets', 'master-key'))).toBe(false);
+  });
+
+  it('rejects a pepper shorter than 16 characters', () => {
+    const e = configError(() => loadConfig({ env: env({ TOLLGATE_SECRETS__PEPPER: 'short' }), cwd: dir }));
+    expect(e.message).toContain('secrets.pepper');
+  });
+});
+
+describe('loadConfig result', () => {
+  it('is deeply frozen: assignments throw', () => {
+    const c = loadConfig({ env: env(), cwd: dir });
+    expect(Object.isFrozen(c)).toBe(true);
+    expect(Object.isFrozen(c.http)).toBe(true);
+    expect(Object.isFrozen(c.keys.defaults.allowedCountries)).toBe(true);
+    expect(() => {
+      (c.http as { port: number }).port = 1;
+    }).toThrow(TypeError);
+    expect(() => {
+      (c as { dataDir: string }).dataDir = '/elsewhere';
+    }).toThrow(TypeError);
+    expect(() => {
+      c.keys.defaults.allowedCountries.push('DE');
+    }).toThrow(TypeError);
+    expect(c.http.port).toBe(8080);
+  });
+});

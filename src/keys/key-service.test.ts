@@ -1,0 +1,180 @@
+import { describe, it, expect, beforeEach, afterEach } from 'vitest';
+import { inMemoryServices } from '../testing/fixtures.js';
+import { computeHa1 } from './secret-crypto.js';
+
+type Services = Awaited<ReturnType<typeof inMemoryServices>>;
+
+describe('KeyService', () => {
+  let now = Date.parse('2026-06-01T12:00:00.000Z');
+  let s: Services;
+  beforeEach(async () => {
+    now = Date.parse('2026-06-01T12:00:00.000Z');
+    s = await inMemoryServices({ clock: () => now });
+  });
+  afterEach(async () => {
+    await s.close();
+  });
+
+  it('creates a key with config defaults and verifies its secret', async () => {
+    const { key, secret } = await s.keys.create({ name: 'agent' }, 'cli:test');
+    expect(key).toMatchObject({ status: 'active', mode: 'live', scopes: ['calls:inbound', 'calls:outbound', 'usage:read'], allowedCountries: ['US', 'CA'], createdBy: 'cli:test' });
+    expect(await s.keys.verify(secret)).toMatchObject({ ok: true, key: { id: key.id } });
+  });
+
+  it('stores no secret in clear: only its HMAC and sealed HA1 values', async () => {
+    const { key, secret } = await s.keys.create({ name: 'agent' }, 'test');
+    const [stored] = await s.store.listLiveSecrets(key.id, new Date(now).toISOString());
+    const row = JSON.stringify(stored);
+    expect(row).not.toContain(secret);
+    expect(row).not.toContain(computeHa1('MD5', key.id, 'tollgate', secret));
+    expect(row).not.toContain(computeHa1('SHA-256', key.id, 'tollgate', secret));
+  });
+
+  it('opens the SIP digest HA1 values (username = key id, realm-bound)', async () => {
+    const { key, secret } = await s.keys.create({ name: 'trunk' }, 'test');
+    expect(await s.keys.digestHa1(key.id, 'MD5')).toEqual([computeHa1('MD5', key.id, 'tollgate', secret)]);
+    expect(await s.keys.digestHa1(key.id, 'SHA-256')).toEqual([computeHa1('SHA-256', key.id, 'tollgate', secret)]);
+  });
+
+  it('refuses malformed, bad-checksum and unknown secrets with the same code', async () => {
+    const { secret } = await s.keys.create({ name: 'agent' }, 'test');
+    const flipped = secret.slice(0, 20) + (secret[20] === 'a' ? 'b' : 'a') + secret.slice(21);
+    for (const bad of ['', 'nope', flipped, secret + 'x', 'tg_live_' + 'a'.repeat(49)]) {
+      expect(await s.keys.verify(bad)).toEqual({ ok: false, code: 'UNAUTHENTICATED' });
+    }
+  });
+
+  it('revocation is refused by the very next check, even when cached', async () => {
+    const { key, secret } = await s.keys.create({ name: 'agent' }, 'test');
+    expect((await s.keys.verify(secret)).ok).toBe(true); // now cached
+    await s.keys.revoke(key.id, 'leaked', 'test');
+    expect(await s.keys.verify(secret)).toEqual({ ok: false, code: 'KEY_REVOKED', keyId: key.id });
+  });
+
+  it('a revocation published by another node drops this node\'s cache entry', async () => {
+    const { key, secret } = await s.keys.create({ name: 'agent' }, 'test');
+    expect((await s.keys.verify(secret)).ok).toBe(true);
+    // Another node writes the revocation to the shared store and publishes it.
+    await s.store.updateKey(key.id, { status: 'revoked' }, new Date(now).toISOString());
+    expect((await s.keys.verify(secret)).ok).toBe(true); // stale cache until told
+    await s.bus.publish(key.id);
+    expect((await s.keys.verify(secret)).ok).toBe(false);
+  });
+
+  it('rotation overlaps the secrets for the grace period', async () => {
+    const { key, secret: old } = await s.keys.create({ name: 'agent' }, 'test');
+    const r = await s.keys.rotate(key.id, 60, 'test');
+    expect(r.oldSecretsExpireAt).toBe('2026-06-01T12:01:00.000Z');
+    expect((await s.keys.verify(old)).ok).toBe(true);
+    expect((await s.keys.verify(r.secret)).ok).toBe(true);
+    expect(await s.keys.digestHa1(key.id, 'MD5')).toHaveLength(2);
+    now += 60_000;
+    expect(await s.keys.verify(old)).toMatchObject({ ok: false, code: 'KEY_EXPIRED' });
+    expect((await s.keys.verify(r.secret)).ok).toBe(true);
+    expect(await s.keys.digestHa1(key.id, 'MD5')).toHaveLength(1);
+  });
+
+  it('a quarantined key is refused, and rotating it ends the quarantine with no grace', async () => {
+    const { key, secret } = await s.keys.create({ name: 'agent' }, 'test');
+    await s.keys.quarantine(key.id, 'found in a public repo', 'scan');
+    expect(await s.keys.verify(secret)).toMatchObject({ ok: false, code: 'KEY_QUARANTINED' });
+    const r = await s.keys.rotate(key.id, 3600, 'test');
+    expect(r.key.status).toBe('active');
+    expect((await s.keys.verify(r.secret)).ok).toBe(true);
+    expect(await s.keys.verify(secret)).toMatchObject({ ok: false, code: 'KEY_EXPIRED' });
+  });
+
+  it('a key past its expiry is refused', async () => {
+    const { secret } = await s.keys.create({ name: 'agent', expiresAt: '2026-06-01T12:00:30.000Z' }, 'test');
+    expect((await s.keys.verify(secret)).ok).toBe(true);
+    now += 30_000;
+    expect(await s.keys.verify(secret)).toMatchObject({ ok: false, code: 'KEY_EXPIRED' });
+  });
+
+  it('rejects invalid policy with the field named', async () => {
+    await expect(s.keys.create({ name: 'x', allowedCountries: ['USA'] }, 'test')).rejects.toMatchObject({ code: 'VALIDATION_FAILED', details: { field: 'allowedCountries.0' } });
+    await expect(s.keys.create({ name: '' }, 'test')).rejects.toMatchObject({ details: { field: 'name' } });
+    const { key } = await s.keys.create({ name: 'x' }, 'test');
+    await expect(s.keys.update(key.id, {}, 'test')).rejects.toMatchObject({ code: 'VALIDATION_FAILED' });
+    await expect(s.keys.update(key.id, { callsPerSecond: -1 }, 'test')).rejects.toMatchObject({ details: { field: 'callsPerSecond' } });
+  });
+
+  it('audits create, update, rotate and revoke without the secret', async () => {
+    const { key, secret } = await s.keys.create({ name: 'agent' }, 'admin');
+    await s.keys.update(key.id, { callsPerSecond: 5 }, 'admin');
+    const r = await s.keys.rotate(key.id, 0, 'admin');
+    await s.keys.revoke(key.id, 'done', 'admin');
+    const entries = await s.audit.list({ limit: 10, target: key.id });
+    expect(entries.map((e) => e.action)).toEqual(['key.created', 'key.updated', 'key.rotated', 'key.revoked']);
+    const text = JSON.stringify(entries);
+    expect(text).not.toContain(secret);
+    expect(text).not.toContain(r.secret);
+    expect(await s.audit.verify()).toMatchObject({ ok: true, entries: 4 });
+  });
+});
+
+describe('TokenService', () => {
+  let now = Date.parse('2026-06-01T12:00:00.000Z');
+  let s: Services;
+  beforeEach(async () => {
+    now = Date.parse('2026-06-01T12:00:00.000Z');
+    s = await inMemoryServices({ clock: () => now });
+  });
+  afterEach(async () => {
+    await s.close();
+  });
+
+  it('a token is single use', async () => {
+    const { key } = await s.keys.create({ name: 'app', scopes: ['tokens:mint', 'calls:outbound'] }, 'test');
+    const { token } = await s.tokens.mint(key, {});
+    const first = await s.tokens.verify(token);
+    expect(first).toMatchObject({ ok: true, claims: { keyId: key.id, scopes: ['calls:outbound'] } });
+    expect(await s.tokens.verify(token)).toMatchObject({ ok: false, code: 'TOKEN_REPLAYED' });
+  });
+
+  it('defaults to a 60 s life and refuses more than an hour', async () => {
+    const { key } = await s.keys.create({ name: 'app', scopes: ['tokens:mint', 'calls:outbound'] }, 'test');
+    const { claims, token } = await s.tokens.mint(key, {});
+    expect(claims.expiresAt).toBe('2026-06-01T12:01:00.000Z');
+    now += 60_000;
+    expect(await s.tokens.verify(token)).toMatchObject({ ok: false, code: 'TOKEN_INVALID' });
+    await expect(s.tokens.mint(key, { ttlSec: 3601 })).rejects.toMatchObject({ code: 'VALIDATION_FAILED' });
+  });
+
+  it('never delegates tokens:mint or keys:admin, nor a scope the parent lacks', async () => {
+    const { key } = await s.keys.create({ name: 'admin', role: 'admin' }, 'test');
+    const { claims } = await s.tokens.mint(key, {});
+    expect(claims.scopes).not.toContain('tokens:mint');
+    expect(claims.scopes).not.toContain('keys:admin');
+    await expect(s.tokens.mint(key, { scopes: ['keys:admin'] })).rejects.toMatchObject({ code: 'SCOPE_NOT_GRANTED' });
+    const { key: small } = await s.keys.create({ name: 'small', scopes: ['tokens:mint', 'usage:read'] }, 'test');
+    await expect(s.tokens.mint(small, { scopes: ['calls:outbound'] })).rejects.toMatchObject({ code: 'SCOPE_NOT_GRANTED' });
+  });
+
+  it('dies with its parent key, and loses scopes the parent lost', async () => {
+    const { key } = await s.keys.create({ name: 'app', scopes: ['tokens:mint', 'calls:outbound', 'usage:read'] }, 'test');
+    const a = await s.tokens.mint(key, {});
+    await s.keys.update(key.id, { scopes: ['tokens:mint', 'usage:read'] }, 'test');
+    expect(await s.tokens.verify(a.token)).toMatchObject({ ok: true, claims: { scopes: ['usage:read'] } });
+    const b = await s.tokens.mint((await s.keys.get(key.id))!, {});
+    await s.keys.revoke(key.id, undefined, 'test');
+    expect(await s.tokens.verify(b.token)).toMatchObject({ ok: false, code: 'KEY_REVOKED' });
+  });
+
+  it('refuses a token signed by another key or altered', async () => {
+    const other = await inMemoryServices({ clock: () => now });
+    const { key } = await other.keys.create({ name: 'app', scopes: ['tokens:mint', 'calls:outbound'] }, 'test');
+    const { token } = await other.tokens.mint(key, {});
+    await other.close();
+    expect(await s.tokens.verify(token)).toMatchObject({ ok: false, code: 'TOKEN_INVALID' });
+    expect(await s.tokens.verify(token.slice(0, -2) + 'AA')).toMatchObject({ ok: false, code: 'TOKEN_INVALID' });
+    expect(await s.tokens.verify('eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.')).toMatchObject({ ok: false, code: 'TOKEN_INVALID' });
+  });
+
+  it('carries its call and destination binding', async () => {
+    const { key } = await s.keys.create({ name: 'app', scopes: ['tokens:mint', 'calls:outbound'] }, 'test');
+    const { token } = await s.tokens.mint(key, { callId: 'call-42', destination: '+14155550100' });
+    expect(await s.tokens.verify(token)).toMatchObject({ ok: true, claims: { callId: 'call-42', destination: '+14155550100' } });
+    await expect(s.tokens.mint(key, { destination: '555' })).rejects.toMatchObject({ details: { field: 'destination' } });
+  });
+});

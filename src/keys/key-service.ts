@@ -1,0 +1,284 @@
+import type { Logger } from 'pino';
+import { TollgateError } from '../errors/index.js';
+import type { AuditLog } from '../audit/audit-log.js';
+import type { RevocationBus } from '../policy/counters.js';
+import type { KeyListFilter, Store } from '../store/store.js';
+import { LruCache } from '../util/lru-cache.js';
+import { systemClock, toIso, type Clock } from '../util/time.js';
+import { generateKeySecret, keyHint, newId, parseKeySecret } from './key-format.js';
+import type { KeyPatch, KeyRecord, SecretRecord } from './key-record.js';
+import { keyCreateSchema, keyUpdateSchema, describeZodError, type KeyCreateInput, type KeyUpdateInput } from './key-input.js';
+import { computeHa1, digestsEqual, hashSecret, open, seal } from './secret-crypto.js';
+import type { Scope } from './scopes.js';
+
+export interface KeyServiceOptions {
+  pepper: Buffer;
+  masterKey: Buffer;
+  realm: string;
+  rotationGraceSec: number;
+  cache: { maxEntries: number; ttlMs: number };
+  defaults: {
+    scopes: readonly Scope[];
+    callsPerSecond: number;
+    cpsBurst: number;
+    maxConcurrentCalls: number;
+    maxCallDurationSec: number;
+    allowedCountries: readonly string[];
+  };
+}
+
+export type VerifyFailure = 'UNAUTHENTICATED' | 'KEY_REVOKED' | 'KEY_EXPIRED' | 'KEY_QUARANTINED';
+export type VerifyResult =
+  | { readonly ok: true; readonly key: KeyRecord; readonly secretId: string }
+  | { readonly ok: false; readonly code: VerifyFailure; readonly keyId?: string };
+
+interface CacheEntry {
+  readonly secret: SecretRecord | null;
+  readonly key: KeyRecord | null;
+}
+
+/** Writes of last_used_at are throttled to one per key per minute. */
+const LAST_USED_INTERVAL_MS = 60_000;
+
+/**
+ * Creates, verifies, rotates and revokes API keys. The secret exists in clear only in the
+ * value returned by create/rotate; the store keeps HMAC-SHA256(pepper, secret) and AES-GCM
+ * sealed digest HA1 values. Verification is cached (LRU + TTL) by secret hash; every change to
+ * a key is published on the revocation bus so every node's cache drops it at once.
+ */
+export class KeyService {
+  private readonly cache: LruCache<string, CacheEntry>;
+  private readonly lastUsedWritten = new LruCache<string, number>(100_000, LAST_USED_INTERVAL_MS);
+  private readonly unsubscribe: () => void;
+
+  constructor(
+    private readonly store: Store,
+    private readonly audit: AuditLog,
+    private readonly bus: RevocationBus,
+    private readonly opts: KeyServiceOptions,
+    private readonly log: Logger,
+    private readonly clock: Clock = systemClock,
+    private readonly onVerify: (result: string) => void = () => {},
+  ) {
+    this.cache = new LruCache(opts.cache.maxEntries, opts.cache.ttlMs, clock);
+    this.unsubscribe = bus.subscribe((keyId) => this.forget(keyId));
+  }
+
+  close(): void {
+    this.unsubscribe();
+    this.cache.clear();
+  }
+
+  /** Drops every cached entry of a key (called for local and remote changes). */
+  forget(keyId: string): void {
+    this.cache.deleteWhere((e) => e.key?.id === keyId);
+  }
+
+  private async changed(keyId: string): Promise<void> {
+    this.forget(keyId);
+    await this.bus.publish(keyId);
+  }
+
+  private makeSecret(keyId: string, secret: string, expiresAt: string | null): SecretRecord {
+    const id = newId('sec');
+    const { realm, masterKey, pepper } = this.opts;
+    return {
+      id,
+      keyId,
+      hash: hashSecret(pepper, secret),
+      ha1Md5: seal(masterKey, computeHa1('MD5', keyId, realm, secret), `${keyId}:${id}:MD5`),
+      ha1Sha256: seal(masterKey, computeHa1('SHA-256', keyId, realm, secret), `${keyId}:${id}:SHA-256`),
+      createdAt: toIso(this.clock()),
+      expiresAt,
+    };
+  }
+
+  async create(input: KeyCreateInput, actor: string): Promise<{ key: KeyRecord; secret: string }> {
+    const parsed = keyCreateSchema.safeParse(input);
+    if (!parsed.success) {
+      const d = describeZodError(parsed.error);
+      throw new TollgateError('VALIDATION_FAILED', d.message, { details: { field: d.field } });
+    }
+    const p = parsed.data;
+    const d = this.opts.defaults;
+    const now = toIso(this.clock());
+    const id = newId('key');
+    const secret = generateKeySecret(p.mode);
+    const key: KeyRecord = {
+      id,
+      name: p.name,
+      mode: p.mode,
+      status: 'active',
+      role: p.role ?? null,
+      scopes: p.scopes ?? (p.role ? [] : [...d.scopes]),
+      allowedCidrs: p.allowedCidrs ?? [],
+      allowedCountries: p.allowedCountries ?? [...d.allowedCountries],
+      blockedPrefixes: p.blockedPrefixes ?? [],
+      callsPerSecond: p.callsPerSecond ?? d.callsPerSecond,
+      cpsBurst: p.cpsBurst ?? d.cpsBurst,
+      maxConcurrentCalls: p.maxConcurrentCalls ?? d.maxConcurrentCalls,
+      budget: p.budget ?? null,
+      maxCallDurationSec: p.maxCallDurationSec ?? d.maxCallDurationSec,
+      callerIds: p.callerIds ?? [],
+      requireTls: p.requireTls ?? false,
+      hint: keyHint(secret),
+      expiresAt: p.expiresAt ?? null,
+      createdAt: now,
+      createdBy: actor,
+      updatedAt: now,
+      lastUsedAt: null,
+      revokedAt: null,
+    };
+    await this.store.insertKey(key, this.makeSecret(id, secret, null));
+    await this.audit.append({ actor, action: 'key.created', target: id, details: publicPolicy(key) });
+    this.log.info({ keyId: id, hint: key.hint, mode: key.mode, actor }, 'key created');
+    return { key, secret };
+  }
+
+  get(id: string): Promise<KeyRecord | null> {
+    return this.store.getKey(id);
+  }
+
+  async require(id: string): Promise<KeyRecord> {
+    const k = await this.store.getKey(id);
+    if (!k) throw new TollgateError('NOT_FOUND', `no key with id ${id}`);
+    return k;
+  }
+
+  list(filter: KeyListFilter): Promise<KeyRecord[]> {
+    return this.store.listKeys(filter);
+  }
+
+  async update(id: string, input: KeyUpdateInput, actor: string): Promise<KeyRecord> {
+    const parsed = keyUpdateSchema.safeParse(input);
+    if (!parsed.success) {
+      const d = describeZodError(parsed.error);
+      throw new TollgateError('VALIDATION_FAILED', d.message, { details: { field: d.field } });
+    }
+    const before = await this.require(id);
+    if (before.status === 'revoked') throw new TollgateError('CONFLICT', `key ${id} is revoked and cannot be changed`);
+    const patch = parsed.data as KeyPatch;
+    const updated = await this.store.updateKey(id, patch, toIso(this.clock()));
+    if (!updated) throw new TollgateError('NOT_FOUND', `no key with id ${id}`);
+    await this.changed(id);
+    await this.audit.append({ actor, action: 'key.updated', target: id, details: { changed: patch } });
+    return updated;
+  }
+
+  /**
+   * Issues a new secret. The old ones keep working for `graceSec` (default from config; 0 =
+   * stop at once). Rotating a quarantined key ends the quarantine with no grace: its old
+   * secret is presumed leaked.
+   */
+  async rotate(id: string, graceSec: number | undefined, actor: string): Promise<{ key: KeyRecord; secret: string; oldSecretsExpireAt: string }> {
+    const key = await this.require(id);
+    if (key.status === 'revoked') throw new TollgateError('CONFLICT', `key ${id} is revoked and cannot be rotated`);
+    const grace = key.status === 'quarantined' ? 0 : graceSec ?? this.opts.rotationGraceSec;
+    const nowMs = this.clock();
+    const oldSecretsExpireAt = toIso(nowMs + grace * 1000);
+    const secret = generateKeySecret(key.mode);
+    await this.store.rotateSecret(this.makeSecret(id, secret, null), oldSecretsExpireAt);
+    const patch: KeyPatch = { hint: keyHint(secret), ...(key.status === 'quarantined' ? { status: 'active' as const } : {}) };
+    const withHint = (await this.store.updateKey(id, patch, toIso(nowMs))) ?? key;
+    await this.changed(id);
+    await this.audit.append({ actor, action: 'key.rotated', target: id, details: { graceSec: grace, oldSecretsExpireAt, wasQuarantined: key.status === 'quarantined' } });
+    this.log.info({ keyId: id, graceSec: grace, actor }, 'key rotated');
+    return { key: withHint, secret, oldSecretsExpireAt };
+  }
+
+  /** Revocation is immediate and final for every later check on every node. */
+  async revoke(id: string, reason: string | undefined, actor: string): Promise<KeyRecord> {
+    const key = await this.require(id);
+    if (key.status === 'revoked') return key;
+    const now = toIso(this.clock());
+    const updated = await this.store.updateKey(id, { status: 'revoked', revokedAt: now }, now);
+    await this.changed(id);
+    await this.audit.append({ actor, action: 'key.revoked', target: id, details: { reason: reason ?? null } });
+    this.log.warn({ keyId: id, actor }, 'key revoked');
+    return updated ?? key;
+  }
+
+  /** Suspends a key whose secret may have leaked (e.g. found by the scanner) until it is rotated. */
+  async quarantine(id: string, reason: string, actor: string): Promise<KeyRecord> {
+    const key = await this.require(id);
+    if (key.status === 'revoked' || key.status === 'quarantined') return key;
+    const updated = await this.store.updateKey(id, { status: 'quarantined' }, toIso(this.clock()));
+    await this.changed(id);
+    await this.audit.append({ actor, action: 'key.quarantined', target: id, details: { reason } });
+    this.log.warn({ keyId: id, actor }, 'key quarantined');
+    return updated ?? key;
+  }
+
+  /** Verifies a presented secret. Never throws for bad input; store faults propagate. */
+  async verify(presented: string): Promise<VerifyResult> {
+    const result = await this.verifyInner(presented);
+    this.onVerify(result.ok ? 'ok' : result.code);
+    return result;
+  }
+
+  private async verifyInner(presented: string): Promise<VerifyResult> {
+    if (presented.length > 128 || !parseKeySecret(presented)) return { ok: false, code: 'UNAUTHENTICATED' };
+    const hash = hashSecret(this.opts.pepper, presented);
+    let entry = this.cache.get(hash);
+    if (!entry) {
+      const secret = await this.store.findSecretByHash(hash);
+      const key = secret ? await this.store.getKey(secret.keyId) : null;
+      entry = { secret, key };
+      this.cache.set(hash, entry);
+    }
+    const { secret, key } = entry;
+    if (!secret || !key || !digestsEqual(secret.hash, hash)) return { ok: false, code: 'UNAUTHENTICATED' };
+    const now = this.clock();
+    const fail = (code: VerifyFailure): VerifyResult => ({ ok: false, code, keyId: key.id });
+    if (key.status === 'revoked') return fail('KEY_REVOKED');
+    if (key.status === 'quarantined') return fail('KEY_QUARANTINED');
+    if (key.status === 'expired' || (key.expiresAt && Date.parse(key.expiresAt) <= now)) return fail('KEY_EXPIRED');
+    if (secret.expiresAt && Date.parse(secret.expiresAt) <= now) return fail('KEY_EXPIRED');
+    this.touch(key, now);
+    return { ok: true, key, secretId: secret.id };
+  }
+
+  /** Loads a key for token verification, through the same cache invalidation path. */
+  async getCurrent(id: string): Promise<KeyRecord | null> {
+    return this.store.getKey(id);
+  }
+
+  /** Records last use (not a policy change: updatedAt stays). */
+  private touch(key: KeyRecord, now: number): void {
+    if (this.lastUsedWritten.get(key.id) !== undefined) return;
+    this.lastUsedWritten.set(key.id, now);
+    this.store.updateKey(key.id, { lastUsedAt: toIso(now) }, key.updatedAt).catch((err: unknown) => {
+      this.log.warn({ err, keyId: key.id }, 'could not record last use of key');
+    });
+  }
+
+  /**
+   * HA1 values of a key's live secrets for SIP digest (RFC 7616): more than one during a
+   * rotation's grace period. Opened from their AES-256-GCM seal only here.
+   */
+  async digestHa1(keyId: string, algorithm: 'MD5' | 'SHA-256'): Promise<string[]> {
+    const secrets = await this.store.listLiveSecrets(keyId, toIso(this.clock()));
+    return secrets.map((s) => open(this.opts.masterKey, algorithm === 'MD5' ? s.ha1Md5 : s.ha1Sha256, `${keyId}:${s.id}:${algorithm}`));
+  }
+}
+
+/** The key's policy without anything secret, for audit details and API output. */
+export function publicPolicy(k: KeyRecord): Record<string, unknown> {
+  return {
+    name: k.name,
+    mode: k.mode,
+    role: k.role,
+    scopes: k.scopes,
+    allowedCidrs: k.allowedCidrs,
+    allowedCountries: k.allowedCountries,
+    blockedPrefixes: k.blockedPrefixes,
+    callsPerSecond: k.callsPerSecond,
+    cpsBurst: k.cpsBurst,
+    maxConcurrentCalls: k.maxConcurrentCalls,
+    budget: k.budget,
+    maxCallDurationSec: k.maxCallDurationSec,
+    callerIds: k.callerIds,
+    requireTls: k.requireTls,
+    expiresAt: k.expiresAt,
+  };
+}

@@ -1,0 +1,51 @@
+import { Registry, Counter, Histogram, Gauge, collectDefaultMetrics } from 'prom-client';
+
+/** All metrics of one gateway instance, on its own registry (no module-level singletons). */
+export class Metrics {
+  readonly registry = new Registry();
+  readonly httpRequests: Counter<'method' | 'route' | 'status'>;
+  readonly httpDuration: Histogram<'method' | 'route'>;
+  readonly keyVerifications: Counter<'result'>;
+  readonly policyDecisions: Counter<'action' | 'verdict'>;
+  readonly auditEntries: Counter;
+  readonly activeLeases: Gauge;
+
+  constructor(opts: { defaultMetrics?: boolean } = {}) {
+    if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: 'tollgate_' });
+    this.httpRequests = new Counter({
+      name: 'tollgate_http_requests_total',
+      help: 'REST requests by route and status',
+      labelNames: ['method', 'route', 'status'],
+      registers: [this.registry],
+    });
+    this.httpDuration = new Histogram({
+      name: 'tollgate_http_request_duration_seconds',
+      help: 'REST request duration',
+      labelNames: ['method', 'route'],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
+      registers: [this.registry],
+    });
+    this.keyVerifications = new Counter({
+      name: 'tollgate_key_verifications_total',
+      help: 'API key and token verifications by result code',
+      labelNames: ['result'],
+      registers: [this.registry],
+    });
+    this.policyDecisions = new Counter({
+      name: 'tollgate_policy_decisions_total',
+      help: 'Policy verdicts by action and verdict code',
+      labelNames: ['action', 'verdict'],
+      registers: [this.registry],
+    });
+    this.auditEntries = new Counter({
+      name: 'tollgate_audit_entries_total',
+      help: 'Entries appended to the audit log',
+      registers: [this.registry],
+    });
+    this.activeLeases = new Gauge({
+      name: 'tollgate_active_call_leases',
+      help: 'Concurrency leases held by this node',
+      registers: [this.registry],
+    });
+  }
+}

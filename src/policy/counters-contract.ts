@@ -1,0 +1,126 @@
+import { describe, it, expect, beforeEach, afterAll } from 'vitest';
+import { randomUUID } from 'node:crypto';
+import type { Counters } from './counters.js';
+
+/**
+ * The behaviour every Counters backend must show. Run by memory-counters.test.ts and
+ * redis-counters.test.ts. Buckets are unique per test so backends with shared state
+ * (Redis) need no flushing.
+ */
+export function countersContract(name: string, make: () => Promise<Counters>): void {
+  describe(`Counters contract: ${name}`, () => {
+    let c: Counters;
+    const id = (s: string): string => `${s}:${randomUUID()}`;
+    beforeEach(async () => {
+      c = await make();
+    });
+    afterAll(async () => {
+      await c?.close();
+    });
+
+    it('GCRA admits the burst, then refuses with a retry-after no longer than one interval', async () => {
+      const b = id('cps');
+      const results = [];
+      for (let i = 0; i < 5; i++) results.push(await c.rateLimit(b, 1, 3));
+      expect(results.map((r) => r.allowed)).toEqual([true, true, true, false, false]);
+      const refused = results[3]!;
+      expect(refused.retryAfterMs).toBeGreaterThan(0);
+      expect(refused.retryAfterMs).toBeLessThanOrEqual(1000);
+    });
+
+    it('GCRA with burst 1 spaces requests strictly', async () => {
+      const b = id('cps');
+      expect((await c.rateLimit(b, 2, 1)).allowed).toBe(true);
+      const second = await c.rateLimit(b, 2, 1);
+      expect(second.allowed).toBe(false);
+      expect(second.retryAfterMs).toBeGreaterThan(400);
+      expect(second.retryAfterMs).toBeLessThanOrEqual(500);
+      await new Promise((r) => setTimeout(r, second.retryAfterMs + 20));
+      expect((await c.rateLimit(b, 2, 1)).allowed).toBe(true);
+    });
+
+    it('buckets are independent', async () => {
+      const a = id('cps');
+      const b = id('cps');
+      expect((await c.rateLimit(a, 1, 1)).allowed).toBe(true);
+      expect((await c.rateLimit(a, 1, 1)).allowed).toBe(false);
+      expect((await c.rateLimit(b, 1, 1)).allowed).toBe(true);
+    });
+
+    it('leases are refused beyond the maximum and freed by release', async () => {
+      const p = id('pool');
+      expect(await c.acquireLease(p, 'a', 2, 10_000)).toEqual({ acquired: true, active: 1 });
+      expect(await c.acquireLease(p, 'b', 2, 10_000)).toEqual({ acquired: true, active: 2 });
+      expect(await c.acquireLease(p, 'c', 2, 10_000)).toEqual({ acquired: false, active: 2 });
+      await c.releaseLease(p, 'a');
+      expect(await c.countLeases(p)).toBe(1);
+      expect((await c.acquireLease(p, 'c', 2, 10_000)).acquired).toBe(true);
+    });
+
+    it('re-acquiring a lease one already holds does not take a second slot', async () => {
+      const p = id('pool');
+      await c.acquireLease(p, 'a', 1, 10_000);
+      expect(await c.acquireLease(p, 'a', 1, 10_000)).toEqual({ acquired: true, active: 1 });
+    });
+
+    it('a lease that is not renewed expires, so a dead node frees its slots', async () => {
+      const p = id('pool');
+      await c.acquireLease(p, 'a', 1, 150);
+      expect((await c.acquireLease(p, 'b', 1, 150)).acquired).toBe(false);
+      await new Promise((r) => setTimeout(r, 250));
+      expect(await c.countLeases(p)).toBe(0);
+      expect((await c.acquireLease(p, 'b', 1, 150)).acquired).toBe(true);
+    });
+
+    it('a renewed lease outlives its first TTL; renewing an unknown lease reports false', async () => {
+      const p = id('pool');
+      await c.acquireLease(p, 'a', 1, 200);
+      await new Promise((r) => setTimeout(r, 120));
+      expect(await c.renewLease(p, 'a', 400)).toBe(true);
+      await new Promise((r) => setTimeout(r, 150));
+      expect(await c.countLeases(p)).toBe(1);
+      expect(await c.renewLease(p, 'nope', 400)).toBe(false);
+    });
+
+    it('a budget account asks for its seed first, then reserves against the limit', async () => {
+      const a = id('budget');
+      expect(await c.reserveBudget(a, 'r1', 40, 100, 10_000)).toEqual({ kind: 'needs_seed' });
+      expect(await c.reserveBudget(a, 'r1', 40, 100, 10_000, 30)).toEqual({ kind: 'reserved', spent: 30, reserved: 40 });
+      expect(await c.reserveBudget(a, 'r2', 40, 100, 10_000)).toEqual({ kind: 'insufficient', spent: 30, reserved: 40 });
+      expect(await c.reserveBudget(a, 'r3', 30, 100, 10_000)).toEqual({ kind: 'reserved', spent: 30, reserved: 70 });
+    });
+
+    it('settling replaces the reservation with the real cost, once', async () => {
+      const a = id('budget');
+      await c.reserveBudget(a, 'r1', 50, 100, 10_000, 0);
+      await c.settleBudget(a, 'r1', 12);
+      expect(await c.budgetState(a)).toEqual({ spent: 12, reserved: 0 });
+      await c.settleBudget(a, 'r1', 12);
+      expect(await c.budgetState(a)).toEqual({ spent: 12, reserved: 0 });
+      expect((await c.reserveBudget(a, 'r2', 88, 100, 10_000)).kind).toBe('reserved');
+      expect((await c.reserveBudget(a, 'r3', 1, 100, 10_000)).kind).toBe('insufficient');
+    });
+
+    it('an unsettled reservation expires and frees the budget', async () => {
+      const a = id('budget');
+      await c.reserveBudget(a, 'r1', 100, 100, 150, 0);
+      expect((await c.reserveBudget(a, 'r2', 1, 100, 150)).kind).toBe('insufficient');
+      await new Promise((r) => setTimeout(r, 250));
+      expect((await c.reserveBudget(a, 'r2', 1, 100, 150)).kind).toBe('reserved');
+    });
+
+    it('renewing a reservation keeps it alive', async () => {
+      const a = id('budget');
+      await c.reserveBudget(a, 'r1', 100, 100, 200, 0);
+      await new Promise((r) => setTimeout(r, 120));
+      expect(await c.renewReservation(a, 'r1', 500)).toBe(true);
+      await new Promise((r) => setTimeout(r, 150));
+      expect((await c.reserveBudget(a, 'r2', 1, 100, 200)).kind).toBe('insufficient');
+      expect(await c.renewReservation(a, 'nope', 500)).toBe(false);
+    });
+
+    it('unknown accounts have no state', async () => {
+      expect(await c.budgetState(id('budget'))).toBeNull();
+    });
+  });
+}

@@ -1,0 +1,61 @@
+/**
+ * Shared counters behind the policy engine: CPS (GCRA), concurrency leases and budget
+ * reservations. Two implementations pass the same contract (policy/counters-contract.ts):
+ * MemoryCounters for one node and RedisCounters (atomic Lua scripts) for a cluster.
+ */
+export interface RateDecision {
+  readonly allowed: boolean;
+  /** When the next request would be admitted (0 when allowed). */
+  readonly retryAfterMs: number;
+}
+
+export interface LeaseDecision {
+  readonly acquired: boolean;
+  /** Live leases in the pool after the call. */
+  readonly active: number;
+}
+
+export type ReserveDecision =
+  | { readonly kind: 'reserved'; readonly spent: number; readonly reserved: number }
+  | { readonly kind: 'insufficient'; readonly spent: number; readonly reserved: number }
+  /** The account has not been loaded since start (or has expired): call again with `seedSpent`. */
+  | { readonly kind: 'needs_seed' };
+
+export interface BudgetState {
+  readonly spent: number;
+  readonly reserved: number;
+}
+
+export interface Counters {
+  readonly driver: 'memory' | 'redis';
+  /**
+   * Generic cell rate algorithm: `ratePerSec` emissions per second with `burst` requests of
+   * tolerance (burst 1 = strictly spaced). Exact: over any window W at most
+   * floor(W × rate) + burst requests are admitted.
+   */
+  rateLimit(bucket: string, ratePerSec: number, burst: number): Promise<RateDecision>;
+  /** Takes a slot in `pool` unless `max` live leases exist; a lease dies `ttlMs` after its last renewal. */
+  acquireLease(pool: string, leaseId: string, max: number, ttlMs: number): Promise<LeaseDecision>;
+  renewLease(pool: string, leaseId: string, ttlMs: number): Promise<boolean>;
+  releaseLease(pool: string, leaseId: string): Promise<void>;
+  countLeases(pool: string): Promise<number>;
+  /**
+   * Reserves `amount` against `limit` for `account` (spent + live reservations + amount ≤ limit).
+   * A reservation dies `ttlMs` after it is made unless settled, so a dead node's reservations
+   * free themselves.
+   */
+  reserveBudget(account: string, reservationId: string, amount: number, limit: number, ttlMs: number, seedSpent?: number): Promise<ReserveDecision>;
+  /** Drops the reservation and adds the real cost to the spent total. Idempotent per reservation. */
+  settleBudget(account: string, reservationId: string, cost: number): Promise<void>;
+  /** Extends a live reservation's life (for calls longer than the reservation TTL). */
+  renewReservation(account: string, reservationId: string, ttlMs: number): Promise<boolean>;
+  budgetState(account: string): Promise<BudgetState | null>;
+  close(): Promise<void>;
+}
+
+/** Tells every node that a key changed (revoked, rotated, updated) so caches drop it at once. */
+export interface RevocationBus {
+  publish(keyId: string): Promise<void>;
+  subscribe(handler: (keyId: string) => void): () => void;
+  close(): Promise<void>;
+}

@@ -1,0 +1,18 @@
+import { describe, it, expect } from 'vitest';
+import { countersContract } from './counters-contract.js';
+import { LocalRevocationBus, MemoryCounters } from './memory-counters.js';
+
+countersContract('memory', () => Promise.resolve(new MemoryCounters()));
+
+describe('LocalRevocationBus', () => {
+  it('delivers to every subscriber even when one throws', async () => {
+    const bus = new LocalRevocationBus();
+    const seen: string[] = [];
+    bus.subscribe(() => {
+      throw new Error('faulty listener');
+    });
+    bus.subscribe((id) => seen.push(id));
+    await bus.publish('key_1');
+    expect(seen).toEqual(['key_1']);
+  });
+});

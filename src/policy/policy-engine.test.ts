@@ -1,0 +1,167 @@
+import { describe, it, expect, beforeEach, afterEach } from 'vitest';
+import { inMemoryServices } from '../testing/fixtures.js';
+import type { KeyCreateInput } from '../keys/key-input.js';
+import { keyPrincipal, tokenPrincipal } from './principal.js';
+import type { AuthorizeRequest } from './policy-engine.js';
+
+type Services = Awaited<ReturnType<typeof inMemoryServices>>;
+
+describe('PolicyEngine.authorize', () => {
+  let s: Services;
+  beforeEach(async () => {
+    s = await inMemoryServices();
+  });
+  afterEach(async () => {
+    await s.close();
+  });
+
+  const keyWith = async (policy: Partial<KeyCreateInput> = {}) => (await s.keys.create({ name: 'k', callsPerSecond: 100, cpsBurst: 100, maxConcurrentCalls: 100, ...policy }, 'test')).key;
+  const outbound = (key: Awaited<ReturnType<typeof keyWith>>, over: Partial<AuthorizeRequest> = {}): AuthorizeRequest => ({
+    principal: keyPrincipal(key),
+    action: 'call.outbound',
+    scope: 'calls:outbound',
+    sourceIp: '127.0.0.1',
+    destination: '+14155550199',
+    ...over,
+  });
+
+  it('admits a call that passes every check and returns its grant', async () => {
+    const key = await keyWith();
+    const v = await s.policy.authorize(outbound(key, { requestedMaxDurationSec: 90 }));
+    expect(v.ok).toBe(true);
+    if (v.ok) expect(v.grant).toMatchObject({ keyId: key.id, direction: 'outbound', maxDurationSec: 90, budget: null });
+  });
+
+  it.each([
+    ['revoked', { status: 'revoked' as const }, 'KEY_REVOKED'],
+    ['quarantined', { status: 'quarantined' as const }, 'KEY_QUARANTINED'],
+    ['expired', { expiresAt: '2020-01-01T00:00:00.000Z' }, 'KEY_EXPIRED'],
+  ])('refuses a %s key', async (_label, patch, code) => {
+    const key = await keyWith();
+    const v = await s.policy.authorize(outbound({ ...key, ...patch }));
+    expect(v).toMatchObject({ ok: false, code });
+  });
+
+  it('refuses an action whose scope the key lacks, and accepts it through the role', async () => {
+    const noScope = await keyWith({ scopes: ['calls:inbound'] });
+    expect(await s.policy.authorize(outbound(noScope))).toMatchObject({ ok: false, code: 'SCOPE_NOT_GRANTED' });
+    const dev = await keyWith({ scopes: [], role: 'developer' });
+    expect((await s.policy.authorize(outbound(dev))).ok).toBe(true);
+  });
+
+  it('checks the source address against IPv4 and IPv6 CIDRs', async () => {
+    const key = await keyWith({ allowedCidrs: ['192.0.2.0/24', '2001:db8::/32'] });
+    expect((await s.policy.authorize(outbound(key, { sourceIp: '192.0.2.77' }))).ok).toBe(true);
+    expect((await s.policy.authorize(outbound(key, { sourceIp: '::ffff:192.0.2.77' }))).ok).toBe(true);
+    expect((await s.policy.authorize(outbound(key, { sourceIp: '2001:db8:1::5' }))).ok).toBe(true);
+    expect(await s.policy.authorize(outbound(key, { sourceIp: '198.51.100.1' }))).toMatchObject({ ok: false, code: 'SOURCE_IP_NOT_ALLOWED' });
+    expect(await s.policy.authorize(outbound(key, { sourceIp: '2001:db9::1' }))).toMatchObject({ ok: false, code: 'SOURCE_IP_NOT_ALLOWED' });
+  });
+
+  it('refuses a TLS-only key over a clear transport', async () => {
+    const key = await keyWith({ requireTls: true });
+    expect(await s.policy.authorize(outbound(key, { transport: 'udp' }))).toMatchObject({ ok: false, code: 'TLS_REQUIRED' });
+    expect((await s.policy.authorize(outbound(key, { transport: 'tls' }))).ok).toBe(true);
+  });
+
+  it('keeps test keys away from live destinations and live keys away from the test sink', async () => {
+    const test = await keyWith({ mode: 'test' });
+    expect(await s.policy.authorize(outbound(test, { targetMode: 'live' }))).toMatchObject({ ok: false, code: 'MODE_MISMATCH' });
+    expect((await s.policy.authorize(outbound(test, { targetMode: 'test' }))).ok).toBe(true);
+    const live = await keyWith();
+    expect(await s.policy.authorize(outbound(live, { targetMode: 'test' }))).toMatchObject({ ok: false, code: 'MODE_MISMATCH' });
+  });
+
+  it('geofences by the country of the E.164 destination', async () => {
+    const key = await keyWith({ allowedCountries: ['GB'] });
+    expect((await s.policy.authorize(outbound(key, { destination: '+442079460123' }))).ok).toBe(true);
+    expect(await s.policy.authorize(outbound(key, { destination: '+14155550199' }))).toMatchObject({ ok: false, code: 'DESTINATION_NOT_ALLOWED' });
+    expect(await s.policy.authorize(outbound(key, { destination: '442079460123' }))).toMatchObject({ ok: false, code: 'DESTINATION_INVALID' });
+    expect(await s.policy.authorize(outbound(key, { destination: '+44' }))).toMatchObject({ ok: false, code: 'DESTINATION_INVALID' });
+  });
+
+  it('blocks global and per-key prefixes even in allowed countries', async () => {
+    const key = await keyWith({ allowedCountries: ['US', 'GB'], blockedPrefixes: ['+4420794'] });
+    expect(await s.policy.authorize(outbound(key, { destination: '+19005550123' }))).toMatchObject({ ok: false, code: 'DESTINATION_BLOCKED' });
+    expect(await s.policy.authorize(outbound(key, { destination: '+442079460123' }))).toMatchObject({ ok: false, code: 'DESTINATION_BLOCKED' });
+  });
+
+  it('allows only caller IDs the key owns', async () => {
+    const key = await keyWith({ callerIds: ['+14155550100'] });
+    expect((await s.policy.authorize(outbound(key, { callerId: '+14155550100' }))).ok).toBe(true);
+    expect(await s.policy.authorize(outbound(key, { callerId: '+14155550101' }))).toMatchObject({ ok: false, code: 'CALLER_ID_NOT_OWNED' });
+  });
+
+  it('holds a token to the destination it was minted for', async () => {
+    const key = await keyWith({ scopes: ['calls:outbound', 'tokens:mint'] });
+    const { claims } = await s.tokens.mint(key, { destination: '+14155550100', scopes: ['calls:outbound'] });
+    const p = tokenPrincipal(key, claims);
+    expect((await s.policy.authorize(outbound(key, { principal: p, destination: '+14155550100' }))).ok).toBe(true);
+    expect(await s.policy.authorize(outbound(key, { principal: p, destination: '+14155550101' }))).toMatchObject({ ok: false, code: 'DESTINATION_NOT_ALLOWED' });
+  });
+
+  it('limits calls per second with a retry hint', async () => {
+    const key = await keyWith({ callsPerSecond: 2, cpsBurst: 1 });
+    expect((await s.policy.authorize(outbound(key))).ok).toBe(true);
+    const v = await s.policy.authorize(outbound(key));
+    expect(v).toMatchObject({ ok: false, code: 'RATE_LIMITED' });
+    if (!v.ok) {
+      expect(v.retryAfterMs).toBeGreaterThan(0);
+      expect(v.retryAfterMs).toBeLessThanOrEqual(500);
+    }
+  });
+
+  it('limits concurrent calls and frees the slot when a call completes', async () => {
+    const key = await keyWith({ maxConcurrentCalls: 1 });
+    const a = await s.policy.authorize(outbound(key));
+    expect(await s.policy.authorize(outbound(key))).toMatchObject({ ok: false, code: 'CONCURRENCY_LIMITED' });
+    if (!a.ok || !a.grant) throw new Error('expected a grant');
+    await s.policy.complete(a.grant, 10);
+    expect((await s.policy.authorize(outbound(key))).ok).toBe(true);
+  });
+
+  it('reserves max duration × rate against the budget and gives the slot back when the budget refuses', async () => {
+    const key = await keyWith({ maxConcurrentCalls: 1, budget: { amount: 100, period: 'month' } });
+    const refused = await s.policy.authorize(outbound(key, { requestedMaxDurationSec: 3001, ratePerMinute: 2 }));
+    expect(refused).toMatchObject({ ok: false, code: 'BUDGET_EXHAUSTED' });
+    // The concurrency slot taken before the budget check was released.
+    const v = await s.policy.authorize(outbound(key, { requestedMaxDurationSec: 3000, ratePerMinute: 2 }));
+    expect(v.ok).toBe(true);
+    if (v.ok) expect(v.grant?.budget?.reserved).toBe(100);
+  });
+
+  it('settles the real seconds, writes usage, and counts usage already in the store', async () => {
+    const key = await keyWith({ budget: { amount: 10, period: 'day' } });
+    const v = await s.policy.authorize(outbound(key, { requestedMaxDurationSec: 60, ratePerMinute: 6 }));
+    if (!v.ok || !v.grant) throw new Error('expected a grant');
+    expect(await s.policy.complete(v.grant, 20.2)).toEqual({ cost: 3 });
+    expect(await s.policy.complete(v.grant, 20.2)).toEqual({ cost: 0 }); // idempotent
+    const day = new Date().toISOString().slice(0, 10);
+    expect(await s.store.sumUsage(key.id, `${day}T00:00:00.000Z`, `${day}T23:59:59.999Z`)).toEqual({ seconds: 21, amount: 3, calls: 1 });
+    // 7 left: 70 s at 6/min costs 7 and fits; 71 s would not.
+    expect(await s.policy.authorize(outbound(key, { requestedMaxDurationSec: 71, ratePerMinute: 6 }))).toMatchObject({ ok: false, code: 'BUDGET_EXHAUSTED' });
+    expect((await s.policy.authorize(outbound(key, { requestedMaxDurationSec: 70, ratePerMinute: 6 }))).ok).toBe(true);
+  });
+
+  it('seeds a budget from usage recorded before this process started', async () => {
+    const key = await keyWith({ budget: { amount: 10, period: 'total' } });
+    await s.store.insertUsage({ id: 'use_old', keyId: key.id, callId: 'old', direction: 'outbound', seconds: 300, amount: 9, createdAt: new Date().toISOString() });
+    expect(await s.policy.authorize(outbound(key, { requestedMaxDurationSec: 60, ratePerMinute: 2 }))).toMatchObject({ ok: false, code: 'BUDGET_EXHAUSTED' });
+    expect((await s.policy.authorize(outbound(key, { requestedMaxDurationSec: 30, ratePerMinute: 2 }))).ok).toBe(true);
+  });
+
+  it('caps the duration at the key maximum and refuses a nonsensical one', async () => {
+    const key = await keyWith({ maxCallDurationSec: 60 });
+    const v = await s.policy.authorize(outbound(key, { requestedMaxDurationSec: 600 }));
+    expect(v.ok && v.grant?.maxDurationSec).toBe(60);
+    expect(await s.policy.authorize(outbound(key, { requestedMaxDurationSec: 0 }))).toMatchObject({ ok: false, code: 'DURATION_INVALID' });
+    expect(await s.policy.authorize(outbound(key, { requestedMaxDurationSec: 1.5 }))).toMatchObject({ ok: false, code: 'DURATION_INVALID' });
+  });
+
+  it('audits every refusal with its code but no secret', async () => {
+    const key = await keyWith({ allowedCountries: ['US'] });
+    await s.policy.authorize(outbound(key, { destination: '+33142685300' }));
+    const [entry] = await s.audit.list({ limit: 1, descending: true });
+    expect(entry).toMatchObject({ action: 'policy.denied', target: key.id, details: { code: 'DESTINATION_NOT_ALLOWED', destination: '+33142685300' } });
+  });
+});

@@ -1,0 +1,229 @@
+import { randomUUID } from 'node:crypto';
+import { parsePhoneNumberFromString } from 'libphonenumber-js';
+import type { Logger } from 'pino';
+import type { AuditLog } from '../audit/audit-log.js';
+import type { KeyMode } from '../keys/key-record.js';
+import type { Scope } from '../keys/scopes.js';
+import type { Store } from '../store/store.js';
+import { systemClock, toIso, type Clock } from '../util/time.js';
+import type { Counters } from './counters.js';
+import { actorOf, type Principal } from './principal.js';
+import { sourceAllowed } from './source-address.js';
+import { costOf, periodBounds } from './budget-period.js';
+
+export type PolicyAction = 'api' | 'call.inbound' | 'call.outbound';
+export type Transport = 'udp' | 'tcp' | 'tls' | 'ws' | 'wss' | 'http' | 'https';
+
+export interface AuthorizeRequest {
+  readonly principal: Principal;
+  readonly action: PolicyAction;
+  /** The scope needed; null for self-service actions a key may always take on itself. */
+  readonly scope: Scope | null;
+  readonly sourceIp: string;
+  readonly transport?: Transport;
+  /** The environment the request reaches: a live carrier trunk or the test sink. */
+  readonly targetMode?: KeyMode;
+  /** E.164 number dialled (outbound calls). */
+  readonly destination?: string;
+  /** E.164 number presented as caller ID (outbound calls). */
+  readonly callerId?: string;
+  readonly callId?: string;
+  readonly requestedMaxDurationSec?: number;
+  /** Price of the call in the smallest currency unit per minute; default from config. */
+  readonly ratePerMinute?: number;
+}
+
+export type DenyCode =
+  | 'KEY_REVOKED'
+  | 'KEY_EXPIRED'
+  | 'KEY_QUARANTINED'
+  | 'SCOPE_NOT_GRANTED'
+  | 'SOURCE_IP_NOT_ALLOWED'
+  | 'TLS_REQUIRED'
+  | 'MODE_MISMATCH'
+  | 'DESTINATION_INVALID'
+  | 'DESTINATION_NOT_ALLOWED'
+  | 'DESTINATION_BLOCKED'
+  | 'CALLER_ID_NOT_OWNED'
+  | 'DURATION_INVALID'
+  | 'RATE_LIMITED'
+  | 'CONCURRENCY_LIMITED'
+  | 'BUDGET_EXHAUSTED';
+
+/** What a call may use once admitted; pass it back to renew() while it runs and complete() at the end. */
+export interface CallGrant {
+  readonly callId: string;
+  readonly keyId: string;
+  readonly direction: 'inbound' | 'outbound';
+  readonly maxDurationSec: number;
+  readonly ratePerMinute: number;
+  readonly leasePool: string;
+  readonly budget: { readonly account: string; readonly reservationId: string; readonly reserved: number } | null;
+}
+
+export type Verdict =
+  | { readonly ok: true; readonly grant: CallGrant | null }
+  | { readonly ok: false; readonly code: DenyCode; readonly message: string; readonly retryAfterMs?: number };
+
+export interface PolicyEngineOptions {
+  leaseTtlSec: number;
+  defaultRatePerMinute: number;
+  blockedPrefixes: readonly string[];
+}
+
+const TLS_TRANSPORTS: ReadonlySet<Transport> = new Set(['tls', 'wss', 'https']);
+
+/**
+ * The one place that decides whether a key (or token) may do something. Returns data, never
+ * throws for a refusal (STYLE.md §3); only store/counter faults throw. Checks run cheapest
+ * first; counters are touched only when every static check passed, and a concurrency slot
+ * taken is given back when the budget check then refuses. Every refusal is audited.
+ */
+export class PolicyEngine {
+  private readonly completed = new Set<string>();
+
+  constructor(
+    private readonly counters: Counters,
+    private readonly store: Store,
+    private readonly audit: AuditLog,
+    private readonly opts: PolicyEngineOptions,
+    private readonly log: Logger,
+    private readonly clock: Clock = systemClock,
+    private readonly onDecision: (action: PolicyAction, verdict: string) => void = () => {},
+  ) {}
+
+  async authorize(req: AuthorizeRequest): Promise<Verdict> {
+    const v = await this.decide(req);
+    this.onDecision(req.action, v.ok ? 'ok' : v.code);
+    if (!v.ok) {
+      await this.audit.append({
+        actor: actorOf(req.principal),
+        action: 'policy.denied',
+        target: req.principal.key.id,
+        details: {
+          action: req.action,
+          code: v.code,
+          sourceIp: req.sourceIp,
+          ...(req.destination ? { destination: req.destination } : {}),
+          ...(req.callId ? { callId: req.callId } : {}),
+        },
+      });
+    }
+    return v;
+  }
+
+  private deny(code: DenyCode, message: string, retryAfterMs?: number): Verdict {
+    return retryAfterMs === undefined ? { ok: false, code, message } : { ok: false, code, message, retryAfterMs };
+  }
+
+  private async decide(req: AuthorizeRequest): Promise<Verdict> {
+    const { key, scopes, token } = req.principal;
+    const now = this.clock();
+    if (key.status === 'revoked') return this.deny('KEY_REVOKED', 'the key has been revoked');
+    if (key.status === 'quarantined') return this.deny('KEY_QUARANTINED', 'the key is quarantined until it is rotated');
+    if (key.status === 'expired' || (key.expiresAt && Date.parse(key.expiresAt) <= now)) return this.deny('KEY_EXPIRED', 'the key has expired');
+    if (req.scope !== null && !scopes.has(req.scope)) return this.deny('SCOPE_NOT_GRANTED', `this needs the scope ${req.scope}`);
+    if (!sourceAllowed(key, req.sourceIp)) return this.deny('SOURCE_IP_NOT_ALLOWED', 'the source address is not in the key\'s allowlist');
+    if (key.requireTls && req.transport && !TLS_TRANSPORTS.has(req.transport)) return this.deny('TLS_REQUIRED', 'this key must be used over TLS');
+    if (req.targetMode && req.targetMode !== key.mode) {
+      return this.deny('MODE_MISMATCH', key.mode === 'test' ? 'a test key cannot reach live destinations' : 'a live key cannot use the test environment');
+    }
+    if (token?.callId && req.callId && token.callId !== req.callId) return this.deny('SCOPE_NOT_GRANTED', 'the token is bound to another call');
+    if (req.action === 'api') return { ok: true, grant: null };
+
+    if (req.action === 'call.outbound') {
+      const dest = req.destination ?? '';
+      const phone = /^\+[1-9][0-9]{1,14}$/.test(dest) ? parsePhoneNumberFromString(dest) : undefined;
+      if (!phone?.isValid()) return this.deny('DESTINATION_INVALID', 'the destination is not a valid E.164 number');
+      const e164 = phone.number;
+      const blocked = [...this.opts.blockedPrefixes, ...key.blockedPrefixes].find((p) => e164.startsWith(p));
+      if (blocked) return this.deny('DESTINATION_BLOCKED', `destinations starting ${blocked} are blocked`);
+      if (!phone.country || !key.allowedCountries.includes(phone.country)) {
+        return this.deny('DESTINATION_NOT_ALLOWED', `calls to ${phone.country ?? 'this destination'} are not allowed for this key`);
+      }
+      if (token?.destination && token.destination !== e164) return this.deny('DESTINATION_NOT_ALLOWED', 'the token is bound to another destination');
+      if (req.callerId !== undefined && !key.callerIds.includes(req.callerId)) {
+        return this.deny('CALLER_ID_NOT_OWNED', 'the caller ID is not a number this key owns');
+      }
+    }
+
+    const requested = req.requestedMaxDurationSec;
+    if (requested !== undefined && (!Number.isInteger(requested) || requested < 1)) {
+      return this.deny('DURATION_INVALID', 'the maximum duration must be a whole number of seconds, at least 1');
+    }
+    const maxDurationSec = Math.min(key.maxCallDurationSec, requested ?? key.maxCallDurationSec);
+
+    const cps = await this.counters.rateLimit(`cps:${key.id}`, key.callsPerSecond, key.cpsBurst);
+    if (!cps.allowed) return this.deny('RATE_LIMITED', `more than ${key.callsPerSecond} calls per second`, cps.retryAfterMs);
+
+    const callId = req.callId ?? randomUUID();
+    const leasePool = `calls:${key.id}`;
+    const leaseTtlMs = this.opts.leaseTtlSec * 1000;
+    const lease = await this.counters.acquireLease(leasePool, callId, key.maxConcurrentCalls, leaseTtlMs);
+    if (!lease.acquired) {
+      return this.deny('CONCURRENCY_LIMITED', `already ${lease.active} of ${key.maxConcurrentCalls} concurrent calls`, 1000);
+    }
+
+    const ratePerMinute = req.ratePerMinute ?? this.opts.defaultRatePerMinute;
+    let budget: CallGrant['budget'] = null;
+    if (key.budget) {
+      const period = periodBounds(key.budget.period, now);
+      const account = `budget:${key.id}:${period.id}`;
+      const amount = costOf(maxDurationSec, ratePerMinute);
+      // The reservation lives as long as the call may, plus a lease period of slack.
+      const ttlMs = maxDurationSec * 1000 + leaseTtlMs;
+      let r = await this.counters.reserveBudget(account, callId, amount, key.budget.amount, ttlMs);
+      if (r.kind === 'needs_seed') {
+        const used = await this.store.sumUsage(key.id, period.from, period.to);
+        r = await this.counters.reserveBudget(account, callId, amount, key.budget.amount, ttlMs, used.amount);
+      }
+      if (r.kind !== 'reserved') {
+        await this.counters.releaseLease(leasePool, callId);
+        const remaining = r.kind === 'insufficient' ? Math.max(0, key.budget.amount - r.spent - r.reserved) : 0;
+        return this.deny('BUDGET_EXHAUSTED', `the remaining budget (${remaining}) cannot cover ${maxDurationSec} s at ${ratePerMinute}/min (${amount})`);
+      }
+      budget = { account, reservationId: callId, reserved: amount };
+    }
+
+    return {
+      ok: true,
+      grant: { callId, keyId: key.id, direction: req.action === 'call.inbound' ? 'inbound' : 'outbound', maxDurationSec, ratePerMinute, leasePool, budget },
+    };
+  }
+
+  /** Keeps a running call's lease (and reservation) alive; call well within leaseTtlSec. */
+  async renew(grant: CallGrant): Promise<boolean> {
+    const ttl = this.opts.leaseTtlSec * 1000;
+    const ok = await this.counters.renewLease(grant.leasePool, grant.callId, ttl);
+    if (grant.budget) await this.counters.renewReservation(grant.budget.account, grant.budget.reservationId, grant.maxDurationSec * 1000 + ttl);
+    return ok;
+  }
+
+  /**
+   * Ends a call: settles its real cost (per second, rounded up to a whole currency unit),
+   * writes the usage record and frees the concurrency slot. Idempotent per call.
+   */
+  async complete(grant: CallGrant, billableSeconds: number): Promise<{ cost: number }> {
+    if (this.completed.has(grant.callId)) return { cost: 0 };
+    this.completed.add(grant.callId);
+    if (this.completed.size > 100_000) this.completed.clear();
+    const seconds = Math.max(0, Math.ceil(billableSeconds));
+    const cost = costOf(seconds, grant.ratePerMinute);
+    try {
+      await this.store.insertUsage({
+        id: `use_${grant.callId}`,
+        keyId: grant.keyId,
+        callId: grant.callId,
+        direction: grant.direction,
+        seconds,
+        amount: cost,
+        createdAt: toIso(this.clock()),
+      });
+      if (grant.budget) await this.counters.settleBudget(grant.budget.account, grant.budget.reservationId, cost);
+    } finally {
+      await this.counters.releaseLease(grant.leasePool, grant.callId);
+    }
+    this.log.debug({ callId: grant.callId, keyId: grant.keyId, seconds, cost }, 'call settled');
+    return { cost };
+  }
+}

@@ -1,0 +1,144 @@
+/**
+ * Schema migrations, applied in order and recorded in schema_migrations. Never edit a released
+ * migration: add a new one. The two dialects keep the same tables and columns.
+ */
+export interface Migration {
+  readonly version: number;
+  readonly sql: string;
+}
+
+export const SQLITE_MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    sql: `
+CREATE TABLE api_keys (
+  id TEXT PRIMARY KEY,
+  name TEXT NOT NULL,
+  mode TEXT NOT NULL CHECK (mode IN ('live','test')),
+  status TEXT NOT NULL CHECK (status IN ('active','expired','revoked','quarantined')),
+  role TEXT,
+  scopes TEXT NOT NULL,
+  allowed_cidrs TEXT NOT NULL,
+  allowed_countries TEXT NOT NULL,
+  blocked_prefixes TEXT NOT NULL,
+  calls_per_second REAL NOT NULL,
+  cps_burst INTEGER NOT NULL,
+  max_concurrent_calls INTEGER NOT NULL,
+  budget TEXT,
+  max_call_duration_sec INTEGER NOT NULL,
+  caller_ids TEXT NOT NULL,
+  require_tls INTEGER NOT NULL,
+  hint TEXT NOT NULL,
+  expires_at TEXT,
+  created_at TEXT NOT NULL,
+  created_by TEXT NOT NULL,
+  updated_at TEXT NOT NULL,
+  last_used_at TEXT,
+  revoked_at TEXT
+);
+CREATE TABLE key_secrets (
+  id TEXT PRIMARY KEY,
+  key_id TEXT NOT NULL REFERENCES api_keys(id) ON DELETE CASCADE,
+  hash TEXT NOT NULL UNIQUE,
+  ha1_md5 TEXT NOT NULL,
+  ha1_sha256 TEXT NOT NULL,
+  created_at TEXT NOT NULL,
+  expires_at TEXT
+);
+CREATE INDEX key_secrets_key_id ON key_secrets(key_id);
+CREATE TABLE audit_log (
+  seq INTEGER PRIMARY KEY,
+  ts TEXT NOT NULL,
+  actor TEXT NOT NULL,
+  action TEXT NOT NULL,
+  target TEXT,
+  details TEXT NOT NULL,
+  prev_hash TEXT NOT NULL,
+  hash TEXT NOT NULL
+);
+CREATE INDEX audit_log_target ON audit_log(target);
+CREATE TABLE usage_records (
+  id TEXT PRIMARY KEY,
+  key_id TEXT NOT NULL,
+  call_id TEXT NOT NULL,
+  direction TEXT NOT NULL,
+  seconds INTEGER NOT NULL,
+  amount INTEGER NOT NULL,
+  created_at TEXT NOT NULL
+);
+CREATE INDEX usage_records_key_time ON usage_records(key_id, created_at);
+CREATE TABLE used_token_ids (
+  jti TEXT PRIMARY KEY,
+  expires_at TEXT NOT NULL
+);
+`,
+  },
+];
+
+export const POSTGRES_MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    sql: `
+CREATE TABLE api_keys (
+  id TEXT PRIMARY KEY,
+  name TEXT NOT NULL,
+  mode TEXT NOT NULL CHECK (mode IN ('live','test')),
+  status TEXT NOT NULL CHECK (status IN ('active','expired','revoked','quarantined')),
+  role TEXT,
+  scopes JSONB NOT NULL,
+  allowed_cidrs JSONB NOT NULL,
+  allowed_countries JSONB NOT NULL,
+  blocked_prefixes JSONB NOT NULL,
+  calls_per_second DOUBLE PRECISION NOT NULL,
+  cps_burst INTEGER NOT NULL,
+  max_concurrent_calls INTEGER NOT NULL,
+  budget JSONB,
+  max_call_duration_sec INTEGER NOT NULL,
+  caller_ids JSONB NOT NULL,
+  require_tls BOOLEAN NOT NULL,
+  hint TEXT NOT NULL,
+  expires_at TEXT,
+  created_at TEXT NOT NULL,
+  created_by TEXT NOT NULL,
+  updated_at TEXT NOT NULL,
+  last_used_at TEXT,
+  revoked_at TEXT
+);
+CREATE TABLE key_secrets (
+  id TEXT PRIMARY KEY,
+  key_id TEXT NOT NULL REFERENCES api_keys(id) ON DELETE CASCADE,
+  hash TEXT NOT NULL UNIQUE,
+  ha1_md5 TEXT NOT NULL,
+  ha1_sha256 TEXT NOT NULL,
+  created_at TEXT NOT NULL,
+  expires_at TEXT
+);
+CREATE INDEX key_secrets_key_id ON key_secrets(key_id);
+CREATE TABLE audit_log (
+  seq BIGINT PRIMARY KEY,
+  ts TEXT NOT NULL,
+  actor TEXT NOT NULL,
+  action TEXT NOT NULL,
+  target TEXT,
+  details JSONB NOT NULL,
+  prev_hash TEXT NOT NULL,
+  hash TEXT NOT NULL
+);
+CREATE INDEX audit_log_target ON audit_log(target);
+CREATE TABLE usage_records (
+  id TEXT PRIMARY KEY,
+  key_id TEXT NOT NULL,
+  call_id TEXT NOT NULL,
+  direction TEXT NOT NULL,
+  seconds BIGINT NOT NULL,
+  amount BIGINT NOT NULL,
+  created_at TEXT NOT NULL
+);
+CREATE INDEX usage_records_key_time ON usage_records(key_id, created_at);
+CREATE TABLE used_token_ids (
+  jti TEXT PRIMARY KEY,
+  expires_at TEXT NOT NULL
+);
+`,
+  },
+];

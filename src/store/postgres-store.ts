@@ -1,0 +1,323 @@
+import pg from 'pg';
+import { StoreError } from '../errors/index.js';
+import type { KeyPatch, KeyRecord, SecretRecord } from '../keys/key-record.js';
+import type { AuditEntry, KeyListFilter, Store, UsageRecord } from './store.js';
+import {
+  KEY_COLUMNS, PATCH_COLUMNS, keyToValues, patchValue, rowToAudit, rowToKey, rowToSecret, rowToUsage,
+  type AuditRow, type KeyRow, type SecretRow, type UsageRow,
+} from './row-mapping.js';
+import { POSTGRES_MIGRATIONS } from './migrations.js';
+
+export interface PostgresStoreOptions {
+  /** Connection URL; may carry a password, so it never appears in errors. */
+  readonly url: string;
+  readonly poolSize: number;
+  /** Schema for every table; created by migrate() when missing. Default: the server's search_path. */
+  readonly schema?: string | undefined;
+}
+
+const pgBool = (b: boolean): boolean => b;
+
+/**
+ * Fixed advisory-lock keys (per database). Migrations and audit appends take them with
+ * pg_advisory_xact_lock, so they are released with the transaction, even when the client dies.
+ */
+const MIGRATION_LOCK = '7346829150014480001';
+const AUDIT_LOCK = '7346829150014480002';
+
+/** Unquoted, lower-case identifier: safe to put in a `-c search_path=` startup option as is. */
+const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
+
+const SECRET_COLUMNS = 'id, key_id, hash, ha1_md5, ha1_sha256, created_at, expires_at';
+
+/**
+ * Cluster store on node-postgres. Every write that must be atomic runs in one transaction on
+ * one pooled client; writes that must be serialised across nodes (migrations, the audit chain)
+ * take a transaction-scoped advisory lock.
+ */
+export class PostgresStore implements Store {
+  readonly driver = 'postgres' as const;
+  private readonly pool: pg.Pool;
+  private readonly schema: string | undefined;
+  /** Strings that must never reach an error message: the URL and its password. */
+  private readonly secrets: string[];
+  private closing: Promise<void> | undefined;
+
+  constructor(opts: PostgresStoreOptions) {
+    if (opts.schema !== undefined && !SCHEMA_NAME.test(opts.schema)) {
+      throw new StoreError('postgres schema name must match [a-z_][a-z0-9_]* (at most 63 characters)');
+    }
+    this.schema = opts.schema;
+    this.secrets = secretsOf(opts.url);
+    try {
+      this.pool = new pg.Pool({
+        connectionString: opts.url,
+        max: opts.poolSize,
+        ...(opts.schema !== undefined ? { options: `-c search_path=${opts.schema}` } : {}),
+      });
+    } catch (err) {
+      throw this.storeError('connect', err);
+    }
+    // An idle client that loses its connection emits on the pool; without a listener that
+    // would crash the process. The next query fails and reports it as a StoreError.
+    this.pool.on('error', () => undefined);
+  }
+
+  migrate(): Promise<void> {
+    return this.run('migrate', () =>
+      this.tx(async (c) => {
+        await c.query('SELECT pg_advisory_xact_lock($1::bigint)', [MIGRATION_LOCK]);
+        if (this.schema !== undefined) await c.query(`CREATE SCHEMA IF NOT EXISTS "${this.schema}"`);
+        await c.query('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)');
+        const { rows } = await c.query<{ version: number }>('SELECT version FROM schema_migrations');
+        const applied = new Set(rows.map((r) => Number(r.version)));
+        for (const m of POSTGRES_MIGRATIONS) {
+          if (applied.has(m.version)) continue;
+          await c.query(m.sql);
+          await c.query('INSERT INTO schema_migrations (version, applied_at) VALUES ($1, $2)', [m.version, new Date().toISOString()]);
+        }
+      }),
+    );
+  }
+
+  ping(): Promise<void> {
+    return this.run('ping', async () => void (await this.pool.query('SELECT 1')));
+  }
+
+  close(): Promise<void> {
+    this.closing ??= this.pool.end().catch((err: unknown) => {
+      throw this.storeError('close', err);
+    });
+    return this.closing;
+  }
+
+  insertKey(key: KeyRecord, secret: SecretRecord): Promise<void> {
+    return this.run('insertKey', () => {
+      const cols = KEY_COLUMNS.join(', ');
+      const marks = KEY_COLUMNS.map((_, i) => `$${i + 1}`).join(', ');
+      return this.tx(async (c) => {
+        await c.query(`INSERT INTO api_keys (${cols}) VALUES (${marks})`, keyToValues(key, pgBool));
+        await insertSecret(c, secret);
+      });
+    });
+  }
+
+  getKey(id: string): Promise<KeyRecord | null> {
+    return this.run('getKey', async () => {
+      const { rows } = await this.pool.query<KeyRow>('SELECT * FROM api_keys WHERE id = $1', [id]);
+      return rows[0] ? rowToKey(rows[0]) : null;
+    });
+  }
+
+  listKeys(filter: KeyListFilter = {}): Promise<KeyRecord[]> {
+    return this.run('listKeys', async () => {
+      const where: string[] = [];
+      const args: unknown[] = [];
+      const arg = (v: unknown): string => `$${args.push(v)}`;
+      if (filter.status) where.push(`status = ${arg(filter.status)}`);
+      if (filter.mode) where.push(`mode = ${arg(filter.mode)}`);
+      if (filter.after) where.push(`id > ${arg(filter.after)}`);
+      const sql = `SELECT * FROM api_keys ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY id LIMIT ${arg(filter.limit ?? 100)}`;
+      return (await this.pool.query<KeyRow>(sql, args)).rows.map(rowToKey);
+    });
+  }
+
+  countKeys(): Promise<number> {
+    return this.run('countKeys', async () => {
+      const { rows } = await this.pool.query<{ n: string }>('SELECT COUNT(*) AS n FROM api_keys');
+      return Number(rows[0]?.n ?? 0);
+    });
+  }
+
+  updateKey(id: string, patch: KeyPatch, updatedAt: string): Promise<KeyRecord | null> {
+    return this.run('updateKey', async () => {
+      const args: unknown[] = [];
+      const arg = (v: unknown): string => `$${args.push(v)}`;
+      const sets: string[] = [`updated_at = ${arg(updatedAt)}`];
+      for (const [field, v] of Object.entries(patch)) {
+        const col = PATCH_COLUMNS[field];
+        if (!col || v === undefined) continue;
+        sets.push(`${col} = ${arg(patchValue(col, v, pgBool))}`);
+      }
+      const sql = `UPDATE api_keys SET ${sets.join(', ')} WHERE id = ${arg(id)} RETURNING *`;
+      const { rows } = await this.pool.query<KeyRow>(sql, args);
+      return rows[0] ? rowToKey(rows[0]) : null;
+    });
+  }
+
+  rotateSecret(secret: SecretRecord, othersExpireAt: string): Promise<void> {
+    return this.run('rotateSecret', () =>
+      this.tx(async (c) => {
+        await c.query('UPDATE key_secrets SET expires_at = $1 WHERE key_id = $2 AND (expires_at IS NULL OR expires_at > $1)', [
+          othersExpireAt,
+          secret.keyId,
+        ]);
+        await insertSecret(c, secret);
+      }),
+    );
+  }
+
+  findSecretByHash(hash: string): Promise<SecretRecord | null> {
+    return this.run('findSecretByHash', async () => {
+      const { rows } = await this.pool.query<SecretRow>('SELECT * FROM key_secrets WHERE hash = $1', [hash]);
+      return rows[0] ? rowToSecret(rows[0]) : null;
+    });
+  }
+
+  listLiveSecrets(keyId: string, now: string): Promise<SecretRecord[]> {
+    return this.run('listLiveSecrets', async () => {
+      const { rows } = await this.pool.query<SecretRow>(
+        'SELECT * FROM key_secrets WHERE key_id = $1 AND (expires_at IS NULL OR expires_at > $2) ORDER BY created_at DESC',
+        [keyId, now],
+      );
+      return rows.map(rowToSecret);
+    });
+  }
+
+  appendAudit(build: (head: AuditEntry | null) => AuditEntry): Promise<AuditEntry> {
+    return this.run('appendAudit', () =>
+      this.tx(async (c) => {
+        // Serialises appenders on every node: the lock is held until COMMIT, so the next writer
+        // reads the head this one wrote.
+        await c.query('SELECT pg_advisory_xact_lock($1::bigint)', [AUDIT_LOCK]);
+        const { rows } = await c.query<AuditRow>('SELECT * FROM audit_log ORDER BY seq DESC LIMIT 1');
+        const e = build(rows[0] ? rowToAudit(rows[0]) : null);
+        await c.query(
+          'INSERT INTO audit_log (seq, ts, actor, action, target, details, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)',
+          [e.seq, e.ts, e.actor, e.action, e.target, JSON.stringify(e.details), e.prevHash, e.hash],
+        );
+        return e;
+      }),
+    );
+  }
+
+  listAudit(opts: { afterSeq?: number; limit: number; target?: string | undefined; descending?: boolean }): Promise<AuditEntry[]> {
+    return this.run('listAudit', async () => {
+      const where: string[] = [];
+      const args: unknown[] = [];
+      const arg = (v: unknown): string => `$${args.push(v)}`;
+      if (opts.afterSeq !== undefined) where.push(`seq ${opts.descending ? '<' : '>'} ${arg(opts.afterSeq)}`);
+      if (opts.target) where.push(`target = ${arg(opts.target)}`);
+      const sql = `SELECT * FROM audit_log ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY seq ${opts.descending ? 'DESC' : 'ASC'} LIMIT ${arg(opts.limit)}`;
+      return (await this.pool.query<AuditRow>(sql, args)).rows.map(rowToAudit);
+    });
+  }
+
+  insertUsage(u: UsageRecord): Promise<void> {
+    return this.run('insertUsage', async () => {
+      await this.pool.query(
+        'INSERT INTO usage_records (id, key_id, call_id, direction, seconds, amount, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)',
+        [u.id, u.keyId, u.callId, u.direction, u.seconds, u.amount, u.createdAt],
+      );
+    });
+  }
+
+  sumUsage(keyId: string, fromIso: string, toIso: string): Promise<{ seconds: number; amount: number; calls: number }> {
+    return this.run('sumUsage', async () => {
+      // SUM(bigint) is numeric and COUNT(*) is bigint: both arrive as strings.
+      const { rows } = await this.pool.query<{ seconds: string; amount: string; calls: string }>(
+        'SELECT COALESCE(SUM(seconds),0) AS seconds, COALESCE(SUM(amount),0) AS amount, COUNT(*) AS calls FROM usage_records WHERE key_id = $1 AND created_at >= $2 AND created_at < $3',
+        [keyId, fromIso, toIso],
+      );
+      const r = rows[0];
+      return { seconds: Number(r?.seconds ?? 0), amount: Number(r?.amount ?? 0), calls: Number(r?.calls ?? 0) };
+    });
+  }
+
+  listUsage(opts: { keyId?: string | undefined; fromIso: string; toIso: string; limit: number }): Promise<UsageRecord[]> {
+    return this.run('listUsage', async () => {
+      const args: unknown[] = [];
+      const arg = (v: unknown): string => `$${args.push(v)}`;
+      let sql = `SELECT * FROM usage_records WHERE created_at >= ${arg(opts.fromIso)} AND created_at < ${arg(opts.toIso)}`;
+      if (opts.keyId) sql += ` AND key_id = ${arg(opts.keyId)}`;
+      sql += ` ORDER BY created_at, id LIMIT ${arg(opts.limit)}`;
+      return (await this.pool.query<UsageRow>(sql, args)).rows.map(rowToUsage);
+    });
+  }
+
+  consumeTokenId(jti: string, expiresAt: string): Promise<boolean> {
+    return this.run('consumeTokenId', async () => {
+      const r = await this.pool.query('INSERT INTO used_token_ids (jti, expires_at) VALUES ($1, $2) ON CONFLICT (jti) DO NOTHING', [
+        jti,
+        expiresAt,
+      ]);
+      return r.rowCount === 1;
+    });
+  }
+
+  purgeExpiredTokenIds(now: string): Promise<number> {
+    return this.run('purgeExpiredTokenIds', async () => {
+      const r = await this.pool.query('DELETE FROM used_token_ids WHERE expires_at < $1', [now]);
+      return r.rowCount ?? 0;
+    });
+  }
+
+  /** Runs `fn` in one transaction on one pooled client; rolls back on any error. */
+  private async tx<T>(fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
+    const c = await this.pool.connect();
+    let broken = false;
+    try {
+      await c.query('BEGIN');
+      const result = await fn(c);
+      await c.query('COMMIT');
+      return result;
+    } catch (err) {
+      try {
+        await c.query('ROLLBACK');
+      } catch {
+        broken = true; // the connection is in an unknown state: do not return it to the pool
+      }
+      throw err;
+    } finally {
+      c.release(broken);
+    }
+  }
+
+  private async run<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await fn();
+    } catch (err) {
+      throw this.storeError(what, err);
+    }
+  }
+
+  private storeError(what: string, err: unknown): StoreError {
+    if (err instanceof StoreError) return err;
+    const raw = err instanceof Error ? err.message : String(err);
+    let message = raw;
+    for (const s of this.secrets) message = message.split(s).join('[redacted]');
+    // If the driver's message carried the URL or password, its cause might too: drop it.
+    return new StoreError(`postgres ${what} failed: ${message}`, message === raw ? { cause: err } : undefined);
+  }
+}
+
+function insertSecret(c: pg.PoolClient, s: SecretRecord): Promise<pg.QueryResult> {
+  return c.query(`INSERT INTO key_secrets (${SECRET_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7)`, [
+    s.id,
+    s.keyId,
+    s.hash,
+    s.ha1Md5,
+    s.ha1Sha256,
+    s.createdAt,
+    s.expiresAt,
+  ]);
+}
+
+/** The URL itself and its password (raw and decoded), longest first, for scrubbing messages. */
+function secretsOf(url: string): string[] {
+  const out = new Set<string>([url]);
+  try {
+    const u = new URL(url);
+    if (u.password) {
+      out.add(u.password);
+      try {
+        out.add(decodeURIComponent(u.password));
+      } catch {
+        // malformed escape: the raw form is enough
+      }
+    }
+  } catch {
+    // not a URL (e.g. a socket path): scrub the whole string only
+  }
+  return [...out].filter((s) => s.length > 0).sort((a, b) => b.length - a.length);
+}

@@ -1,0 +1,241 @@
+import Database from 'better-sqlite3';
+import { mkdirSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { StoreError } from '../errors/index.js';
+import type { KeyPatch, KeyRecord, SecretRecord } from '../keys/key-record.js';
+import type { AuditEntry, KeyListFilter, Store, UsageRecord } from './store.js';
+import {
+  KEY_COLUMNS, PATCH_COLUMNS, keyToValues, patchValue, rowToAudit, rowToKey, rowToSecret, rowToUsage,
+  type AuditRow, type KeyRow, type SecretRow, type UsageRow,
+} from './row-mapping.js';
+import { SQLITE_MIGRATIONS } from './migrations.js';
+
+const sqliteBool = (b: boolean): number => (b ? 1 : 0);
+
+function wrap<T>(what: string, fn: () => T): Promise<T> {
+  try {
+    return Promise.resolve(fn());
+  } catch (err) {
+    return Promise.reject(err instanceof StoreError ? err : new StoreError(`sqlite ${what} failed: ${(err as Error).message}`, { cause: err }));
+  }
+}
+
+/**
+ * Embedded store on better-sqlite3 in WAL mode. Calls are synchronous underneath and return
+ * settled promises so callers see one async interface for both stores. Several processes
+ * (the server and the CLI) may share the file: writes that must be serialised use
+ * BEGIN IMMEDIATE, and busy_timeout waits for the other writer.
+ */
+export class SqliteStore implements Store {
+  readonly driver = 'sqlite' as const;
+  private readonly db: Database.Database;
+  private closed = false;
+
+  constructor(path: string) {
+    if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+    try {
+      this.db = new Database(path);
+      this.db.pragma('journal_mode = WAL');
+      this.db.pragma('synchronous = NORMAL');
+      this.db.pragma('busy_timeout = 5000');
+      this.db.pragma('foreign_keys = ON');
+    } catch (err) {
+      throw new StoreError(`cannot open sqlite database: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  migrate(): Promise<void> {
+    return wrap('migrate', () => {
+      this.db.exec('CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)');
+      const applied = new Set(
+        (this.db.prepare('SELECT version FROM schema_migrations').all() as { version: number }[]).map((r) => r.version),
+      );
+      for (const m of SQLITE_MIGRATIONS) {
+        if (applied.has(m.version)) continue;
+        this.db.transaction(() => {
+          this.db.exec(m.sql);
+          this.db.prepare('INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)').run(m.version, new Date().toISOString());
+        }).immediate();
+      }
+    });
+  }
+
+  ping(): Promise<void> {
+    return wrap('ping', () => void this.db.prepare('SELECT 1').get());
+  }
+
+  close(): Promise<void> {
+    if (!this.closed) {
+      this.closed = true;
+      this.db.close();
+    }
+    return Promise.resolve();
+  }
+
+  insertKey(key: KeyRecord, secret: SecretRecord): Promise<void> {
+    return wrap('insertKey', () => {
+      const cols = KEY_COLUMNS.join(', ');
+      const marks = KEY_COLUMNS.map(() => '?').join(', ');
+      this.db.transaction(() => {
+        this.db.prepare(`INSERT INTO api_keys (${cols}) VALUES (${marks})`).run(...keyToValues(key, sqliteBool));
+        this.insertSecret(secret);
+      })();
+    });
+  }
+
+  private insertSecret(s: SecretRecord): void {
+    this.db
+      .prepare('INSERT INTO key_secrets (id, key_id, hash, ha1_md5, ha1_sha256, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)')
+      .run(s.id, s.keyId, s.hash, s.ha1Md5, s.ha1Sha256, s.createdAt, s.expiresAt);
+  }
+
+  getKey(id: string): Promise<KeyRecord | null> {
+    return wrap('getKey', () => {
+      const row = this.db.prepare('SELECT * FROM api_keys WHERE id = ?').get(id) as KeyRow | undefined;
+      return row ? rowToKey(row) : null;
+    });
+  }
+
+  listKeys(filter: KeyListFilter = {}): Promise<KeyRecord[]> {
+    return wrap('listKeys', () => {
+      const where: string[] = [];
+      const args: unknown[] = [];
+      if (filter.status) {
+        where.push('status = ?');
+        args.push(filter.status);
+      }
+      if (filter.mode) {
+        where.push('mode = ?');
+        args.push(filter.mode);
+      }
+      if (filter.after) {
+        where.push('id > ?');
+        args.push(filter.after);
+      }
+      const sql = `SELECT * FROM api_keys ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY id LIMIT ?`;
+      args.push(filter.limit ?? 100);
+      return (this.db.prepare(sql).all(...args) as KeyRow[]).map(rowToKey);
+    });
+  }
+
+  countKeys(): Promise<number> {
+    return wrap('countKeys', () => (this.db.prepare('SELECT COUNT(*) AS n FROM api_keys').get() as { n: number }).n);
+  }
+
+  updateKey(id: string, patch: KeyPatch, updatedAt: string): Promise<KeyRecord | null> {
+    return wrap('updateKey', () => {
+      const sets: string[] = ['updated_at = ?'];
+      const args: unknown[] = [updatedAt];
+      for (const [field, v] of Object.entries(patch)) {
+        const col = PATCH_COLUMNS[field];
+        if (!col || v === undefined) continue;
+        sets.push(`${col} = ?`);
+        args.push(patchValue(col, v, sqliteBool));
+      }
+      args.push(id);
+      const row = this.db.prepare(`UPDATE api_keys SET ${sets.join(', ')} WHERE id = ? RETURNING *`).get(...args) as KeyRow | undefined;
+      return row ? rowToKey(row) : null;
+    });
+  }
+
+  rotateSecret(secret: SecretRecord, othersExpireAt: string): Promise<void> {
+    return wrap('rotateSecret', () => {
+      this.db.transaction(() => {
+        this.db
+          .prepare('UPDATE key_secrets SET expires_at = ? WHERE key_id = ? AND (expires_at IS NULL OR expires_at > ?)')
+          .run(othersExpireAt, secret.keyId, othersExpireAt);
+        this.insertSecret(secret);
+      }).immediate();
+    });
+  }
+
+  findSecretByHash(hash: string): Promise<SecretRecord | null> {
+    return wrap('findSecretByHash', () => {
+      const row = this.db.prepare('SELECT * FROM key_secrets WHERE hash = ?').get(hash) as SecretRow | undefined;
+      return row ? rowToSecret(row) : null;
+    });
+  }
+
+  listLiveSecrets(keyId: string, now: string): Promise<SecretRecord[]> {
+    return wrap('listLiveSecrets', () =>
+      (this.db
+        .prepare('SELECT * FROM key_secrets WHERE key_id = ? AND (expires_at IS NULL OR expires_at > ?) ORDER BY created_at DESC')
+        .all(keyId, now) as SecretRow[]).map(rowToSecret),
+    );
+  }
+
+  appendAudit(build: (head: AuditEntry | null) => AuditEntry): Promise<AuditEntry> {
+    return wrap('appendAudit', () =>
+      this.db.transaction(() => {
+        const headRow = this.db.prepare('SELECT * FROM audit_log ORDER BY seq DESC LIMIT 1').get() as AuditRow | undefined;
+        const e = build(headRow ? rowToAudit(headRow) : null);
+        this.db
+          .prepare('INSERT INTO audit_log (seq, ts, actor, action, target, details, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
+          .run(e.seq, e.ts, e.actor, e.action, e.target, JSON.stringify(e.details), e.prevHash, e.hash);
+        return e;
+      }).immediate(),
+    );
+  }
+
+  listAudit(opts: { afterSeq?: number; limit: number; target?: string | undefined; descending?: boolean }): Promise<AuditEntry[]> {
+    return wrap('listAudit', () => {
+      const where: string[] = [];
+      const args: unknown[] = [];
+      if (opts.afterSeq !== undefined) {
+        where.push(opts.descending ? 'seq < ?' : 'seq > ?');
+        args.push(opts.afterSeq);
+      }
+      if (opts.target) {
+        where.push('target = ?');
+        args.push(opts.target);
+      }
+      args.push(opts.limit);
+      const sql = `SELECT * FROM audit_log ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY seq ${opts.descending ? 'DESC' : 'ASC'} LIMIT ?`;
+      return (this.db.prepare(sql).all(...args) as AuditRow[]).map(rowToAudit);
+    });
+  }
+
+  insertUsage(u: UsageRecord): Promise<void> {
+    return wrap('insertUsage', () => {
+      this.db
+        .prepare('INSERT INTO usage_records (id, key_id, call_id, direction, seconds, amount, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)')
+        .run(u.id, u.keyId, u.callId, u.direction, u.seconds, u.amount, u.createdAt);
+    });
+  }
+
+  sumUsage(keyId: string, fromIso: string, toIso: string): Promise<{ seconds: number; amount: number; calls: number }> {
+    return wrap('sumUsage', () => {
+      const r = this.db
+        .prepare(
+          'SELECT COALESCE(SUM(seconds),0) AS seconds, COALESCE(SUM(amount),0) AS amount, COUNT(*) AS calls FROM usage_records WHERE key_id = ? AND created_at >= ? AND created_at < ?',
+        )
+        .get(keyId, fromIso, toIso) as { seconds: number; amount: number; calls: number };
+      return { seconds: Number(r.seconds), amount: Number(r.amount), calls: Number(r.calls) };
+    });
+  }
+
+  listUsage(opts: { keyId?: string | undefined; fromIso: string; toIso: string; limit: number }): Promise<UsageRecord[]> {
+    return wrap('listUsage', () => {
+      const args: unknown[] = [opts.fromIso, opts.toIso];
+      let sql = 'SELECT * FROM usage_records WHERE created_at >= ? AND created_at < ?';
+      if (opts.keyId) {
+        sql += ' AND key_id = ?';
+        args.push(opts.keyId);
+      }
+      sql += ' ORDER BY created_at, id LIMIT ?';
+      args.push(opts.limit);
+      return (this.db.prepare(sql).all(...args) as UsageRow[]).map(rowToUsage);
+    });
+  }
+
+  consumeTokenId(jti: string, expiresAt: string): Promise<boolean> {
+    return wrap('consumeTokenId', () => {
+      const r = this.db.prepare('INSERT INTO used_token_ids (jti, expires_at) VALUES (?, ?) ON CONFLICT (jti) DO NOTHING').run(jti, expiresAt);
+      return r.changes === 1;
+    });
+  }
+
+  purgeExpiredTokenIds(now: string): Promise<number> {
+    return wrap('purgeExpiredTokenIds', () => this.db.prepare('DELETE FROM used_token_ids WHERE expires_at < ?').run(now).changes);
+  }
+}

@@ -1,0 +1,72 @@
+import type { KeyPatch, KeyRecord, KeyStatus, KeyMode, SecretRecord } from '../keys/key-record.js';
+
+export interface AuditEntry {
+  readonly seq: number;
+  readonly ts: string;
+  readonly actor: string;
+  readonly action: string;
+  readonly target: string | null;
+  readonly details: Record<string, unknown>;
+  readonly prevHash: string;
+  readonly hash: string;
+}
+
+export type NewAuditEntry = Omit<AuditEntry, 'seq' | 'prevHash' | 'hash'>;
+
+export interface UsageRecord {
+  readonly id: string;
+  readonly keyId: string;
+  readonly callId: string;
+  readonly direction: 'inbound' | 'outbound';
+  readonly seconds: number;
+  /** Cost in the smallest currency unit. */
+  readonly amount: number;
+  readonly createdAt: string;
+}
+
+export interface KeyListFilter {
+  status?: KeyStatus | undefined;
+  mode?: KeyMode | undefined;
+  limit?: number | undefined;
+  /** Keyset pagination: ids greater than this. */
+  after?: string | undefined;
+}
+
+/**
+ * Persistence for keys, secrets, audit, usage and single-use token ids. Two implementations:
+ * SqliteStore (embedded default) and PostgresStore (cluster); store/store-contract.ts runs the
+ * same tests against both. Methods throw StoreError on faults; "not found" is null, not an error.
+ */
+export interface Store {
+  readonly driver: 'sqlite' | 'postgres';
+  migrate(): Promise<void>;
+  ping(): Promise<void>;
+  close(): Promise<void>;
+
+  insertKey(key: KeyRecord, secret: SecretRecord): Promise<void>;
+  getKey(id: string): Promise<KeyRecord | null>;
+  listKeys(filter?: KeyListFilter): Promise<KeyRecord[]>;
+  countKeys(): Promise<number>;
+  updateKey(id: string, patch: KeyPatch, updatedAt: string): Promise<KeyRecord | null>;
+  /** Adds a new secret; every other secret of the key that outlives `othersExpireAt` is cut to it. */
+  rotateSecret(secret: SecretRecord, othersExpireAt: string): Promise<void>;
+  findSecretByHash(hash: string): Promise<SecretRecord | null>;
+  /** Secrets of a key that have not expired at `now` (for SIP digest during a rotation overlap). */
+  listLiveSecrets(keyId: string, now: string): Promise<SecretRecord[]>;
+
+  /**
+   * Appends to the hash-chained audit log atomically: `build` receives the current head (or
+   * null) and returns the entry to write; concurrent writers (other processes or nodes) are
+   * serialised so the chain never forks.
+   */
+  appendAudit(build: (head: AuditEntry | null) => AuditEntry): Promise<AuditEntry>;
+  listAudit(opts: { afterSeq?: number; limit: number; target?: string | undefined; descending?: boolean }): Promise<AuditEntry[]>;
+
+  insertUsage(u: UsageRecord): Promise<void>;
+  sumUsage(keyId: string, fromIso: string, toIso: string): Promise<{ seconds: number; amount: number; calls: number }>;
+  listUsage(opts: { keyId?: string | undefined; fromIso: string; toIso: string; limit: number }): Promise<UsageRecord[]>;
+
+  /** Records a single-use token id; false when it was already used. */
+  consumeTokenId(jti: string, expiresAt: string): Promise<boolean>;
+  purgeExpiredTokenIds(now: string): Promise<number>;
+}

@@ -1,0 +1,47 @@
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { AuditLog, deriveAuditKey } from '../audit/index.js';
+import { KeyService } from '../keys/key-service.js';
+import { TokenService } from '../keys/token-service.js';
+import { createLogger } from '../observability/logger.js';
+import { LocalRevocationBus, MemoryCounters } from '../policy/memory-counters.js';
+import { PolicyEngine } from '../policy/policy-engine.js';
+import { SqliteStore } from '../store/sqlite-store.js';
+import type { Clock } from '../util/time.js';
+
+/** An in-process object graph on an in-memory SQLite store, for unit tests and benchmarks. */
+export async function inMemoryServices(opts: { clock?: Clock; cacheEntries?: number; sqlitePath?: string } = {}) {
+  const log = createLogger({ level: 'silent' });
+  const store = new SqliteStore(opts.sqlitePath ?? ':memory:');
+  await store.migrate();
+  const masterKey = randomBytes(32);
+  const clock = opts.clock ?? Date.now;
+  const audit = new AuditLog(store, deriveAuditKey(masterKey), log, clock);
+  const bus = new LocalRevocationBus();
+  const counters = new MemoryCounters();
+  const keys = new KeyService(
+    store,
+    audit,
+    bus,
+    {
+      pepper: randomBytes(32),
+      masterKey,
+      realm: 'tollgate',
+      rotationGraceSec: 86_400,
+      cache: { maxEntries: opts.cacheEntries ?? 10_000, ttlMs: 30_000 },
+      defaults: { scopes: ['calls:inbound', 'calls:outbound', 'usage:read'], callsPerSecond: 1, cpsBurst: 1, maxConcurrentCalls: 2, maxCallDurationSec: 3600, allowedCountries: ['US', 'CA'] },
+    },
+    log,
+    clock,
+  );
+  const signingKeyPem = generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+  const tokens = new TokenService(store, (id) => keys.getCurrent(id), { signingKeyPem, issuer: 'tollgate', defaultTtlSec: 60, maxTtlSec: 3600 }, clock);
+  const policy = new PolicyEngine(counters, store, audit, { leaseTtlSec: 60, defaultRatePerMinute: 2, blockedPrefixes: ['+1900', '+882'] }, log, clock);
+  return {
+    log, store, audit, bus, counters, keys, tokens, policy, masterKey,
+    async close() {
+      keys.close();
+      await counters.close();
+      await store.close();
+    },
+  };
+}

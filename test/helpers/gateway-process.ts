@@ -1,0 +1,154 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { appendFileSync, mkdirSync, mkdtempSync, createWriteStream, type WriteStream } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { inject } from 'vitest';
+
+export const ROOT = resolve(import.meta.dirname, '../..');
+const CLI = join(ROOT, 'src/cli/index.ts');
+const TSX = join(ROOT, 'node_modules/tsx/dist/loader.mjs');
+
+let counter = 0;
+function itDir(): string {
+  const dir = inject('itDir');
+  mkdirSync(join(dir, 'logs'), { recursive: true });
+  mkdirSync(join(dir, 'secrets'), { recursive: true });
+  return dir;
+}
+
+/** Records a secret so the suite's teardown can check that no log contains it. */
+export function rememberSecret(...secrets: (string | undefined | null)[]): void {
+  const lines = secrets.filter((s): s is string => typeof s === 'string' && s.length > 0);
+  if (lines.length) appendFileSync(join(itDir(), 'secrets', `${process.pid}.txt`), lines.join('\n') + '\n');
+}
+
+export interface GatewayEnv {
+  /** TOLLGATE_* variables for the process (data dir is set per gateway unless given). */
+  env?: Record<string, string>;
+  dataDir?: string;
+}
+
+function logStream(name: string): WriteStream {
+  return createWriteStream(join(itDir(), 'logs', `${name}-${process.pid}-${++counter}.log`));
+}
+
+/** Environment for a gateway or CLI process: a fresh data dir and generated secrets under it. */
+export function gatewayEnv(opts: GatewayEnv = {}): Record<string, string> {
+  const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'tollgate-gw-'));
+  const base: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !k.startsWith('TOLLGATE_')) base[k] = v;
+  return { ...base, TOLLGATE_DATA_DIR: dataDir, TOLLGATE_LOG__LEVEL: 'debug', ...opts.env };
+}
+
+export interface RunningGateway {
+  readonly url: string;
+  readonly env: Record<string, string>;
+  readonly process: ChildProcess;
+  /** SIGTERM, then wait for exit (SIGKILL after 10 s). Resolves with the exit code. */
+  stop(): Promise<number | null>;
+}
+
+/** Starts `tollgate serve --port 0` as a real process and waits until it listens. */
+export async function startGateway(opts: GatewayEnv = {}): Promise<RunningGateway> {
+  const env = gatewayEnv(opts);
+  const child = spawn(process.execPath, ['--import', TSX, CLI, 'serve', '--port', '0', '--host', '127.0.0.1'], {
+    cwd: ROOT,
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const out = logStream('gateway-stdout');
+  const err = logStream('gateway-stderr');
+  child.stdout.pipe(out);
+  child.stderr.pipe(err);
+  const exited = new Promise<number | null>((res) => child.once('exit', (code) => res(code)));
+  const url = await new Promise<string>((res, rej) => {
+    let buf = '';
+    let stderr = '';
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      rej(new Error(`gateway did not start in 30 s: ${stderr.slice(-2000)}`));
+    }, 30_000);
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.stdout.on('data', (d: Buffer) => {
+      buf += d.toString();
+      for (const line of buf.split('\n')) {
+        if (!line.includes('tollgate listening')) continue;
+        clearTimeout(timer);
+        res((JSON.parse(line) as { url: string }).url);
+        return;
+      }
+    });
+    void exited.then((code) => {
+      clearTimeout(timer);
+      rej(new Error(`gateway exited with ${code} before listening: ${stderr.slice(-2000)}`));
+    });
+  });
+  return {
+    url,
+    env,
+    process: child,
+    async stop() {
+      if (child.exitCode !== null) return child.exitCode;
+      child.kill('SIGTERM');
+      const t = setTimeout(() => child.kill('SIGKILL'), 10_000);
+      const code = await exited;
+      clearTimeout(t);
+      return code;
+    },
+  };
+}
+
+export interface CliResult {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs a `tollgate` CLI command with the gateway's environment (same store and secrets). */
+export function runCli(args: string[], env: Record<string, string>, opts: { cwd?: string; timeoutMs?: number } = {}): Promise<CliResult> {
+  return new Promise((res, rej) => {
+    const child = spawn(process.execPath, ['--import', TSX, CLI, ...args], { cwd: opts.cwd ?? ROOT, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      rej(new Error(`tollgate ${args[0] ?? ''} timed out`));
+    }, opts.timeoutMs ?? 30_000);
+    child.once('close', (code) => {
+      clearTimeout(timer);
+      // CLI diagnostics are logs too: they join the leak check. Stdout is the command's output
+      // (it shows a new secret once, by design) and is not.
+      const s = logStream('cli-stderr');
+      s.end(stderr);
+      res({ code, stdout, stderr });
+    });
+  });
+}
+
+/** JSON fetch against a running gateway. */
+export async function api(
+  gw: { url: string },
+  method: string,
+  path: string,
+  opts: { auth?: string; body?: unknown; headers?: Record<string, string> } = {},
+): Promise<{ status: number; body: any; headers: Headers; text: string }> {
+  const headers: Record<string, string> = { ...opts.headers };
+  if (opts.auth !== undefined) headers.authorization = `Bearer ${opts.auth}`;
+  if (opts.body !== undefined) headers['content-type'] = 'application/json';
+  const r = await fetch(gw.url + path, {
+    method,
+    headers,
+    body: opts.body === undefined ? null : typeof opts.body === 'string' ? opts.body : JSON.stringify(opts.body),
+    signal: AbortSignal.timeout(15_000),
+  });
+  const text = await r.text();
+  let body: unknown = null;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    body = null;
+  }
+  return { status: r.status, body, headers: r.headers, text };
+}
