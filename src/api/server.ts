@@ -1,3 +1,6 @@
+import { readFileSync } from 'node:fs';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import Fastify, { type FastifyInstance, type FastifyError } from 'fastify';
 import type { Gateway } from '../main.js';
 import { isTollgateError } from '../errors/index.js';
@@ -9,7 +12,8 @@ import { registerAuditRoutes } from './routes/audit-routes.js';
 import { registerUsageRoutes } from './routes/usage-routes.js';
 import { registerAuthorizationRoutes } from './routes/authorizations-routes.js';
 
-export const VERSION = '0.1.0';
+/** The package version, read once from package.json (two levels up from src/api or dist/api). */
+export const VERSION: string = (JSON.parse(readFileSync(resolve(dirname(fileURLToPath(import.meta.url)), '../../package.json'), 'utf8')) as { version: string }).version;
 
 export interface HttpServer {
   readonly app: FastifyInstance;

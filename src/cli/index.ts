@@ -1,4 +1,3 @@
-#!/usr/bin/env node
 import { userInfo } from 'node:os';
 import { Command, CommanderError, Option } from 'commander';
 import { pino } from 'pino';
@@ -15,8 +14,8 @@ import { EXIT, makeOut, reportError, table } from './output.js';
 
 const list = (v: string): string[] => v.split(',').map((s) => s.trim()).filter(Boolean);
 const num = (v: string): number => (v.trim() === '' ? Number.NaN : Number(v));
-function budget(v: string): { amount: number; period: string; currency: string } | null {
-  if (v === 'none') return null;
+function budget(v: string): { amount: number; period: string; currency: string } | 'none' {
+  if (v === 'none') return 'none';
   const [amount, period = 'month', currency = 'USD'] = v.split('/');
   return { amount: num(amount ?? ''), period, currency: currency.toUpperCase() };
 }
@@ -63,6 +62,7 @@ function policyFrom(o: Record<string, unknown>): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [flag, field] of Object.entries(map)) if (o[flag] !== undefined) out[field] = o[flag];
   if (o.role !== undefined) out.role = o.role === 'none' ? null : o.role;
+  if (o.budget === 'none') out.budget = null;
   if (o.expires !== undefined) out.expiresAt = o.expires === 'none' ? null : o.expires;
   return out;
 }
@@ -343,11 +343,4 @@ export async function main(argv: string[]): Promise<number> {
     }
     return reportError(err, !!program.opts<GlobalOpts>().json);
   }
-}
-
-const isEntry = process.argv[1] !== undefined && /cli[\\/]index\.(ts|js)$/.test(process.argv[1]);
-if (isEntry) {
-  void main(process.argv).then((code) => {
-    process.exitCode = code;
-  });
 }

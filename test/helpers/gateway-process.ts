@@ -1,11 +1,11 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { appendFileSync, mkdirSync, mkdtempSync, createWriteStream, type WriteStream } from 'node:fs';
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, createWriteStream, type WriteStream } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { inject } from 'vitest';
 
 export const ROOT = resolve(import.meta.dirname, '../..');
-const CLI = join(ROOT, 'src/cli/index.ts');
+const CLI = join(ROOT, 'src/cli/tollgate.ts');
 const TSX = join(ROOT, 'node_modules/tsx/dist/loader.mjs');
 
 let counter = 0;
@@ -22,7 +22,11 @@ export function rememberSecret(...secrets: (string | undefined | null)[]): void 
   if (lines.length) appendFileSync(join(itDir(), 'secrets', `${process.pid}.txt`), lines.join('\n') + '\n');
 }
 
+const BUILT_CLI = join(ROOT, 'dist/cli/tollgate.js');
+
 export interface GatewayEnv {
+  /** Run the compiled CLI from dist/ (what `npm start` and the Docker image run) instead of src/. */
+  built?: boolean;
   /** TOLLGATE_* variables for the process (data dir is set per gateway unless given). */
   env?: Record<string, string>;
   dataDir?: string;
@@ -51,7 +55,9 @@ export interface RunningGateway {
 /** Starts `tollgate serve --port 0` as a real process and waits until it listens. */
 export async function startGateway(opts: GatewayEnv = {}): Promise<RunningGateway> {
   const env = gatewayEnv(opts);
-  const child = spawn(process.execPath, ['--import', TSX, CLI, 'serve', '--port', '0', '--host', '127.0.0.1'], {
+  if (opts.built && !existsSync(BUILT_CLI)) throw new Error('dist/ is missing: run npm run build first (npm test does)');
+  const entry = opts.built ? [BUILT_CLI] : ['--import', TSX, CLI];
+  const child = spawn(process.execPath, [...entry, 'serve', '--port', '0', '--host', '127.0.0.1'], {
     cwd: ROOT,
     env,
     stdio: ['ignore', 'pipe', 'pipe'],

@@ -1,0 +1,105 @@
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { rmSync } from 'node:fs';
+import { api, gatewayEnv, rememberSecret, runCli, startGateway, type RunningGateway } from '../helpers/gateway-process.js';
+import { clusterBackend } from '../helpers/backends.js';
+
+/**
+ * Two relays sharing PostgreSQL and Redis, as in a cluster: they must agree on keys, limits
+ * and revocations. Each node has its own data dir, so nothing is shared through files.
+ */
+describe('a cluster of two relays on PostgreSQL and Redis', () => {
+  const backend = clusterBackend();
+  let a: RunningGateway;
+  let b: RunningGateway;
+  let admin: string;
+  // Every node needs the same pepper, master key and token key: give them as secrets, as in production.
+  const secretsDir = mkdtempSync(join(tmpdir(), 'tollgate-cluster-'));
+
+  beforeAll(async () => {
+    const shared = { ...backend.env, TOLLGATE_SECRETS__AUTO_GENERATE: 'false' };
+    // The first CLI run generates the secrets into secretsDir; the nodes then read them as files.
+    const gen = await runCli(['keys', 'list'], gatewayEnv({ dataDir: secretsDir, env: backend.env }));
+    expect(gen.code, gen.stderr).toBe(0);
+    const files = {
+      TOLLGATE_SECRETS__PEPPER_FILE: join(secretsDir, 'secrets', 'pepper'),
+      TOLLGATE_SECRETS__MASTER_KEY_FILE: join(secretsDir, 'secrets', 'master-key'),
+      TOLLGATE_SECRETS__TOKEN_SIGNING_KEY_FILE: join(secretsDir, 'secrets', 'token-signing-key.pem'),
+    };
+    [a, b] = await Promise.all([startGateway({ env: { ...shared, ...files } }), startGateway({ env: { ...shared, ...files } })]);
+    const r = await runCli(['keys', 'create', '--name', 'root', '--role', 'admin', '--json'], a.env);
+    expect(r.code, r.stderr).toBe(0);
+    admin = JSON.parse(r.stdout).secret;
+    rememberSecret(admin);
+  });
+  afterAll(async () => {
+    await Promise.all([a?.stop(), b?.stop()]);
+    await backend.cleanup();
+    rmSync(secretsDir, { recursive: true, force: true });
+  });
+
+  const createKey = async (policy: Record<string, unknown>) => {
+    const r = await api(a, 'POST', '/v1/keys', { auth: admin, body: { name: 'k', ...policy } });
+    expect(r.status, r.text).toBe(201);
+    rememberSecret(r.body.secret);
+    return { id: r.body.key.id as string, secret: r.body.secret as string };
+  };
+
+  it('a key created on one node works on the other', async () => {
+    const k = await createKey({ scopes: ['usage:read'] });
+    expect((await api(b, 'GET', '/v1/usage', { auth: k.secret })).status).toBe(200);
+  });
+
+  it('a revocation on one node is refused at once by the other, whose cache held the key', async () => {
+    const k = await createKey({ scopes: ['usage:read'] });
+    // Warm node B's cache (TTL 30 s): only the revocation bus can make it forget in time.
+    expect((await api(b, 'GET', '/v1/usage', { auth: k.secret })).status).toBe(200);
+    expect((await api(a, 'POST', `/v1/keys/${k.id}/revoke`, { auth: admin, body: {} })).status).toBe(200);
+    let refused = false;
+    for (let i = 0; i < 20 && !refused; i++) {
+      const r = await api(b, 'GET', '/v1/usage', { auth: k.secret });
+      refused = r.status === 401 && r.body.error.code === 'KEY_REVOKED';
+      if (!refused) await new Promise((res) => setTimeout(res, 25));
+    }
+    expect(refused).toBe(true);
+  });
+
+  it('the CPS limit is shared: a call on A counts against B', async () => {
+    const k = await createKey({ scopes: ['calls:outbound'], callsPerSecond: 1, cpsBurst: 1, maxConcurrentCalls: 10 });
+    const body = { direction: 'outbound', destination: '+14155550199' };
+    expect((await api(a, 'POST', '/v1/authorizations', { auth: k.secret, body })).status).toBe(201);
+    const onB = await api(b, 'POST', '/v1/authorizations', { auth: k.secret, body });
+    expect([onB.status, onB.body.error.code]).toEqual([429, 'RATE_LIMITED']);
+  });
+
+  it('the concurrency limit is shared across nodes', async () => {
+    const k = await createKey({ scopes: ['calls:outbound'], callsPerSecond: 100, cpsBurst: 100, maxConcurrentCalls: 2 });
+    const body = { direction: 'outbound', destination: '+14155550199' };
+    expect((await api(a, 'POST', '/v1/authorizations', { auth: k.secret, body })).status).toBe(201);
+    const second = await api(b, 'POST', '/v1/authorizations', { auth: k.secret, body });
+    expect(second.status).toBe(201);
+    expect((await api(a, 'POST', '/v1/authorizations', { auth: k.secret, body })).body.error.code).toBe('CONCURRENCY_LIMITED');
+    await api(b, 'POST', `/v1/authorizations/${second.body.callId}/complete`, { auth: k.secret, body: { billableSeconds: 1 } });
+    expect((await api(a, 'POST', '/v1/authorizations', { auth: k.secret, body })).status).toBe(201);
+  });
+
+  it('a budget spent through one node is seen by the other', async () => {
+    const k = await createKey({ scopes: ['calls:outbound'], callsPerSecond: 100, cpsBurst: 100, maxConcurrentCalls: 10, budget: { amount: 10, period: 'month' } });
+    const call = (gw: RunningGateway, maxDurationSec: number) =>
+      api(gw, 'POST', '/v1/authorizations', { auth: k.secret, body: { direction: 'outbound', destination: '+14155550199', maxDurationSec, ratePerMinute: 2 } });
+    const g = await call(a, 180);
+    expect(g.status).toBe(201);
+    expect((await call(b, 150)).body.error.code).toBe('BUDGET_EXHAUSTED');
+    expect((await call(b, 120)).status).toBe(201);
+  });
+
+  it('a single-use token used on one node is refused on the other', async () => {
+    const k = await createKey({ scopes: ['tokens:mint', 'usage:read'] });
+    const t = await api(a, 'POST', '/v1/tokens', { auth: k.secret, body: {} });
+    rememberSecret(t.body.token);
+    expect((await api(a, 'GET', '/v1/usage', { auth: t.body.token })).status).toBe(200);
+    expect((await api(b, 'GET', '/v1/usage', { auth: t.body.token })).body.error.code).toBe('TOKEN_REPLAYED');
+  });
+});
