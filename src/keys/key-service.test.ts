@@ -51,6 +51,27 @@ describe('KeyService', () => {
     expect(await s.keys.verify(secret)).toEqual({ ok: false, code: 'KEY_REVOKED', keyId: key.id });
   });
 
+  it('refuses the key from the moment revoke() is called, before the store write lands', async () => {
+    const { key, secret } = await s.keys.create({ name: 'agent' }, 'test');
+    expect((await s.keys.verify(secret)).ok).toBe(true);
+    const write = s.store.updateKey.bind(s.store);
+    let land!: () => void;
+    s.store.updateKey = (...args) => new Promise((resolve) => (land = () => resolve(write(...args))));
+    const revoking = s.keys.revoke(key.id, 'leaked', 'test');
+    await new Promise((r) => setImmediate(r));
+    expect(await s.keys.verify(secret)).toMatchObject({ ok: false, code: 'KEY_REVOKED' });
+    land();
+    await revoking;
+    expect(await s.keys.verify(secret)).toMatchObject({ ok: false, code: 'KEY_REVOKED' });
+  });
+
+  it('a revocation whose store write fails leaves the key as it was, and says so', async () => {
+    const { key, secret } = await s.keys.create({ name: 'agent' }, 'test');
+    s.store.updateKey = () => Promise.reject(new Error('disk full'));
+    await expect(s.keys.revoke(key.id, 'x', 'test')).rejects.toThrow('disk full');
+    expect((await s.keys.verify(secret)).ok).toBe(true);
+  });
+
   it('a revocation published by another node drops this node\'s cache entry', async () => {
     const { key, secret } = await s.keys.create({ name: 'agent' }, 'test');
     expect((await s.keys.verify(secret)).ok).toBe(true);

@@ -50,6 +50,8 @@ export class KeyService {
   private readonly cache: LruCache<string, CacheEntry>;
   private readonly lastUsedWritten = new LruCache<string, number>(100_000, LAST_USED_INTERVAL_MS);
   private readonly unsubscribe: () => void;
+  /** Keys being revoked on this node right now: refused before the store write lands. */
+  private readonly revoking = new Set<string>();
 
   constructor(
     private readonly store: Store,
@@ -186,16 +188,25 @@ export class KeyService {
     return { key: withHint, secret, oldSecretsExpireAt };
   }
 
-  /** Revocation is immediate and final for every later check on every node. */
+  /**
+   * Revocation is immediate and final for every later check on every node. On this node the
+   * key is refused from the moment revoke() is called (fail closed while the store write is in
+   * flight); other nodes drop it when the revocation bus tells them, right after the write.
+   */
   async revoke(id: string, reason: string | undefined, actor: string): Promise<KeyRecord> {
-    const key = await this.require(id);
-    if (key.status === 'revoked') return key;
-    const now = toIso(this.clock());
-    const updated = await this.store.updateKey(id, { status: 'revoked', revokedAt: now }, now);
-    await this.changed(id);
-    await this.audit.append({ actor, action: 'key.revoked', target: id, details: { reason: reason ?? null } });
-    this.log.warn({ keyId: id, actor }, 'key revoked');
-    return updated ?? key;
+    this.revoking.add(id);
+    try {
+      const key = await this.require(id);
+      if (key.status === 'revoked') return key;
+      const now = toIso(this.clock());
+      const updated = await this.store.updateKey(id, { status: 'revoked', revokedAt: now }, now);
+      await this.changed(id);
+      await this.audit.append({ actor, action: 'key.revoked', target: id, details: { reason: reason ?? null } });
+      this.log.warn({ keyId: id, actor }, 'key revoked');
+      return updated ?? key;
+    } finally {
+      this.revoking.delete(id);
+    }
   }
 
   /** Suspends a key whose secret may have leaked (e.g. found by the scanner) until it is rotated. */
@@ -230,7 +241,7 @@ export class KeyService {
     if (!secret || !key || !digestsEqual(secret.hash, hash)) return { ok: false, code: 'UNAUTHENTICATED' };
     const now = this.clock();
     const fail = (code: VerifyFailure): VerifyResult => ({ ok: false, code, keyId: key.id });
-    if (key.status === 'revoked') return fail('KEY_REVOKED');
+    if (key.status === 'revoked' || this.revoking.has(key.id)) return fail('KEY_REVOKED');
     if (key.status === 'quarantined') return fail('KEY_QUARANTINED');
     if (key.status === 'expired' || (key.expiresAt && Date.parse(key.expiresAt) <= now)) return fail('KEY_EXPIRED');
     if (secret.expiresAt && Date.parse(secret.expiresAt) <= now) return fail('KEY_EXPIRED');

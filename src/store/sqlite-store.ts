@@ -30,6 +30,8 @@ export class SqliteStore implements Store {
   readonly driver = 'sqlite' as const;
   private readonly db: Database.Database;
   private closed = false;
+  /** Prepared statements by SQL text: compiling a statement costs more than running a lookup. */
+  private readonly statements = new Map<string, Database.Statement>();
 
   constructor(path: string) {
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
@@ -42,6 +44,17 @@ export class SqliteStore implements Store {
     } catch (err) {
       throw new StoreError(`cannot open sqlite database: ${(err as Error).message}`, { cause: err });
     }
+  }
+
+  private stmt(sql: string): Database.Statement {
+    let st = this.statements.get(sql);
+    if (!st) {
+      st = this.db.prepare(sql);
+      // Dynamic SQL (filters, patch columns) has few shapes; the cap only guards against surprises.
+      if (this.statements.size >= 256) this.statements.clear();
+      this.statements.set(sql, st);
+    }
+    return st;
   }
 
   migrate(): Promise<void> {
@@ -61,7 +74,7 @@ export class SqliteStore implements Store {
   }
 
   ping(): Promise<void> {
-    return wrap('ping', () => void this.db.prepare('SELECT 1').get());
+    return wrap('ping', () => void this.stmt('SELECT 1').get());
   }
 
   close(): Promise<void> {
@@ -77,7 +90,7 @@ export class SqliteStore implements Store {
       const cols = KEY_COLUMNS.join(', ');
       const marks = KEY_COLUMNS.map(() => '?').join(', ');
       this.db.transaction(() => {
-        this.db.prepare(`INSERT INTO api_keys (${cols}) VALUES (${marks})`).run(...keyToValues(key, sqliteBool));
+        this.stmt(`INSERT INTO api_keys (${cols}) VALUES (${marks})`).run(...keyToValues(key, sqliteBool));
         this.insertSecret(secret);
       })();
     });
@@ -91,7 +104,7 @@ export class SqliteStore implements Store {
 
   getKey(id: string): Promise<KeyRecord | null> {
     return wrap('getKey', () => {
-      const row = this.db.prepare('SELECT * FROM api_keys WHERE id = ?').get(id) as KeyRow | undefined;
+      const row = this.stmt('SELECT * FROM api_keys WHERE id = ?').get(id) as KeyRow | undefined;
       return row ? rowToKey(row) : null;
     });
   }
@@ -114,12 +127,12 @@ export class SqliteStore implements Store {
       }
       const sql = `SELECT * FROM api_keys ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY id LIMIT ?`;
       args.push(filter.limit ?? 100);
-      return (this.db.prepare(sql).all(...args) as KeyRow[]).map(rowToKey);
+      return (this.stmt(sql).all(...args) as KeyRow[]).map(rowToKey);
     });
   }
 
   countKeys(): Promise<number> {
-    return wrap('countKeys', () => (this.db.prepare('SELECT COUNT(*) AS n FROM api_keys').get() as { n: number }).n);
+    return wrap('countKeys', () => (this.stmt('SELECT COUNT(*) AS n FROM api_keys').get() as { n: number }).n);
   }
 
   updateKey(id: string, patch: KeyPatch, updatedAt: string): Promise<KeyRecord | null> {
@@ -133,7 +146,7 @@ export class SqliteStore implements Store {
         args.push(patchValue(col, v, sqliteBool));
       }
       args.push(id);
-      const row = this.db.prepare(`UPDATE api_keys SET ${sets.join(', ')} WHERE id = ? RETURNING *`).get(...args) as KeyRow | undefined;
+      const row = this.stmt(`UPDATE api_keys SET ${sets.join(', ')} WHERE id = ? RETURNING *`).get(...args) as KeyRow | undefined;
       return row ? rowToKey(row) : null;
     });
   }
@@ -151,7 +164,7 @@ export class SqliteStore implements Store {
 
   findSecretByHash(hash: string): Promise<SecretRecord | null> {
     return wrap('findSecretByHash', () => {
-      const row = this.db.prepare('SELECT * FROM key_secrets WHERE hash = ?').get(hash) as SecretRow | undefined;
+      const row = this.stmt('SELECT * FROM key_secrets WHERE hash = ?').get(hash) as SecretRow | undefined;
       return row ? rowToSecret(row) : null;
     });
   }
@@ -167,7 +180,7 @@ export class SqliteStore implements Store {
   appendAudit(build: (head: AuditEntry | null) => AuditEntry): Promise<AuditEntry> {
     return wrap('appendAudit', () =>
       this.db.transaction(() => {
-        const headRow = this.db.prepare('SELECT * FROM audit_log ORDER BY seq DESC LIMIT 1').get() as AuditRow | undefined;
+        const headRow = this.stmt('SELECT * FROM audit_log ORDER BY seq DESC LIMIT 1').get() as AuditRow | undefined;
         const e = build(headRow ? rowToAudit(headRow) : null);
         this.db
           .prepare('INSERT INTO audit_log (seq, ts, actor, action, target, details, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)')
@@ -191,7 +204,7 @@ export class SqliteStore implements Store {
       }
       args.push(opts.limit);
       const sql = `SELECT * FROM audit_log ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY seq ${opts.descending ? 'DESC' : 'ASC'} LIMIT ?`;
-      return (this.db.prepare(sql).all(...args) as AuditRow[]).map(rowToAudit);
+      return (this.stmt(sql).all(...args) as AuditRow[]).map(rowToAudit);
     });
   }
 
@@ -224,18 +237,18 @@ export class SqliteStore implements Store {
       }
       sql += ' ORDER BY created_at, id LIMIT ?';
       args.push(opts.limit);
-      return (this.db.prepare(sql).all(...args) as UsageRow[]).map(rowToUsage);
+      return (this.stmt(sql).all(...args) as UsageRow[]).map(rowToUsage);
     });
   }
 
   consumeTokenId(jti: string, expiresAt: string): Promise<boolean> {
     return wrap('consumeTokenId', () => {
-      const r = this.db.prepare('INSERT INTO used_token_ids (jti, expires_at) VALUES (?, ?) ON CONFLICT (jti) DO NOTHING').run(jti, expiresAt);
+      const r = this.stmt('INSERT INTO used_token_ids (jti, expires_at) VALUES (?, ?) ON CONFLICT (jti) DO NOTHING').run(jti, expiresAt);
       return r.changes === 1;
     });
   }
 
   purgeExpiredTokenIds(now: string): Promise<number> {
-    return wrap('purgeExpiredTokenIds', () => this.db.prepare('DELETE FROM used_token_ids WHERE expires_at < ?').run(now).changes);
+    return wrap('purgeExpiredTokenIds', () => this.stmt('DELETE FROM used_token_ids WHERE expires_at < ?').run(now).changes);
   }
 }
