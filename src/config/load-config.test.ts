@@ -1,6 +1,7 @@
 import { describe, it, expect, beforeEach, afterEach } from 'vitest';
 import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { createPrivateKey, generateKeyPairSync } from 'node:crypto';
 import { join } from 'node:path';
 import { ConfigError } from '../errors/index.js';
 import { loadConfig } from './load-config.js';
@@ -54,7 +55,7 @@ describe('loadConfig defaults', () => {
     }
     expect(first.secrets.masterKey).toHaveLength(32);
     expect(first.secrets.pepper.toString('utf8')).toBe(readFileSync(join(secretsDir, 'pepper'), 'utf8').trim());
-    expect(first.secrets.tokenSigningKey).toContain('BEGIN PRIVATE KEY');
+    expect(createPrivateKey(first.secrets.tokenSigningKey).asymmetricKeyType).toBe('ed25519');
 
     const second = loadConfig({ env: env(), cwd: dir });
     expect(second.secrets.pepper.equals(first.secrets.pepper)).toBe(true);
@@ -197,6 +198,14 @@ describe('loadConfig validation', () => {
       loadConfig({ env: env({ TOLLGATE_SECRETS__MASTER_KEY: Buffer.alloc(16, 7).toString('base64') }), cwd: dir }),
     );
     expect(e.message).toContain('secrets.masterKey');
+  });
+
+  it('rejects a token-signing key that is not Ed25519', () => {
+    const ec = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+    for (const bad of [ec, 'not a key']) {
+      const e = configError(() => loadConfig({ env: env({ TOLLGATE_SECRETS__TOKEN_SIGNING_KEY: bad }), cwd: dir }));
+      expect(e.message).toContain('secrets.tokenSigningKey');
+    }
   });
 
   it('accepts a given 32-byte master key as is', () => {

@@ -2,7 +2,7 @@ import { existsSync, readFileSync, mkdirSync, writeFileSync, chmodSync } from 'n
 import { hostname } from 'node:os';
 import { dirname, isAbsolute, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { createPrivateKey, generateKeyPairSync, randomBytes } from 'node:crypto';
 import { parse as parseYaml } from 'yaml';
 import { ConfigError } from '../errors/index.js';
 import { configSchema, PATH_FIELDS, type Config, type RawConfig } from './config-schema.js';
@@ -185,7 +185,13 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
   if (pepper.length < 16) throw new ConfigError('invalid configuration: secrets.pepper: must be at least 16 characters');
   const masterKeyBuf = Buffer.from(masterKey, 'base64');
   if (masterKeyBuf.length !== 32) throw new ConfigError('invalid configuration: secrets.masterKey: must be base64 of exactly 32 bytes');
-  if (!tokenKey.includes('BEGIN PRIVATE KEY')) {
+  let tokenKeyType: string | undefined;
+  try {
+    tokenKeyType = createPrivateKey(tokenKey).asymmetricKeyType;
+  } catch {
+    tokenKeyType = undefined;
+  }
+  if (tokenKeyType !== 'ed25519') {
     throw new ConfigError('invalid configuration: secrets.tokenSigningKey: must be an Ed25519 private key in PKCS#8 PEM');
   }
 
