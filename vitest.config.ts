@@ -2,6 +2,9 @@ import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
   test: {
+    // In CI, also write a JSON report: .ci/run prints a plain "N passed, N failed" line from it.
+    reporters: process.env.CI ? ['default', 'json'] : ['default'],
+    outputFile: { json: 'coverage/vitest-report.json' },
     projects: [
       {
         test: {

@@ -61,7 +61,7 @@ export async function identify(gw: Gateway, req: FastifyRequest, reply: FastifyR
   if (parseKeySecret(credential)) {
     const v = await gw.keys.verify(credential);
     if (!v.ok) {
-      req.log.info({ code: v.code, keyId: v.keyId }, 'authentication refused');
+      gw.log.info({ code: v.code, keyId: v.keyId, ip: req.ip }, 'authentication refused');
       sendRefusal(reply, v.code, authMessage(v.code));
       return null;
     }
@@ -69,7 +69,7 @@ export async function identify(gw: Gateway, req: FastifyRequest, reply: FastifyR
   } else if (TokenService.looksLikeToken(credential)) {
     const v = await gw.tokens.verify(credential);
     if (!v.ok) {
-      req.log.info({ code: v.code, keyId: v.keyId }, 'authentication refused');
+      gw.log.info({ code: v.code, keyId: v.keyId, ip: req.ip }, 'authentication refused');
       sendRefusal(reply, v.code, authMessage(v.code));
       return null;
     }

@@ -198,7 +198,7 @@ export function buildProgram(): Command {
           principal: keyPrincipal(parent),
           action: 'api',
           scope: 'tokens:mint',
-          sourceIp: '127.0.0.1',
+          sourceIp: null,
         });
         if (!v.ok) throw new TollgateError(v.code, v.message);
         const { token, claims } = await gw.tokens.mint(parent, {

@@ -84,10 +84,3 @@ export const rotateSchema = z.strictObject({
 export const revokeSchema = z.strictObject({
   reason: z.string().trim().max(500).optional(),
 });
-
-/** Names the first invalid field and why: "allowedCidrs.0: must be an IPv4 …". */
-export function describeZodError(err: z.ZodError): { field: string; message: string } {
-  const i = err.issues[0];
-  const field = i ? i.path.map(String).join('.') || '(body)' : '(body)';
-  return { field, message: `${field}: ${i?.message ?? 'invalid'}` };
-}

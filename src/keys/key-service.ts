@@ -7,7 +7,8 @@ import { LruCache } from '../util/lru-cache.js';
 import { systemClock, toIso, type Clock } from '../util/time.js';
 import { generateKeySecret, keyHint, newId, parseKeySecret } from './key-format.js';
 import type { KeyPatch, KeyRecord, SecretRecord } from './key-record.js';
-import { keyCreateSchema, keyUpdateSchema, describeZodError, type KeyCreateInput, type KeyUpdateInput } from './key-input.js';
+import { keyCreateSchema, keyUpdateSchema, type KeyCreateInput, type KeyUpdateInput } from './key-input.js';
+import { parseInput } from '../util/parse-input.js';
 import { computeHa1, digestsEqual, hashSecret, open, seal } from './secret-crypto.js';
 import type { Scope } from './scopes.js';
 
@@ -96,12 +97,7 @@ export class KeyService {
   }
 
   async create(input: KeyCreateInput, actor: string): Promise<{ key: KeyRecord; secret: string }> {
-    const parsed = keyCreateSchema.safeParse(input);
-    if (!parsed.success) {
-      const d = describeZodError(parsed.error);
-      throw new TollgateError('VALIDATION_FAILED', d.message, { details: { field: d.field } });
-    }
-    const p = parsed.data;
+    const p = parseInput(keyCreateSchema, input);
     const d = this.opts.defaults;
     const now = toIso(this.clock());
     const id = newId('key');
@@ -152,14 +148,9 @@ export class KeyService {
   }
 
   async update(id: string, input: KeyUpdateInput, actor: string): Promise<KeyRecord> {
-    const parsed = keyUpdateSchema.safeParse(input);
-    if (!parsed.success) {
-      const d = describeZodError(parsed.error);
-      throw new TollgateError('VALIDATION_FAILED', d.message, { details: { field: d.field } });
-    }
+    const patch = parseInput(keyUpdateSchema, input) as KeyPatch;
     const before = await this.require(id);
     if (before.status === 'revoked') throw new TollgateError('CONFLICT', `key ${id} is revoked and cannot be changed`);
-    const patch = parsed.data as KeyPatch;
     const updated = await this.store.updateKey(id, patch, toIso(this.clock()));
     if (!updated) throw new TollgateError('NOT_FOUND', `no key with id ${id}`);
     await this.changed(id);

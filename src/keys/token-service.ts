@@ -7,6 +7,7 @@ import { systemClock, toIso, type Clock } from '../util/time.js';
 import { newId } from './key-format.js';
 import type { KeyRecord } from './key-record.js';
 import { isE164 } from './key-input.js';
+import { parseInput } from '../util/parse-input.js';
 import { ALL_SCOPES, effectiveScopes, type Scope } from './scopes.js';
 
 /** Scopes a short-lived token may never carry: a token cannot mint tokens or administer keys. */
@@ -64,13 +65,7 @@ export class TokenService {
   }
 
   async mint(parent: KeyRecord, input: MintInput): Promise<{ token: string; claims: TokenClaims }> {
-    const parsed = mintSchema.safeParse(input);
-    if (!parsed.success) {
-      const i = parsed.error.issues[0];
-      const field = i?.path.map(String).join('.') || '(body)';
-      throw new TollgateError('VALIDATION_FAILED', `${field}: ${i?.message ?? 'invalid'}`, { details: { field } });
-    }
-    const p = parsed.data;
+    const p = parseInput(mintSchema, input);
     const ttl = p.ttlSec ?? this.opts.defaultTtlSec;
     if (ttl > this.opts.maxTtlSec) {
       throw new TollgateError('VALIDATION_FAILED', `ttlSec: must be at most ${this.opts.maxTtlSec}`, { details: { field: 'ttlSec' } });

@@ -19,7 +19,8 @@ export interface AuthorizeRequest {
   readonly action: PolicyAction;
   /** The scope needed; null for self-service actions a key may always take on itself. */
   readonly scope: Scope | null;
-  readonly sourceIp: string;
+  /** Where the request came from; null for the local operator (the CLI on the gateway host). */
+  readonly sourceIp: string | null;
   readonly transport?: Transport;
   /** The environment the request reaches: a live carrier trunk or the test sink. */
   readonly targetMode?: KeyMode;
@@ -123,7 +124,7 @@ export class PolicyEngine {
     if (key.status === 'quarantined') return this.deny('KEY_QUARANTINED', 'the key is quarantined until it is rotated');
     if (key.status === 'expired' || (key.expiresAt && Date.parse(key.expiresAt) <= now)) return this.deny('KEY_EXPIRED', 'the key has expired');
     if (req.scope !== null && !scopes.has(req.scope)) return this.deny('SCOPE_NOT_GRANTED', `this needs the scope ${req.scope}`);
-    if (!sourceAllowed(key, req.sourceIp)) return this.deny('SOURCE_IP_NOT_ALLOWED', 'the source address is not in the key\'s allowlist');
+    if (req.sourceIp !== null && !sourceAllowed(key, req.sourceIp)) return this.deny('SOURCE_IP_NOT_ALLOWED', 'the source address is not in the key\'s allowlist');
     if (key.requireTls && req.transport && !TLS_TRANSPORTS.has(req.transport)) return this.deny('TLS_REQUIRED', 'this key must be used over TLS');
     if (req.targetMode && req.targetMode !== key.mode) {
       return this.deny('MODE_MISMATCH', key.mode === 'test' ? 'a test key cannot reach live destinations' : 'a live key cannot use the test environment');

@@ -2,7 +2,7 @@ import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import type { Gateway } from '../../main.js';
 import { authenticate } from '../authenticate.js';
-import { parseOr400 } from './keys-routes.js';
+import { parseInput } from '../../util/parse-input.js';
 
 const listQuery = z.strictObject({
   limit: z.coerce.number().int().min(1).max(1000).default(100),
@@ -15,7 +15,7 @@ const listQuery = z.strictObject({
 export function registerAuditRoutes(app: FastifyInstance, gw: Gateway): void {
   app.get('/v1/audit', async (req, reply) => {
     if (!(await authenticate(gw, req, reply, 'audit:read'))) return reply;
-    const q = parseOr400(listQuery, req.query);
+    const q = parseInput(listQuery, req.query);
     const entries = await gw.audit.list({ limit: q.limit, afterSeq: q.afterSeq, target: q.target, descending: q.order === 'desc' });
     return { entries, next: entries.length === q.limit ? entries[entries.length - 1]!.seq : null };
   });

@@ -5,7 +5,7 @@ import { TollgateError } from '../../errors/index.js';
 import type { CallGrant } from '../../policy/policy-engine.js';
 import { LruCache } from '../../util/lru-cache.js';
 import { authenticate, identify, permit, sendRefusal } from '../authenticate.js';
-import { parseOr400 } from './keys-routes.js';
+import { parseInput } from '../../util/parse-input.js';
 
 const authorizeBody = z.strictObject({
   direction: z.enum(['inbound', 'outbound']),
@@ -30,7 +30,7 @@ export function registerAuthorizationRoutes(app: FastifyInstance, gw: Gateway): 
   const grants = new LruCache<string, CallGrant>(100_000, 2 * 86_400_000);
 
   app.post('/v1/authorizations', async (req, reply) => {
-    const body = parseOr400(authorizeBody, req.body);
+    const body = parseInput(authorizeBody, req.body);
     const scope = body.direction === 'inbound' ? 'calls:inbound' : 'calls:outbound';
     const p = await authenticate(gw, req, reply, scope);
     if (!p) return reply;
@@ -84,7 +84,7 @@ export function registerAuthorizationRoutes(app: FastifyInstance, gw: Gateway): 
   app.post<{ Params: { callId: string } }>('/v1/authorizations/:callId/complete', async (req, reply) => {
     const p = await ownerOnly(gw, req, reply);
     if (!p) return reply;
-    const body = parseOr400(completeBody, req.body);
+    const body = parseInput(completeBody, req.body);
     const g = owned(p.key.id, req.params.callId);
     const seconds = Math.min(body.billableSeconds, g.maxDurationSec);
     const { cost } = await gw.policy.complete(g, seconds);

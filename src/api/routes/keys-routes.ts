@@ -1,9 +1,9 @@
 import type { FastifyInstance } from 'fastify';
 import type { Gateway } from '../../main.js';
-import { TollgateError } from '../../errors/index.js';
-import { rotateSchema, revokeSchema, describeZodError } from '../../keys/key-input.js';
+import { rotateSchema, revokeSchema } from '../../keys/key-input.js';
 import { actorOf } from '../../policy/principal.js';
 import { authenticate, authenticateSelfOrAdmin } from '../authenticate.js';
+import { parseInput } from '../../util/parse-input.js';
 import { z } from 'zod';
 
 const listQuery = z.strictObject({
@@ -13,14 +13,6 @@ const listQuery = z.strictObject({
   after: z.string().max(64).optional(),
 });
 
-export function parseOr400<T>(schema: z.ZodType<T>, input: unknown): T {
-  const r = schema.safeParse(input ?? {});
-  if (!r.success) {
-    const d = describeZodError(r.error);
-    throw new TollgateError('VALIDATION_FAILED', d.message, { details: { field: d.field } });
-  }
-  return r.data;
-}
 
 /** /v1/keys: create, list, get, update, rotate, revoke. Admin scope, except a key may read or revoke itself. */
 export function registerKeyRoutes(app: FastifyInstance, gw: Gateway): void {
@@ -34,7 +26,7 @@ export function registerKeyRoutes(app: FastifyInstance, gw: Gateway): void {
   app.get('/v1/keys', async (req, reply) => {
     const p = await authenticate(gw, req, reply, 'keys:admin');
     if (!p) return reply;
-    const q = parseOr400(listQuery, req.query);
+    const q = parseInput(listQuery, req.query);
     const keys = await gw.keys.list(q);
     return { keys, next: keys.length === q.limit ? keys[keys.length - 1]!.id : null };
   });
@@ -54,7 +46,7 @@ export function registerKeyRoutes(app: FastifyInstance, gw: Gateway): void {
   app.post<{ Params: { id: string } }>('/v1/keys/:id/rotate', async (req, reply) => {
     const p = await authenticate(gw, req, reply, 'keys:admin');
     if (!p) return reply;
-    const body = parseOr400(rotateSchema, req.body);
+    const body = parseInput(rotateSchema, req.body);
     const r = await gw.keys.rotate(req.params.id, body.graceSec, actorOf(p));
     return reply.code(201).send({
       key: r.key,
@@ -67,7 +59,7 @@ export function registerKeyRoutes(app: FastifyInstance, gw: Gateway): void {
   app.post<{ Params: { id: string } }>('/v1/keys/:id/revoke', async (req, reply) => {
     const p = await authenticateSelfOrAdmin(gw, req, reply, req.params.id);
     if (!p) return reply;
-    const body = parseOr400(revokeSchema, req.body);
+    const body = parseInput(revokeSchema, req.body);
     return { key: await gw.keys.revoke(req.params.id, body.reason, actorOf(p)) };
   });
 }

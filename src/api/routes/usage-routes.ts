@@ -3,7 +3,7 @@ import { z } from 'zod';
 import type { Gateway } from '../../main.js';
 import { TollgateError } from '../../errors/index.js';
 import { authenticate } from '../authenticate.js';
-import { parseOr400 } from './keys-routes.js';
+import { parseInput } from '../../util/parse-input.js';
 
 const isoDate = z.string().refine((s) => !Number.isNaN(Date.parse(s)), 'must be an ISO 8601 date or date-time').transform((s) => new Date(s).toISOString());
 
@@ -29,7 +29,7 @@ export function registerUsageRoutes(app: FastifyInstance, gw: Gateway): void {
   app.get('/v1/usage', async (req, reply) => {
     const p = await authenticate(gw, req, reply, 'usage:read');
     if (!p) return reply;
-    const q = parseOr400(usageQuery, req.query);
+    const q = parseInput(usageQuery, req.query);
     const admin = p.scopes.has('keys:admin');
     if (q.keyId && q.keyId !== p.key.id && !admin) throw new TollgateError('FORBIDDEN', 'only keys:admin may read another key\'s usage');
     const keyId = q.keyId ?? (admin ? undefined : p.key.id);
