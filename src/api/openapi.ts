@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { keyCreateSchema, keyUpdateSchema, rotateSchema, revokeSchema } from '../keys/key-input.js';
 import { mintSchema } from '../keys/token-service.js';
+import { numberInputSchema } from '../calls/number-service.js';
 
 const schema = (s: z.ZodType): Record<string, unknown> => z.toJSONSchema(s, { io: 'input', unrepresentable: 'any' });
 
@@ -97,6 +98,13 @@ export function openApiDocument(version: string): Record<string, unknown> {
           ],
           responses: { '200': ok('Usage'), ...errors },
         },
+      },
+      '/v1/numbers': {
+        post: { summary: 'Route a dialled number to a target, owned by a key (keys:admin)', security: secured, requestBody: body(numberInputSchema), responses: { '201': ok('Created'), ...errors } },
+        get: { summary: 'List numbers (calls:read: own; keys:admin: any)', security: secured, responses: { '200': ok('Numbers'), ...errors } },
+      },
+      '/v1/numbers/{number}': {
+        delete: { summary: 'Remove a number (keys:admin); the + is written %2B', security: secured, parameters: [{ name: 'number', in: 'path', required: true, schema: { type: 'string' } }], responses: { '204': { description: 'Removed' }, '404': errorResponse, ...errors } },
       },
       '/v1/authorizations': {
         post: { summary: 'Ask the policy engine whether a call may start; reserves concurrency and budget (calls:inbound / calls:outbound)', security: secured, responses: { '201': ok('Granted'), '402': errorResponse, ...errors } },

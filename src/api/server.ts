@@ -11,6 +11,7 @@ import { registerTokenRoutes } from './routes/tokens-routes.js';
 import { registerAuditRoutes } from './routes/audit-routes.js';
 import { registerUsageRoutes } from './routes/usage-routes.js';
 import { registerAuthorizationRoutes } from './routes/authorizations-routes.js';
+import { registerNumberRoutes } from './routes/numbers-routes.js';
 
 /** The package version, read once from package.json (two levels up from src/api or dist/api). */
 export const VERSION: string = (JSON.parse(readFileSync(resolve(dirname(fileURLToPath(import.meta.url)), '../../package.json'), 'utf8')) as { version: string }).version;
@@ -83,6 +84,7 @@ export function buildHttpServer(gw: Gateway): HttpServer {
   registerAuditRoutes(app, gw);
   registerUsageRoutes(app, gw);
   registerAuthorizationRoutes(app, gw);
+  registerNumberRoutes(app, gw);
 
   return { app, drain: () => void (draining = true) };
 }

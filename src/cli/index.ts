@@ -212,6 +212,40 @@ export function buildProgram(): Command {
       });
     });
 
+  const numbers = program.command('numbers').description('the dialled-number table: number → target, owned by a key');
+  numbers
+    .command('add <number>')
+    .description('route an E.164 number to a target (adds or replaces)')
+    .addOption(new Option('--target <target>', 'what answers').choices(['echo', 'tone']).makeOptionMandatory())
+    .requiredOption('--key-id <id>', 'the key whose SIP trunk receives calls to this number')
+    .addOption(new Option('--srtp <mode>', 'SRTP for calls to this number').choices(['required', 'optional', 'off']).default('optional'))
+    .action(async (number: string, o: { target: 'echo' | 'tone'; keyId: string; srtp: 'required' | 'optional' | 'off' }) => {
+      await withGateway(async (gw) => {
+        const n = await gw.numbers.add({ number, target: o.target, keyId: o.keyId, srtp: o.srtp }, actor());
+        makeOut(!!g().json).print(`${n.number} → ${n.target} (key ${n.keyId}, srtp ${n.srtp})`, { number: n });
+      });
+    });
+  numbers
+    .command('list')
+    .description('list numbers')
+    .option('--key-id <id>', 'only this key\'s numbers')
+    .option('--limit <n>', 'at most this many', num, 100)
+    .action(async (o: { keyId?: string; limit: number }) => {
+      await withGateway(async (gw) => {
+        const rows = await gw.numbers.list({ keyId: o.keyId, limit: o.limit });
+        makeOut(!!g().json).print(table(rows as unknown as Record<string, unknown>[], ['number', 'target', 'keyId', 'srtp', 'updatedAt']), { numbers: rows });
+      });
+    });
+  numbers
+    .command('remove <number>')
+    .description('remove a number')
+    .action(async (number: string) => {
+      await withGateway(async (gw) => {
+        await gw.numbers.remove(number, actor());
+        makeOut(!!g().json).print(`${number} removed`, { removed: number });
+      });
+    });
+
   const audit = program.command('audit').description('the tamper-evident audit log');
   audit
     .command('list')

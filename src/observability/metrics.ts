@@ -9,6 +9,10 @@ export class Metrics {
   readonly policyDecisions: Counter<'action' | 'verdict'>;
   readonly auditEntries: Counter;
   readonly activeLeases: Gauge;
+  readonly sipAuthFailures: Counter;
+  readonly sipBlockedSources: Counter;
+  readonly sipCalls: Counter<'outcome'>;
+  readonly activeCalls: Gauge;
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: 'tollgate_' });
@@ -40,6 +44,27 @@ export class Metrics {
     this.auditEntries = new Counter({
       name: 'tollgate_audit_entries_total',
       help: 'Entries appended to the audit log',
+      registers: [this.registry],
+    });
+    this.sipAuthFailures = new Counter({
+      name: 'tollgate_sip_auth_failures_total',
+      help: 'Failed SIP digest authentications (wrong password, unknown user, bad nonce)',
+      registers: [this.registry],
+    });
+    this.sipBlockedSources = new Counter({
+      name: 'tollgate_sip_blocked_sources_total',
+      help: 'Source addresses blocked after repeated SIP authentication failures',
+      registers: [this.registry],
+    });
+    this.sipCalls = new Counter({
+      name: 'tollgate_sip_calls_total',
+      help: 'Inbound SIP calls by outcome: answered, ended, or the refusal code',
+      labelNames: ['outcome'],
+      registers: [this.registry],
+    });
+    this.activeCalls = new Gauge({
+      name: 'tollgate_active_calls',
+      help: 'Calls in progress on this node',
       registers: [this.registry],
     });
     this.activeLeases = new Gauge({

@@ -200,6 +200,17 @@ export class PolicyEngine {
     return ok;
   }
 
+  /** Gives a grant back unused (the call never started): frees the slot and the reservation, writes no usage. */
+  async release(grant: CallGrant): Promise<void> {
+    if (this.completed.has(grant.callId)) return;
+    this.completed.add(grant.callId);
+    try {
+      if (grant.budget) await this.counters.settleBudget(grant.budget.account, grant.budget.reservationId, 0);
+    } finally {
+      await this.counters.releaseLease(grant.leasePool, grant.callId);
+    }
+  }
+
   /**
    * Ends a call: settles its real cost (per second, rounded up to a whole currency unit),
    * writes the usage record and frees the concurrency slot. Idempotent per call.

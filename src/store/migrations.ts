@@ -73,6 +73,17 @@ CREATE TABLE used_token_ids (
 );
 `,
   },
+  { version: 2, sql: `
+CREATE TABLE numbers (
+  number TEXT PRIMARY KEY,
+  target TEXT NOT NULL,
+  key_id TEXT NOT NULL REFERENCES api_keys(id),
+  srtp TEXT NOT NULL CHECK (srtp IN ('required','optional','off')),
+  created_at TEXT NOT NULL,
+  updated_at TEXT NOT NULL
+);
+CREATE INDEX numbers_key_id ON numbers(key_id);
+` },
 ];
 
 export const POSTGRES_MIGRATIONS: readonly Migration[] = [
@@ -141,4 +152,15 @@ CREATE TABLE used_token_ids (
 );
 `,
   },
+  { version: 2, sql: `
+CREATE TABLE numbers (
+  number TEXT PRIMARY KEY,
+  target TEXT NOT NULL,
+  key_id TEXT NOT NULL REFERENCES api_keys(id),
+  srtp TEXT NOT NULL CHECK (srtp IN ('required','optional','off')),
+  created_at TEXT NOT NULL,
+  updated_at TEXT NOT NULL
+);
+CREATE INDEX numbers_key_id ON numbers(key_id);
+` },
 ];

@@ -1,10 +1,10 @@
 import pg from 'pg';
 import { StoreError } from '../errors/index.js';
 import type { KeyPatch, KeyRecord, SecretRecord } from '../keys/key-record.js';
-import type { AuditEntry, KeyListFilter, Store, UsageRecord } from './store.js';
+import type { AuditEntry, KeyListFilter, NumberRecord, Store, UsageRecord } from './store.js';
 import {
   KEY_COLUMNS, PATCH_COLUMNS, keyToValues, patchValue, rowToAudit, rowToKey, rowToSecret, rowToUsage,
-  type AuditRow, type KeyRow, type SecretRow, type UsageRow,
+  type AuditRow, type KeyRow, type NumberRow, type SecretRow, type UsageRow, rowToNumber,
 } from './row-mapping.js';
 import { POSTGRES_MIGRATIONS } from './migrations.js';
 
@@ -233,6 +233,39 @@ export class PostgresStore implements Store {
       sql += ` ORDER BY created_at, id LIMIT ${arg(opts.limit)}`;
       return (await this.pool.query<UsageRow>(sql, args)).rows.map(rowToUsage);
     });
+  }
+
+  upsertNumber(n: NumberRecord): Promise<void> {
+    return this.run('upsertNumber', async () => {
+      await this.pool.query(
+        `INSERT INTO numbers (number, target, key_id, srtp, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (number) DO UPDATE SET target = EXCLUDED.target, key_id = EXCLUDED.key_id, srtp = EXCLUDED.srtp, updated_at = EXCLUDED.updated_at`,
+        [n.number, n.target, n.keyId, n.srtp, n.createdAt, n.updatedAt],
+      );
+    });
+  }
+
+  getNumber(number: string): Promise<NumberRecord | null> {
+    return this.run('getNumber', async () => {
+      const { rows } = await this.pool.query<NumberRow>('SELECT * FROM numbers WHERE number = $1', [number]);
+      return rows[0] ? rowToNumber(rows[0]) : null;
+    });
+  }
+
+  listNumbers(opts: { keyId?: string | undefined; limit: number; after?: string | undefined }): Promise<NumberRecord[]> {
+    return this.run('listNumbers', async () => {
+      const args: unknown[] = [];
+      const arg = (v: unknown): string => `$${args.push(v)}`;
+      const where: string[] = [];
+      if (opts.keyId) where.push(`key_id = ${arg(opts.keyId)}`);
+      if (opts.after) where.push(`number > ${arg(opts.after)}`);
+      const sql = `SELECT * FROM numbers ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY number LIMIT ${arg(opts.limit)}`;
+      return (await this.pool.query<NumberRow>(sql, args)).rows.map(rowToNumber);
+    });
+  }
+
+  deleteNumber(number: string): Promise<boolean> {
+    return this.run('deleteNumber', async () => (await this.pool.query('DELETE FROM numbers WHERE number = $1', [number])).rowCount === 1);
   }
 
   consumeTokenId(jti: string, expiresAt: string): Promise<boolean> {

@@ -1,5 +1,5 @@
 import type { KeyRecord, SecretRecord, Budget } from '../keys/key-record.js';
-import type { AuditEntry, UsageRecord } from './store.js';
+import type { AuditEntry, NumberRecord, UsageRecord } from './store.js';
 
 /** Row shapes shared by the SQLite and PostgreSQL stores (snake_case columns). */
 export interface KeyRow {
@@ -153,4 +153,22 @@ export const rowToUsage = (r: UsageRow): UsageRecord => ({
   seconds: Number(r.seconds),
   amount: Number(r.amount),
   createdAt: iso(r.created_at),
+});
+
+export interface NumberRow {
+  number: string;
+  target: string;
+  key_id: string;
+  srtp: string;
+  created_at: string | Date;
+  updated_at: string | Date;
+}
+
+export const rowToNumber = (r: NumberRow): NumberRecord => ({
+  number: r.number,
+  target: r.target,
+  keyId: r.key_id,
+  srtp: r.srtp as NumberRecord['srtp'],
+  createdAt: iso(r.created_at),
+  updatedAt: iso(r.updated_at),
 });

@@ -3,10 +3,10 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { StoreError } from '../errors/index.js';
 import type { KeyPatch, KeyRecord, SecretRecord } from '../keys/key-record.js';
-import type { AuditEntry, KeyListFilter, Store, UsageRecord } from './store.js';
+import type { AuditEntry, KeyListFilter, NumberRecord, Store, UsageRecord } from './store.js';
 import {
   KEY_COLUMNS, PATCH_COLUMNS, keyToValues, patchValue, rowToAudit, rowToKey, rowToSecret, rowToUsage,
-  type AuditRow, type KeyRow, type SecretRow, type UsageRow,
+  type AuditRow, type KeyRow, type NumberRow, type SecretRow, type UsageRow, rowToNumber,
 } from './row-mapping.js';
 import { SQLITE_MIGRATIONS } from './migrations.js';
 
@@ -239,6 +239,44 @@ export class SqliteStore implements Store {
       args.push(opts.limit);
       return (this.stmt(sql).all(...args) as UsageRow[]).map(rowToUsage);
     });
+  }
+
+  upsertNumber(n: NumberRecord): Promise<void> {
+    return wrap('upsertNumber', () => {
+      this.stmt(
+        `INSERT INTO numbers (number, target, key_id, srtp, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)
+         ON CONFLICT (number) DO UPDATE SET target = excluded.target, key_id = excluded.key_id, srtp = excluded.srtp, updated_at = excluded.updated_at`,
+      ).run(n.number, n.target, n.keyId, n.srtp, n.createdAt, n.updatedAt);
+    });
+  }
+
+  getNumber(number: string): Promise<NumberRecord | null> {
+    return wrap('getNumber', () => {
+      const row = this.stmt('SELECT * FROM numbers WHERE number = ?').get(number) as NumberRow | undefined;
+      return row ? rowToNumber(row) : null;
+    });
+  }
+
+  listNumbers(opts: { keyId?: string | undefined; limit: number; after?: string | undefined }): Promise<NumberRecord[]> {
+    return wrap('listNumbers', () => {
+      const where: string[] = [];
+      const args: unknown[] = [];
+      if (opts.keyId) {
+        where.push('key_id = ?');
+        args.push(opts.keyId);
+      }
+      if (opts.after) {
+        where.push('number > ?');
+        args.push(opts.after);
+      }
+      args.push(opts.limit);
+      const sql = `SELECT * FROM numbers ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY number LIMIT ?`;
+      return (this.stmt(sql).all(...args) as NumberRow[]).map(rowToNumber);
+    });
+  }
+
+  deleteNumber(number: string): Promise<boolean> {
+    return wrap('deleteNumber', () => this.stmt('DELETE FROM numbers WHERE number = ?').run(number).changes === 1);
   }
 
   consumeTokenId(jti: string, expiresAt: string): Promise<boolean> {

@@ -172,6 +172,28 @@ export function storeContract(name: string, make: () => Promise<Store>, cleanup?
       expect(await store.consumeTokenId(jti, '2026-01-01T00:00:00.000Z')).toBe(true);
     });
 
+    it('stores, replaces, lists and deletes number routes', async () => {
+      const k = key();
+      await store.insertKey(k, secret(k.id));
+      const tag = String(Math.floor(Math.random() * 1e6)).padStart(6, '0');
+      const n = { number: `+1415${tag}0`, target: 'echo', keyId: k.id, srtp: 'optional' as const, createdAt: now, updatedAt: now };
+      await store.upsertNumber(n);
+      expect(await store.getNumber(n.number)).toEqual(n);
+      await store.upsertNumber({ ...n, target: 'tone', srtp: 'required', updatedAt: '2026-02-01T00:00:00.000Z' });
+      expect(await store.getNumber(n.number)).toMatchObject({ target: 'tone', srtp: 'required', createdAt: now, updatedAt: '2026-02-01T00:00:00.000Z' });
+      const second = { ...n, number: `+1415${tag}1` };
+      await store.upsertNumber(second);
+      expect((await store.listNumbers({ keyId: k.id, limit: 10 })).map((x) => x.number)).toEqual([n.number, second.number]);
+      expect((await store.listNumbers({ keyId: k.id, limit: 10, after: n.number })).map((x) => x.number)).toEqual([second.number]);
+      expect(await store.deleteNumber(n.number)).toBe(true);
+      expect(await store.deleteNumber(n.number)).toBe(false);
+      expect(await store.getNumber(n.number)).toBeNull();
+    });
+
+    it('refuses a number owned by a key that does not exist', async () => {
+      await expect(store.upsertNumber({ number: '+14155559999', target: 'echo', keyId: 'key_nobody', srtp: 'off', createdAt: now, updatedAt: now })).rejects.toThrow();
+    });
+
     it('answers ping', async () => {
       await expect(store.ping()).resolves.toBeUndefined();
     });

@@ -24,6 +24,20 @@ export interface UsageRecord {
   readonly createdAt: string;
 }
 
+/** A dialled number (DID) routed to a target and owned by a key. */
+export interface NumberRecord {
+  /** E.164, e.g. +14155550100. */
+  readonly number: string;
+  /** What answers: 'echo', 'tone' (and agent targets as they land). */
+  readonly target: string;
+  /** The key whose SIP trunk may receive calls to this number. */
+  readonly keyId: string;
+  /** SRTP for calls to this number: required, optional or off. */
+  readonly srtp: 'required' | 'optional' | 'off';
+  readonly createdAt: string;
+  readonly updatedAt: string;
+}
+
 export interface KeyListFilter {
   status?: KeyStatus | undefined;
   mode?: KeyMode | undefined;
@@ -65,6 +79,13 @@ export interface Store {
   insertUsage(u: UsageRecord): Promise<void>;
   sumUsage(keyId: string, fromIso: string, toIso: string): Promise<{ seconds: number; amount: number; calls: number }>;
   listUsage(opts: { keyId?: string | undefined; fromIso: string; toIso: string; limit: number }): Promise<UsageRecord[]>;
+
+  /** Inserts or replaces a number's route. */
+  upsertNumber(n: NumberRecord): Promise<void>;
+  getNumber(number: string): Promise<NumberRecord | null>;
+  listNumbers(opts: { keyId?: string | undefined; limit: number; after?: string | undefined }): Promise<NumberRecord[]>;
+  /** True when a number was removed. */
+  deleteNumber(number: string): Promise<boolean>;
 
   /** Records a single-use token id; false when it was already used. */
   consumeTokenId(jti: string, expiresAt: string): Promise<boolean>;

@@ -1,0 +1,103 @@
+import { hkdfSync } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import type { Gateway } from '../main.js';
+import { SipServer, type CallHandler } from '../sip/sip-server.js';
+import type { SipTransport, TransportProtocol } from '../transport/sip-transport.js';
+import { UdpTransport } from '../transport/udp-transport.js';
+import { StreamTransport } from '../transport/stream-transport.js';
+import { WsTransport } from '../transport/ws-transport.js';
+import { InboundCallPolicy, type InboundGrant } from './inbound-call-policy.js';
+
+export interface SipService {
+  readonly server: SipServer<InboundGrant>;
+  /** Bound address of each enabled transport. */
+  readonly listening: Partial<Record<TransportProtocol, { address: string; port: number }>>;
+  drain(): void;
+  close(): Promise<void>;
+}
+
+/** Key for stateless digest nonces, derived from the master key so every node shares it. */
+function nonceKey(masterKey: Buffer): Buffer {
+  return Buffer.from(hkdfSync('sha256', masterKey, Buffer.alloc(0), 'tollgate sip nonce v1', 32));
+}
+
+/**
+ * Starts tollgate's SIP side from config: one transport per entry of sip.transports (TLS and
+ * WSS with the configured or development certificate), a SipServer that authenticates with the
+ * keys' digest credentials and authorises with the policy engine, and `handler` for media.
+ */
+export async function startSip(gw: Gateway, handler: CallHandler<InboundGrant>): Promise<SipService> {
+  const c = gw.config.sip;
+  const policy = new InboundCallPolicy(gw.keys, gw.policy, gw.numbers);
+  const server = new SipServer<InboundGrant>(
+    {
+      realm: c.realm,
+      nonceKey: nonceKey(gw.config.secrets.masterKey),
+      nonceTtlMs: c.nonceTtlSec * 1000,
+      digestAlgorithms: c.digestAlgorithms,
+      userAgent: 'tollgate',
+      bruteForce: { maxFailures: c.bruteForce.maxFailures, windowMs: c.bruteForce.windowSec * 1000, blockMs: c.bruteForce.blockSec * 1000 },
+      limits: { maxMessageBytes: c.maxMessageBytes, maxHeaders: 100, maxLineBytes: 8192 },
+      ...(c.advertisedAddress ? { advertisedAddress: c.advertisedAddress } : {}),
+    },
+    policy,
+    handler,
+    gw.log.child({ component: 'sip' }),
+    {
+      onAuthFailure: () => gw.metrics.sipAuthFailures.inc(),
+      onBlocked: () => gw.metrics.sipBlockedSources.inc(),
+      onCall: (outcome) => gw.metrics.sipCalls.inc({ outcome: outcome.startsWith('ended:') ? 'ended' : outcome }),
+    },
+  );
+  const onMessage = (m: Parameters<SipServer<InboundGrant>['handle']>[0]): void => server.handle(m);
+  const onError = (err: Error): void => gw.log.error({ err }, 'SIP transport error');
+  const tlsFiles = gw.tls ? { cert: readFileSync(gw.tls.certFile), key: readFileSync(gw.tls.keyFile) } : null;
+  const transports: SipTransport[] = [];
+  const listening: SipService['listening'] = {};
+  try {
+    for (const protocol of new Set(c.transports)) {
+      let t: SipTransport & { listen(host: string, port: number): Promise<void> };
+      const stream = { idleTimeoutMs: c.idleTimeoutSec * 1000, maxMessageBytes: c.maxMessageBytes, maxConnections: c.maxConnections };
+      switch (protocol) {
+        case 'udp':
+          t = new UdpTransport(onMessage, onError, c.maxMessageBytes);
+          await t.listen(c.host, c.udpPort);
+          break;
+        case 'tcp':
+          t = new StreamTransport(stream, onMessage, onError);
+          await t.listen(c.host, c.tcpPort);
+          break;
+        case 'tls':
+          if (!tlsFiles) throw new Error('sip.transports has tls but no TLS certificate is configured (tls.certFile) or generated');
+          t = new StreamTransport({ ...stream, tls: { ...tlsFiles, minVersion: 'TLSv1.2' } }, onMessage, onError);
+          await t.listen(c.host, c.tlsPort);
+          break;
+        case 'ws':
+          t = new WsTransport(stream, onMessage, onError);
+          await t.listen(c.host, c.wsPort);
+          break;
+        case 'wss':
+          if (!tlsFiles) throw new Error('sip.transports has wss but no TLS certificate is configured (tls.certFile) or generated');
+          t = new WsTransport({ ...stream, tls: tlsFiles }, onMessage, onError);
+          await t.listen(c.host, c.wssPort);
+          break;
+      }
+      transports.push(t);
+      server.addTransport(t);
+      listening[protocol] = t.address();
+    }
+  } catch (err) {
+    await Promise.all(transports.map((t) => t.close()));
+    throw err;
+  }
+  gw.log.info({ sip: listening }, 'SIP listening');
+  return {
+    server,
+    listening,
+    drain: () => server.drain(),
+    async close() {
+      await server.close();
+      await Promise.all(transports.map((t) => t.close()));
+    },
+  };
+}

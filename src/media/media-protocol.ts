@@ -1,0 +1,63 @@
+/**
+ * Messages between the main thread (control) and a media worker (per-packet work). The main
+ * thread never touches RTP; a worker owns its slice of the port range and its sessions.
+ */
+export type MediaApp = 'echo' | 'tone';
+export type Codec = 'PCMU' | 'PCMA';
+export type SrtpSuite = 'AES_CM_128_HMAC_SHA1_80' | 'AES_CM_128_HMAC_SHA1_32';
+
+export interface SrtpKeys {
+  readonly suite: SrtpSuite;
+  /** 16-byte master key + 14-byte master salt, base64 (as in a=crypto inline:). */
+  readonly keySalt: string;
+}
+
+export interface MediaSpec {
+  readonly app: MediaApp;
+  readonly codec: Codec;
+  readonly payloadType: number;
+  readonly telephoneEventPt: number | null;
+  readonly ptimeMs: number;
+  /** Where to send RTP (latching to the real source overrides it: symmetric RTP, RFC 4961). */
+  readonly remote: { readonly address: string; readonly port: number; readonly rtcpPort: number };
+  readonly rtcpMux: boolean;
+  /** Our sending key and the caller's sending key (SDES, RFC 4568); null = plain RTP. */
+  readonly srtp: { readonly send: SrtpKeys; readonly recv: SrtpKeys } | null;
+  /** 'sendrecv' | 'sendonly' | 'recvonly' | 'inactive' from our side. */
+  readonly direction: 'sendrecv' | 'sendonly' | 'recvonly' | 'inactive';
+}
+
+export type ToWorker =
+  | { readonly type: 'open'; readonly callId: string }
+  | { readonly type: 'configure'; readonly callId: string; readonly spec: MediaSpec }
+  | { readonly type: 'close'; readonly callId: string }
+  | { readonly type: 'stats' }
+  | { readonly type: 'shutdown' };
+
+export interface SessionStats {
+  readonly packetsIn: number;
+  readonly packetsOut: number;
+  readonly bytesIn: number;
+  readonly lost: number;
+  readonly late: number;
+  readonly authFailures: number;
+  readonly dtmf: readonly string[];
+}
+
+export type FromWorker =
+  | { readonly type: 'ready' }
+  | { readonly type: 'opened'; readonly callId: string; readonly port: number }
+  | { readonly type: 'open-failed'; readonly callId: string; readonly reason: string }
+  | { readonly type: 'closed'; readonly callId: string; readonly stats: SessionStats }
+  | { readonly type: 'timeout'; readonly callId: string }
+  | { readonly type: 'dtmf'; readonly callId: string; readonly digit: string; readonly durationMs: number }
+  | { readonly type: 'stats'; readonly sessions: number; readonly cpuUserUs: number; readonly cpuSystemUs: number; readonly heapUsed: number };
+
+export interface WorkerInit {
+  readonly index: number;
+  readonly host: string;
+  readonly portMin: number;
+  readonly portMax: number;
+  readonly timeoutMs: number;
+  readonly jitterTargetMs: number;
+}

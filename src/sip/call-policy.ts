@@ -1,0 +1,100 @@
+/**
+ * What the SIP layer asks of the rest of the gateway (ARCHITECTURE.md: sip/ never imports
+ * keys/ or policy/). The calls/ layer implements this with the key service and policy engine.
+ */
+import type { TransportProtocol } from '../transport/sip-transport.js';
+import type { DigestAlgorithm } from './digest-auth.js';
+
+export type CallDenyCode =
+  | 'KEY_REVOKED'
+  | 'KEY_EXPIRED'
+  | 'KEY_QUARANTINED'
+  | 'SCOPE_NOT_GRANTED'
+  | 'SOURCE_IP_NOT_ALLOWED'
+  | 'TLS_REQUIRED'
+  | 'MODE_MISMATCH'
+  | 'DESTINATION_INVALID'
+  | 'DESTINATION_NOT_ALLOWED'
+  | 'DESTINATION_BLOCKED'
+  | 'CALLER_ID_NOT_OWNED'
+  | 'DURATION_INVALID'
+  | 'RATE_LIMITED'
+  | 'CONCURRENCY_LIMITED'
+  | 'BUDGET_EXHAUSTED'
+  | 'NUMBER_NOT_FOUND'
+  | 'NUMBER_NOT_OWNED'
+  | 'MEDIA_UNAVAILABLE'
+  | 'DRAINING';
+
+export interface InboundCallRequest {
+  /** The authenticated digest username: the key id. */
+  readonly keyId: string;
+  readonly sourceIp: string;
+  readonly transport: TransportProtocol;
+  /** Dialled number (E.164 when the Request-URI user part is one). */
+  readonly dialled: string;
+  readonly callId: string;
+}
+
+export type CallVerdict<Grant> =
+  | { readonly ok: true; readonly grant: Grant; readonly target: string; readonly maxDurationSec: number }
+  | { readonly ok: false; readonly code: CallDenyCode; readonly message: string; readonly retryAfterMs?: number };
+
+export interface CallPolicy<Grant> {
+  /** HA1 values of a digest username (a key id); null for an unknown or unusable user. */
+  ha1(username: string, algorithm: DigestAlgorithm): Promise<string[] | null>;
+  authorizeInbound(req: InboundCallRequest): Promise<CallVerdict<Grant>>;
+  /** Gives back the grant of a call that never started (refused, cancelled): no usage. */
+  release(grant: Grant): Promise<void>;
+  /** Settles and frees a call's grant when it ends. */
+  complete(grant: Grant, billableSeconds: number): Promise<void>;
+  /** Keeps a long call's lease alive. */
+  renew(grant: Grant): Promise<void>;
+}
+
+export interface SipRefusal {
+  readonly status: number;
+  readonly reason: string;
+  readonly retryAfterSec?: number;
+}
+
+/**
+ * The one mapping from a refusal to a SIP response (STYLE.md §4). The response carries a
+ * `Reason: SIP;cause=<status>;text="<CODE>"` header (RFC 3326) so a carrier can tell why.
+ */
+export function sipRefusalFor(code: CallDenyCode, retryAfterMs?: number): SipRefusal {
+  switch (code) {
+    case 'KEY_REVOKED':
+    case 'KEY_EXPIRED':
+    case 'KEY_QUARANTINED':
+    case 'SCOPE_NOT_GRANTED':
+    case 'SOURCE_IP_NOT_ALLOWED':
+    case 'TLS_REQUIRED':
+    case 'MODE_MISMATCH':
+    case 'DESTINATION_NOT_ALLOWED':
+    case 'DESTINATION_BLOCKED':
+    case 'CALLER_ID_NOT_OWNED':
+    case 'BUDGET_EXHAUSTED':
+      return { status: 403, reason: 'Forbidden' };
+    // A number owned by another key answers like an unknown one: no enumeration of numbers.
+    case 'NUMBER_NOT_OWNED':
+    case 'NUMBER_NOT_FOUND':
+      return { status: 404, reason: 'Not Found' };
+    case 'DESTINATION_INVALID':
+      return { status: 484, reason: 'Address Incomplete' };
+    case 'DURATION_INVALID':
+      return { status: 400, reason: 'Bad Request' };
+    case 'CONCURRENCY_LIMITED':
+      return { status: 486, reason: 'Busy Here' };
+    case 'RATE_LIMITED':
+      return { status: 503, reason: 'Service Unavailable', retryAfterSec: Math.max(1, Math.ceil((retryAfterMs ?? 1000) / 1000)) };
+    case 'MEDIA_UNAVAILABLE':
+      return { status: 480, reason: 'Temporarily Unavailable' };
+    case 'DRAINING':
+      return { status: 503, reason: 'Service Unavailable', retryAfterSec: 30 };
+    default: {
+      const unmapped: never = code;
+      throw new Error(`no SIP response for ${String(unmapped)}`);
+    }
+  }
+}
