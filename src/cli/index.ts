@@ -5,6 +5,7 @@ import { loadConfig, type Config } from '../config/index.js';
 import { buildGateway, type Gateway } from '../main.js';
 import { createLogger } from '../observability/logger.js';
 import { buildHttpServer, VERSION } from '../api/server.js';
+import { startVoice } from '../calls/voice.js';
 import { TollgateError } from '../errors/index.js';
 import type { KeyRecord } from '../keys/key-record.js';
 import { scanGit, scanPaths, type Finding } from '../keys/leak-scanner.js';
@@ -322,16 +323,18 @@ async function serve(config: Config): Promise<void> {
   const gw = await buildGateway(config, { purpose: 'serve' });
   const http = buildHttpServer(gw);
   await http.app.listen({ host: config.http.host, port: config.http.port });
+  const voice = await startVoice(gw);
   const addr = http.app.server.address();
   const port = typeof addr === 'object' && addr ? addr.port : config.http.port;
   const hostForUrl = config.http.host.includes(':') ? `[${config.http.host}]` : config.http.host;
   const base = `http://${hostForUrl}:${port}`;
-  gw.log.info({ url: base, store: config.store.driver, counters: config.counters.driver, dataDir: config.dataDir }, 'tollgate listening');
+  gw.log.info({ url: base, sip: voice.sip.listening, media: { workers: voice.media.workerCount }, store: config.store.driver, counters: config.counters.driver, dataDir: config.dataDir }, 'tollgate listening');
   const keyCount = await gw.store.countKeys();
   process.stderr.write(
     [
       '',
       `tollgate ${VERSION} is running: REST API on ${base} (store: ${config.store.driver}, counters: ${config.counters.driver})`,
+      `  SIP:     ${Object.entries(voice.sip.listening).map(([p, a]) => `${p} ${a.address}:${a.port}`).join(', ')}; media workers: ${voice.media.workerCount}`,
       `  health:  curl ${base}/readyz`,
       `  API doc: ${base}/openapi.json`,
       keyCount === 0
@@ -348,6 +351,7 @@ async function serve(config: Config): Promise<void> {
     stopping = true;
     gw.log.info({ signal }, 'draining');
     http.drain();
+    voice.sip.drain();
     const deadline = setTimeout(() => {
       gw.log.error('drain deadline passed; exiting');
       process.exit(1);
@@ -355,6 +359,7 @@ async function serve(config: Config): Promise<void> {
     deadline.unref();
     void (async () => {
       await http.app.close();
+      await voice.close();
       await gw.close();
       gw.log.info('stopped');
       clearTimeout(deadline);

@@ -30,11 +30,17 @@ interface WorkerSlot {
   alive: boolean;
 }
 
-/** The worker script: the TypeScript source under tsx/vitest, the compiled file from dist/. */
-function workerUrl(): { url: URL; execArgv: string[] } {
-  const ts = import.meta.url.endsWith('.ts');
-  const url = new URL(ts ? './media-worker.ts' : './media-worker.js', import.meta.url);
-  return { url, execArgv: ts ? [...process.execArgv.filter((a) => !a.startsWith('--input-type')), '--import', 'tsx'] : process.execArgv };
+/**
+ * Starts the worker script: the compiled file from dist/, or, when running from TypeScript
+ * sources (tsx, vitest), a one-line bootstrap that registers tsx's loader in the new thread
+ * first (a --import in execArgv does not reach a worker's module loading in Node 20).
+ */
+function newWorker(init: WorkerInit): Worker {
+  if (!import.meta.url.endsWith('.ts')) return new Worker(new URL('./media-worker.js', import.meta.url), { workerData: init });
+  const script = new URL('./media-worker.ts', import.meta.url).href;
+  const tsxApi = import.meta.resolve('tsx/esm/api');
+  const code = `import(${JSON.stringify(tsxApi)}).then(({ register }) => { register(); return import(${JSON.stringify(script)}); }).catch((err) => { console.error(err); process.exit(1); });`;
+  return new Worker(code, { eval: true, workerData: init });
 }
 
 /**
@@ -84,8 +90,7 @@ export class MediaEngine {
   }
 
   private spawn(slot: WorkerSlot, init: WorkerInit): Promise<void> {
-    const { url, execArgv } = workerUrl();
-    const worker = new Worker(url, { workerData: init, execArgv });
+    const worker = newWorker(init);
     slot.worker = worker;
     return new Promise((resolve, reject) => {
       worker.on('message', (m: FromWorker) => {

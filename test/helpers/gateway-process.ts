@@ -41,11 +41,20 @@ export function gatewayEnv(opts: GatewayEnv = {}): Record<string, string> {
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'tollgate-gw-'));
   const base: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !k.startsWith('TOLLGATE_')) base[k] = v;
-  return { ...base, TOLLGATE_DATA_DIR: dataDir, TOLLGATE_LOG__LEVEL: 'debug', ...opts.env };
+  // SIP on any free ports, two media workers: several gateways can run side by side.
+  const sip = {
+    TOLLGATE_SIP__UDP_PORT: '0', TOLLGATE_SIP__TCP_PORT: '0', TOLLGATE_SIP__TLS_PORT: '0', TOLLGATE_SIP__WS_PORT: '0', TOLLGATE_SIP__WSS_PORT: '0',
+    TOLLGATE_MEDIA__WORKERS: '2',
+  };
+  return { ...base, TOLLGATE_DATA_DIR: dataDir, TOLLGATE_LOG__LEVEL: 'debug', ...sip, ...opts.env };
 }
 
 export interface RunningGateway {
   readonly url: string;
+  /** Bound SIP transports from the "tollgate listening" log line. */
+  readonly sip: Partial<Record<'udp' | 'tcp' | 'tls' | 'ws' | 'wss', { address: string; port: number }>>;
+  /** The gateway's log so far (JSON lines). */
+  logs(): string;
   readonly env: Record<string, string>;
   readonly process: ChildProcess;
   /** SIGTERM, then wait for exit (SIGKILL after 10 s). Resolves with the exit code. */
@@ -63,11 +72,15 @@ export async function startGateway(opts: GatewayEnv = {}): Promise<RunningGatewa
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const out = logStream('gateway-stdout');
+  let logText = '';
+  child.stdout.on('data', (d: Buffer) => {
+    if (logText.length < 50_000_000) logText += d.toString();
+  });
   const err = logStream('gateway-stderr');
   child.stdout.pipe(out);
   child.stderr.pipe(err);
   const exited = new Promise<number | null>((res) => child.once('exit', (code) => res(code)));
-  const url = await new Promise<string>((res, rej) => {
+  const listening = await new Promise<{ url: string; sip: RunningGateway['sip'] }>((res, rej) => {
     let buf = '';
     let stderr = '';
     const timer = setTimeout(() => {
@@ -80,7 +93,7 @@ export async function startGateway(opts: GatewayEnv = {}): Promise<RunningGatewa
       for (const line of buf.split('\n')) {
         if (!line.includes('tollgate listening')) continue;
         clearTimeout(timer);
-        res((JSON.parse(line) as { url: string }).url);
+        res(JSON.parse(line) as { url: string; sip: RunningGateway['sip'] });
         return;
       }
     });
@@ -90,7 +103,9 @@ export async function startGateway(opts: GatewayEnv = {}): Promise<RunningGatewa
     });
   });
   return {
-    url,
+    url: listening.url,
+    sip: listening.sip ?? {},
+    logs: () => logText,
     env,
     process: child,
     async stop() {

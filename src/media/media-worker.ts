@@ -1,0 +1,332 @@
+/**
+ * A media worker thread: owns a slice of the RTP port range and every packet of its calls.
+ * Receive: SRTP unprotect (auth + replay check first) → RTP header → latch the source
+ * (symmetric RTP, RFC 4961) → DTMF events or audio into the playout buffer. Send: one paced
+ * clock for all sessions emits a 20 ms frame per session (echo: the buffered caller audio;
+ * tone: a 440 Hz tone) → RTP header → SRTP protect → socket. RTCP reports every 5 s.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { createSocket, type Socket, type RemoteInfo } from 'node:dgram';
+import { isIPv6 } from 'node:net';
+import { randomBytes, randomInt } from 'node:crypto';
+import type { FromWorker, MediaSpec, SessionStats, ToWorker, WorkerInit } from './media-protocol.js';
+import { encodeAlaw, encodeUlaw, ULAW_SILENCE, ALAW_SILENCE } from './g711.js';
+import { RtpHeader, parseRtpHeader, writeRtpHeader, isRtcpPacket, writeReceiverReport, writeSenderReport, ntpFromUnixMs, type RtpHeaderFields, RtpReceiveStats, type ReportBlock } from './rtp-packet.js';
+import { SrtpContext } from './srtp.js';
+import { JitterBuffer } from './jitter-buffer.js';
+import { DtmfReceiver } from './dtmf.js';
+
+const init = workerData as WorkerInit;
+const port = parentPort!;
+const post = (m: FromWorker): void => port.postMessage(m);
+
+const FRAME_SAMPLES = 160; // 20 ms at 8 kHz
+const FRAME_MS = 20;
+
+/** One second of a 440 Hz tone at 8 kHz is exactly 440 periods: 50 frames that loop seamlessly. */
+function toneFrames(encode: (src: Int16Array, dst: Uint8Array) => number): Uint8Array[] {
+  const pcm = new Int16Array(8000);
+  for (let i = 0; i < pcm.length; i++) pcm[i] = Math.round(Math.sin((2 * Math.PI * 440 * i) / 8000) * 16_000);
+  const frames: Uint8Array[] = [];
+  for (let f = 0; f < 50; f++) {
+    const out = new Uint8Array(FRAME_SAMPLES);
+    encode(pcm.subarray(f * FRAME_SAMPLES, (f + 1) * FRAME_SAMPLES), out);
+    frames.push(out);
+  }
+  return frames;
+}
+const TONE = { PCMU: toneFrames(encodeUlaw), PCMA: toneFrames(encodeAlaw) };
+const SILENCE = { PCMU: new Uint8Array(FRAME_SAMPLES).fill(ULAW_SILENCE), PCMA: new Uint8Array(FRAME_SAMPLES).fill(ALAW_SILENCE) };
+
+interface Session {
+  readonly callId: string;
+  readonly port: number;
+  readonly rtp: Socket;
+  readonly rtcp: Socket;
+  spec: MediaSpec | null;
+  remote: { address: string; port: number } | null;
+  remoteRtcp: { address: string; port: number } | null;
+  srtpIn: SrtpContext | null;
+  srtpOut: SrtpContext | null;
+  readonly out: RtpHeaderFields;
+  readonly playout: JitterBuffer;
+  rxStats: RtpReceiveStats | null;
+  readonly dtmf: DtmfReceiver;
+  toneIndex: number;
+  nextSendAt: number;
+  lastRxAt: number;
+  configuredAt: number;
+  lastRtcpAt: number;
+  stats: { packetsIn: number; packetsOut: number; bytesIn: number; authFailures: number; octetsOut: number; dtmf: string[] };
+}
+
+const sessions = new Map<string, Session>();
+const usedPorts = new Set<number>();
+const header = new RtpHeader();
+const sendBuf = Buffer.alloc(1500);
+const rtcpBuf = Buffer.alloc(512);
+
+function now(): number {
+  return performance.now();
+}
+
+/** Binds an even RTP port and the odd RTCP port above it, from this worker's slice. */
+async function bindPair(): Promise<{ rtp: Socket; rtcp: Socket; port: number }> {
+  const type = isIPv6(init.host) ? 'udp6' : 'udp4';
+  const first = init.portMin % 2 === 0 ? init.portMin : init.portMin + 1;
+  const slots = Math.floor((init.portMax - first) / 2);
+  const start = randomInt(0, Math.max(1, slots));
+  for (let i = 0; i < slots; i++) {
+    const p = first + ((start + i) % slots) * 2;
+    if (usedPorts.has(p)) continue;
+    const rtp = createSocket({ type });
+    const rtcp = createSocket({ type });
+    try {
+      await bind(rtp, p);
+      await bind(rtcp, p + 1);
+      usedPorts.add(p);
+      return { rtp, rtcp, port: p };
+    } catch {
+      rtp.close();
+      rtcp.close();
+    }
+  }
+  throw new Error('no free RTP port pair in this worker\'s range');
+}
+
+function bind(s: Socket, p: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    s.once('error', reject);
+    s.bind(p, init.host, () => {
+      s.off('error', reject);
+      resolve();
+    });
+  });
+}
+
+function open(callId: string): Promise<void> {
+  return bindPair().then(({ rtp, rtcp, port: p }) => {
+    const stats: Session['stats'] = { packetsIn: 0, packetsOut: 0, bytesIn: 0, authFailures: 0, octetsOut: 0, dtmf: [] };
+    const s: Session = {
+      callId,
+      port: p,
+      rtp,
+      rtcp,
+      spec: null,
+      remote: null,
+      remoteRtcp: null,
+      srtpIn: null,
+      srtpOut: null,
+      out: { marker: true, payloadType: 0, sequenceNumber: randomInt(0, 65536), timestamp: randomInt(0, 2 ** 32), ssrc: randomBytes(4).readUInt32BE(0) },
+      playout: new JitterBuffer({ frameMs: FRAME_MS, initialDelayMs: init.jitterTargetMs }),
+      rxStats: null,
+      dtmf: new DtmfReceiver({
+        onDigit: (d) => {
+          if (!d.digit) return;
+          stats.dtmf.push(d.digit);
+          post({ type: 'dtmf', callId, digit: d.digit, durationMs: d.durationMs });
+        },
+      }),
+      toneIndex: 0,
+      nextSendAt: 0,
+      lastRxAt: 0,
+      configuredAt: 0,
+      lastRtcpAt: now(),
+      stats,
+    };
+    rtp.on('message', (msg, rinfo) => onRtp(s, msg, rinfo));
+    rtcp.on('message', (msg, rinfo) => onRtcp(s, msg, rinfo));
+    rtp.on('error', () => {});
+    rtcp.on('error', () => {});
+    sessions.set(callId, s);
+    post({ type: 'opened', callId, port: p });
+  });
+}
+
+function srtpContext(keys: { suite: string; keySalt: string }): SrtpContext {
+  const raw = Buffer.from(keys.keySalt, 'base64');
+  return new SrtpContext(keys.suite as ConstructorParameters<typeof SrtpContext>[0], raw.subarray(0, 16), raw.subarray(16, 30));
+}
+
+function configure(callId: string, spec: MediaSpec): void {
+  const s = sessions.get(callId);
+  if (!s) return;
+  const rekey = !s.spec || JSON.stringify(s.spec.srtp) !== JSON.stringify(spec.srtp);
+  s.spec = spec;
+  if (rekey) {
+    s.srtpIn = spec.srtp ? srtpContext(spec.srtp.recv) : null;
+    s.srtpOut = spec.srtp ? srtpContext(spec.srtp.send) : null;
+  }
+  // Until the caller's first packet tells us its real source, send where the SDP says.
+  if (!s.remote || rekey) s.remote = { address: spec.remote.address, port: spec.remote.port };
+  if (!s.remoteRtcp) s.remoteRtcp = spec.rtcpMux ? s.remote : { address: spec.remote.address, port: spec.remote.rtcpPort };
+  s.out.payloadType = spec.payloadType;
+  if (!s.configuredAt) {
+    s.configuredAt = now();
+    s.nextSendAt = now();
+  }
+}
+
+function onRtp(s: Session, msg: Buffer, rinfo: RemoteInfo): void {
+  const spec = s.spec;
+  if (!spec) return;
+  if (spec.rtcpMux && isRtcpPacket(msg)) {
+    onRtcp(s, msg, rinfo);
+    return;
+  }
+  let pkt: Buffer | null = msg;
+  if (s.srtpIn) {
+    pkt = s.srtpIn.unprotectRtp(msg);
+    if (!pkt) {
+      s.stats.authFailures++;
+      return;
+    }
+  }
+  if (parseRtpHeader(pkt, header) !== 'ok') return;
+  // Symmetric RTP: answer to where authentic packets really come from (NAT), RFC 4961.
+  if (!s.remote || s.remote.address !== rinfo.address || s.remote.port !== rinfo.port) {
+    s.remote = { address: rinfo.address, port: rinfo.port };
+    if (spec.rtcpMux) s.remoteRtcp = s.remote;
+  }
+  const t = now();
+  s.lastRxAt = t;
+  s.stats.packetsIn++;
+  s.stats.bytesIn += pkt.length;
+  if (!s.rxStats || s.rxStats.ssrc !== header.ssrc) s.rxStats = new RtpReceiveStats(header.ssrc, { minSequential: s.srtpIn ? 1 : 2 });
+  s.rxStats.update(header.sequenceNumber, header.timestamp, Date.now());
+  const payload = pkt.subarray(header.payloadOffset, header.payloadOffset + header.payloadLength);
+  if (spec.telephoneEventPt !== null && header.payloadType === spec.telephoneEventPt) {
+    s.dtmf.push(header.timestamp, payload);
+    return;
+  }
+  if (header.payloadType !== spec.payloadType) return;
+  if (spec.app === 'echo') s.playout.push(header.sequenceNumber, header.timestamp, Buffer.from(payload));
+}
+
+function onRtcp(s: Session, msg: Buffer, rinfo: RemoteInfo): void {
+  if (!s.spec) return;
+  if (s.srtpIn && !s.srtpIn.unprotectRtcp(msg)) {
+    s.stats.authFailures++;
+    return;
+  }
+  s.remoteRtcp = { address: rinfo.address, port: rinfo.port };
+}
+
+function sendFrame(s: Session, payload: Uint8Array): void {
+  const spec = s.spec!;
+  const remote = s.remote;
+  if (!remote) return;
+  const h = writeRtpHeader(sendBuf, 0, s.out);
+  sendBuf.set(payload, h);
+  const len = h + payload.length;
+  let out: Buffer = sendBuf.subarray(0, len);
+  if (s.srtpOut) {
+    const protectedPkt = s.srtpOut.protectRtp(sendBuf, len);
+    if (!protectedPkt) return;
+    out = protectedPkt;
+  }
+  s.rtp.send(out, remote.port, remote.address);
+  s.out.marker = false;
+  s.out.sequenceNumber = (s.out.sequenceNumber + 1) & 0xffff;
+  s.out.timestamp = (s.out.timestamp + (FRAME_SAMPLES * spec.ptimeMs) / FRAME_MS) >>> 0;
+  s.stats.packetsOut++;
+  s.stats.octetsOut += payload.length;
+}
+
+/** Sends an RTCP report (SR when we send, RR otherwise) with a block about the caller's stream. */
+function sendRtcp(s: Session, t: number): void {
+  const remote = s.remoteRtcp;
+  if (!remote || !s.spec) return;
+  s.lastRtcpAt = t;
+  const block: ReportBlock | null = s.rxStats ? s.rxStats.fillReportBlock(Date.now(), {} as ReportBlock) : null;
+  const blocks = block ? [block] : [];
+  let len: number;
+  if (s.stats.packetsOut > 0) {
+    const [sec, frac] = ntpFromUnixMs(Date.now());
+    len = writeSenderReport(rtcpBuf, 0, { ssrc: s.out.ssrc, ntpSeconds: sec, ntpFraction: frac, rtpTimestamp: s.out.timestamp, packetCount: s.stats.packetsOut, octetCount: s.stats.octetsOut }, blocks);
+  } else {
+    len = writeReceiverReport(rtcpBuf, 0, s.out.ssrc, blocks);
+  }
+  let out: Buffer | null = rtcpBuf.subarray(0, len);
+  if (s.srtpOut) out = s.srtpOut.protectRtcp(rtcpBuf, len);
+  if (!out) return;
+  (s.spec.rtcpMux ? s.rtp : s.rtcp).send(out, remote.port, remote.address);
+}
+
+/**
+ * The paced clock: every few milliseconds, each session whose next frame is due sends it.
+ * Deadlines advance by exactly one frame, so the average rate is exact whatever the timer's
+ * jitter; a session that fell more than 5 frames behind skips ahead instead of bursting.
+ */
+function tick(): void {
+  const t = now();
+  for (const s of sessions.values()) {
+    const spec = s.spec;
+    if (!spec) continue;
+    if (spec.direction === 'sendrecv' || spec.direction === 'sendonly') {
+      if (t - s.nextSendAt > 5 * FRAME_MS) s.nextSendAt = t;
+      while (s.nextSendAt <= t) {
+        s.nextSendAt += spec.ptimeMs;
+        let payload: Uint8Array;
+        if (spec.app === 'tone') {
+          payload = TONE[spec.codec][s.toneIndex]!;
+          s.toneIndex = (s.toneIndex + 1) % 50;
+        } else {
+          // Missing frames are concealed with silence; the buffer keeps the payload it was given.
+          const f = s.playout.pop();
+          payload = f.kind === 'frame' && f.payload ? f.payload : SILENCE[spec.codec];
+        }
+        sendFrame(s, payload);
+      }
+    }
+    if (t - s.lastRtcpAt > 5000) sendRtcp(s, t);
+    const since = s.lastRxAt || s.configuredAt;
+    if (spec.direction !== 'inactive' && spec.direction !== 'sendonly' && t - since > init.timeoutMs) {
+      s.lastRxAt = t; // report once per timeout period
+      post({ type: 'timeout', callId: s.callId });
+    }
+  }
+}
+
+function close(callId: string): void {
+  const s = sessions.get(callId);
+  if (!s) {
+    post({ type: 'closed', callId, stats: { packetsIn: 0, packetsOut: 0, bytesIn: 0, lost: 0, late: 0, authFailures: 0, dtmf: [] } });
+    return;
+  }
+  sessions.delete(callId);
+  s.dtmf.flush();
+  usedPorts.delete(s.port);
+  s.rtp.close();
+  s.rtcp.close();
+  const ps = s.playout.stats;
+  const stats: SessionStats = { packetsIn: s.stats.packetsIn, packetsOut: s.stats.packetsOut, bytesIn: s.stats.bytesIn, lost: ps.lost, late: ps.late, authFailures: s.stats.authFailures, dtmf: s.stats.dtmf };
+  post({ type: 'closed', callId, stats });
+}
+
+port.on('message', (m: ToWorker) => {
+  switch (m.type) {
+    case 'open':
+      open(m.callId).catch((err: unknown) => post({ type: 'open-failed', callId: m.callId, reason: (err as Error).message }));
+      return;
+    case 'configure':
+      configure(m.callId, m.spec);
+      return;
+    case 'close':
+      close(m.callId);
+      return;
+    case 'stats': {
+      const cpu = process.cpuUsage();
+      post({ type: 'stats', sessions: sessions.size, cpuUserUs: cpu.user, cpuSystemUs: cpu.system, heapUsed: process.memoryUsage().heapUsed });
+      return;
+    }
+    case 'shutdown':
+      for (const id of [...sessions.keys()]) close(id);
+      clearInterval(timer);
+      port.close();
+      return;
+  }
+});
+
+const timer = setInterval(tick, 5);
+post({ type: 'ready' });

@@ -1,0 +1,105 @@
+import { spawn } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync, existsSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+
+const SCENARIOS = resolve(import.meta.dirname, '../sipp');
+
+export interface SippRun {
+  code: number | null;
+  stdout: string;
+  /** Contents of the -trace_err log, if any. */
+  errors: string;
+  successful: number;
+  failed: number;
+}
+
+export interface SippOptions {
+  scenario: 'uac-auth-echo' | 'uac-auth-expect';
+  target: { address: string; port: number };
+  transport: 'udp' | 'tcp';
+  dialled: string;
+  username: string;
+  password: string;
+  /** For uac-auth-expect: the final status the call must end with. */
+  expect?: number;
+  calls?: number;
+  /** Concurrent calls at most. */
+  limit?: number;
+  /** Call rate per second. */
+  rate?: number;
+  /** Raw µ-law file streamed as RTP after the answer (uac-auth-echo). */
+  rtpFile?: string;
+  timeoutSec?: number;
+}
+
+let counter = 0;
+
+/** Runs SIPp (Debian's sip-tester) once, bounded in calls and time, all on 127.0.0.1. */
+export function runSipp(o: SippOptions): Promise<SippRun> {
+  const dir = mkdtempSync(join(tmpdir(), 'tollgate-sipp-'));
+  let xml = readFileSync(join(SCENARIOS, `${o.scenario}.xml`), 'utf8');
+  xml = xml.replaceAll('__EXPECT__', String(o.expect ?? 200)).replaceAll('__RTP_STREAM__', `${o.rtpFile ?? ''},-1,0`);
+  const sf = join(dir, 'scenario.xml');
+  writeFileSync(sf, xml);
+  const base = 20_000 + ((process.pid * 7 + ++counter * 211) % 20_000);
+  const args = [
+    `${o.target.address}:${o.target.port}`,
+    '-sf', sf,
+    '-t', o.transport === 'udp' ? 'u1' : 't1',
+    '-s', o.dialled,
+    '-au', o.username,
+    '-ap', o.password,
+    '-m', String(o.calls ?? 1),
+    '-l', String(o.limit ?? o.calls ?? 1),
+    '-r', String(o.rate ?? 10),
+    '-i', '127.0.0.1',
+    '-p', String(base + 2000),
+    '-mi', '127.0.0.1',
+    '-mp', String(base),
+    '-ci', '127.0.0.1',
+    '-cp', String(base + 1000),
+    '-nostdin',
+    '-timeout', `${o.timeoutSec ?? 30}s`,
+    '-timeout_error',
+    '-trace_err',
+    '-trace_stat',
+    '-stf', join(dir, 'stat.csv'),
+    '-max_recv_loops', '1000',
+  ];
+  return new Promise((res, rej) => {
+    const child = spawn('sipp', args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stdout += d.toString()));
+    const killer = setTimeout(() => child.kill('SIGKILL'), ((o.timeoutSec ?? 30) + 15) * 1000);
+    child.on('error', rej);
+    child.on('close', (code) => {
+      clearTimeout(killer);
+      const errFile = readdirSync(dir).find((f) => f.endsWith('_errors.log'));
+      const errors = errFile ? readFileSync(join(dir, errFile), 'utf8') : '';
+      let successful = 0;
+      let failed = 0;
+      const statFile = join(dir, 'stat.csv');
+      if (existsSync(statFile)) {
+        const lines = readFileSync(statFile, 'utf8').trim().split('\n');
+        const head = lines[0]!.split(';');
+        const last = lines[lines.length - 1]!.split(';');
+        successful = Number(last[head.indexOf('SuccessfulCall(C)')]);
+        failed = Number(last[head.indexOf('FailedCall(C)')]);
+      }
+      res({ code, stdout, errors, successful, failed });
+    });
+  });
+}
+
+/** A raw µ-law file of a 440 Hz tone (8 kHz), made with sox as PEERS.md describes. */
+export async function toneFile(seconds = 1): Promise<string> {
+  const f = join(mkdtempSync(join(tmpdir(), 'tollgate-tone-')), 'tone.ulaw');
+  await new Promise<void>((res, rej) => {
+    const c = spawn('sox', ['-n', '-r', '8000', '-c', '1', '-e', 'u-law', '-t', 'raw', f, 'synth', String(seconds), 'sine', '440', 'vol', '0.5']);
+    c.on('error', rej);
+    c.on('close', (code) => (code === 0 ? res() : rej(new Error(`sox exited ${code}`))));
+  });
+  return f;
+}

@@ -1,0 +1,209 @@
+import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { createSocket } from 'node:dgram';
+import { readdirSync, readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { connect } from 'node:net';
+import { api, rememberSecret, runCli, startGateway, type RunningGateway } from '../helpers/gateway-process.js';
+import { runSipp, toneFile, type SippOptions } from '../helpers/sipp.js';
+
+/** SIPp 3.6 reads only the first challenge and knows only MD5. */
+const SIPP_ENV = { TOLLGATE_SIP__DIGEST_ALGORITHMS: '[MD5, SHA-256]' };
+
+describe('SIP trunking against SIPp', () => {
+  let gw: RunningGateway;
+  let admin: string;
+  let tone: string;
+  let seq = 0;
+
+  beforeAll(async () => {
+    gw = await startGateway({ env: SIPP_ENV });
+    const r = await runCli(['keys', 'create', '--name', 'root', '--role', 'admin', '--json'], gw.env);
+    admin = JSON.parse(r.stdout).secret;
+    rememberSecret(admin);
+    tone = await toneFile(1);
+  });
+  afterAll(async () => {
+    expect(await gw?.stop()).toBe(0);
+  });
+
+  /** A trunk key and a number routed to it. */
+  const trunk = async (policy: Record<string, unknown> = {}, target = 'echo') => {
+    const k = await api(gw, 'POST', '/v1/keys', { auth: admin, body: { name: 'trunk', scopes: ['calls:inbound', 'usage:read'], callsPerSecond: 100, cpsBurst: 100, maxConcurrentCalls: 100, ...policy } });
+    expect(k.status, k.text).toBe(201);
+    rememberSecret(k.body.secret);
+    const number = `+1415555${String(1000 + ++seq).slice(-4)}`;
+    const n = await api(gw, 'POST', '/v1/numbers', { auth: admin, body: { number, target, keyId: k.body.key.id } });
+    expect(n.status, n.text).toBe(201);
+    return { id: k.body.key.id as string, secret: k.body.secret as string, number };
+  };
+  const sipp = (t: { id: string; secret: string; number: string }, o: Partial<SippOptions>) =>
+    runSipp({
+      scenario: 'uac-auth-expect',
+      target: gw.sip[o.transport ?? 'udp']!,
+      transport: 'udp',
+      dialled: t.number,
+      username: t.id,
+      password: t.secret,
+      rtpFile: tone,
+      ...o,
+    });
+
+  it('answers OPTIONS without authentication, as a trunk health ping', async () => {
+    const sock = createSocket('udp4');
+    const reply = await new Promise<string>((res, rej) => {
+      const timer = setTimeout(() => rej(new Error('no answer to OPTIONS')), 5000);
+      sock.on('message', (m) => {
+        clearTimeout(timer);
+        res(m.toString());
+      });
+      sock.bind(0, '127.0.0.1', () => {
+        const { port } = sock.address();
+        const msg = [
+          `OPTIONS sip:${gw.sip.udp!.address}:${gw.sip.udp!.port} SIP/2.0`,
+          `Via: SIP/2.0/UDP 127.0.0.1:${port};branch=z9hG4bKopt1;rport`,
+          'From: <sip:monitor@127.0.0.1>;tag=1',
+          'To: <sip:tollgate@127.0.0.1>',
+          'Call-ID: options-1',
+          'CSeq: 1 OPTIONS',
+          'Max-Forwards: 70',
+          'Content-Length: 0',
+          '',
+          '',
+        ].join('\r\n');
+        sock.send(msg, gw.sip.udp!.port, gw.sip.udp!.address);
+      });
+    });
+    sock.close();
+    expect(reply.split('\r\n')[0]).toBe('SIP/2.0 200 OK');
+    expect(reply).toMatch(/\r\nAllow: .*INVITE/);
+    expect(reply).toMatch(/;rport=\d+/);
+  });
+
+  it.each(['udp', 'tcp'] as const)('a carrier call over %s authenticates with the key, is answered, echoes RTP, and is metered', async (transport) => {
+    const t = await trunk();
+    const r = await sipp(t, { scenario: 'uac-auth-echo', transport });
+    expect(r.code, r.errors || r.stdout.slice(-2000)).toBe(0);
+    expect(r.successful).toBe(1);
+    // The media worker saw the caller's RTP and sent audio back.
+    const closed = gw.logs().split('\n').filter((l) => l.includes('call media closed') && l.includes('"keyId"') === false);
+    const media = closed.map((l) => JSON.parse(l) as { media: { packetsIn: number; packetsOut: number } }).at(-1)?.media;
+    expect(media?.packetsIn).toBeGreaterThan(100);
+    expect(media?.packetsOut).toBeGreaterThan(100);
+    const usage = await api(gw, 'GET', '/v1/usage', { auth: t.secret });
+    expect(usage.body.totals.calls).toBe(1);
+    expect(usage.body.totals.seconds).toBeGreaterThanOrEqual(3);
+  });
+
+  it('handles 20 concurrent calls with RTP, none failing', async () => {
+    const t = await trunk();
+    const r = await sipp(t, { scenario: 'uac-auth-echo', calls: 20, limit: 20, rate: 20, timeoutSec: 40 });
+    expect(r.code, r.errors.slice(0, 2000)).toBe(0);
+    expect([r.successful, r.failed]).toEqual([20, 0]);
+  });
+
+  describe('every refusal has its SIP answer', () => {
+    it('a wrong password is challenged again (407)', async () => {
+      const t = await trunk();
+      const r = await sipp({ ...t, secret: t.secret.slice(0, -3) + 'AAA' }, { expect: 407 });
+      expect(r.code, r.errors).toBe(0);
+    });
+
+    it('an unknown number is 404, and so is a number owned by another key', async () => {
+      const t = await trunk();
+      expect((await sipp({ ...t, number: '+14155559999' }, { expect: 404 })).code).toBe(0);
+      const other = await trunk();
+      expect((await sipp({ ...t, number: other.number }, { expect: 404 })).code).toBe(0);
+    });
+
+    it('a revoked key is 403', async () => {
+      const t = await trunk();
+      await api(gw, 'POST', `/v1/keys/${t.id}/revoke`, { auth: admin, body: {} });
+      const r = await sipp(t, { expect: 403 });
+      expect(r.code, r.errors).toBe(0);
+    });
+
+    it('a source outside the key\'s CIDR allowlist is 403', async () => {
+      const t = await trunk({ allowedCidrs: ['10.0.0.0/8'] });
+      expect((await sipp(t, { expect: 403 })).code).toBe(0);
+    });
+
+    it('a TLS-only key over UDP is 403', async () => {
+      const t = await trunk({ requireTls: true });
+      expect((await sipp(t, { expect: 403 })).code).toBe(0);
+    });
+
+    it('a key without calls:inbound is 403', async () => {
+      const t = await trunk({ scopes: ['usage:read'] });
+      expect((await sipp(t, { expect: 403 })).code).toBe(0);
+    });
+
+    it('over the CPS limit is 503 with Retry-After', async () => {
+      const t = await trunk({ callsPerSecond: 0.1, cpsBurst: 1 });
+      expect((await sipp(t, { expect: 200 })).code).toBe(0);
+      const r = await sipp(t, { expect: 503 });
+      expect(r.code, r.errors).toBe(0);
+    });
+
+    it('over the concurrency limit is 486 while a call is up', async () => {
+      const t = await trunk({ maxConcurrentCalls: 1 });
+      const long = sipp(t, { scenario: 'uac-auth-echo' });
+      await new Promise((r) => setTimeout(r, 1200));
+      const busy = await sipp(t, { expect: 486 });
+      expect(busy.code, busy.errors).toBe(0);
+      expect((await long).code).toBe(0);
+    });
+
+    it('an exhausted budget is 403', async () => {
+      const t = await trunk({ budget: { amount: 1, period: 'month' }, maxCallDurationSec: 3600 });
+      expect((await sipp(t, { expect: 403 })).code).toBe(0);
+    });
+  });
+
+  it('never crashes on the RFC 4475 torture messages and mutated INVITEs, over UDP and TCP', async () => {
+    const dir = resolve(import.meta.dirname, '../fixtures/rfc4475');
+    const corpus = readdirSync(dir).map((f) => readFileSync(resolve(dir, f)));
+    let seed = 42;
+    const rnd = () => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) / 0x7fffffff);
+    const base = corpus[0]!;
+    for (let i = 0; i < 300; i++) {
+      const b = Buffer.from(base);
+      for (let j = 0; j < 5; j++) b[Math.floor(rnd() * b.length)] = Math.floor(rnd() * 256);
+      corpus.push(rnd() < 0.3 ? b.subarray(0, Math.floor(rnd() * b.length)) : b);
+    }
+    const sock = createSocket('udp4');
+    await new Promise<void>((r) => sock.bind(0, '127.0.0.1', () => r()));
+    for (const m of corpus) sock.send(m, gw.sip.udp!.port, gw.sip.udp!.address);
+    const tcp = connect(gw.sip.tcp!.port, gw.sip.tcp!.address);
+    await new Promise<void>((r) => tcp.once('connect', () => r()));
+    for (const m of corpus.slice(0, 60)) tcp.write(m);
+    await new Promise((r) => setTimeout(r, 1000));
+    tcp.destroy();
+    sock.close();
+    expect(gw.process.exitCode).toBeNull();
+    expect((await api(gw, 'GET', '/healthz')).status).toBe(200);
+    // Still answering calls.
+    const t = await trunk();
+    expect((await sipp(t, { expect: 200 })).code).toBe(0);
+  });
+});
+
+describe('brute-force protection', () => {
+  it('blocks a source after repeated authentication failures', async () => {
+    const gw = await startGateway({ env: { ...SIPP_ENV, TOLLGATE_SIP__BRUTE_FORCE__MAX_FAILURES: '3', TOLLGATE_SIP__BRUTE_FORCE__BLOCK_SEC: '60' } });
+    try {
+      const r = await runCli(['keys', 'create', '--name', 't', '--scopes', 'calls:inbound', '--json'], gw.env);
+      const k = JSON.parse(r.stdout);
+      rememberSecret(k.secret);
+      const wrong = { scenario: 'uac-auth-expect' as const, target: gw.sip.udp!, transport: 'udp' as const, dialled: '+14155550100', username: k.key.id, password: 'tg_live_wrong', timeoutSec: 5 };
+      for (let i = 0; i < 3; i++) await runSipp({ ...wrong, expect: 407 });
+      // Blocked now: no answer at all, even with the right password.
+      const blocked = await runSipp({ ...wrong, password: k.secret, expect: 404 });
+      expect(blocked.code).not.toBe(0);
+      const metrics = await api(gw, 'GET', '/metrics');
+      expect(metrics.text).toMatch(/tollgate_sip_blocked_sources_total 1/);
+      expect(metrics.text).toMatch(/tollgate_sip_auth_failures_total [3-9]/);
+    } finally {
+      await gw.stop();
+    }
+  });
+});
