@@ -75,6 +75,7 @@ interface CallState<Grant> {
   inviteTx: ServerTransaction;
   okResponse: SipResponse | null;
   okTimer: ReturnType<typeof setTimeout> | null;
+  ackTimer: ReturnType<typeof setTimeout> | null;
   endTimer: ReturnType<typeof setTimeout> | null;
   ended: boolean;
 }
@@ -319,6 +320,7 @@ export class SipServer<Grant> {
       inviteTx: tx,
       okResponse: null,
       okTimer: null,
+      ackTimer: null,
       endTimer: null,
       ended: false,
     };
@@ -362,25 +364,21 @@ export class SipServer<Grant> {
     state.call.answeredAt = Date.now();
     this.events.onCall?.('answered');
     await tx.respond(ok);
-    this.retransmitOk(state, this.timers.t1, 0);
+    this.retransmitOk(state, this.timers.t1);
+    state.ackTimer = setTimeout(() => void this.ackTimeout(state), timerH(this.timers));
     state.endTimer = setTimeout(() => void this.hangup(state, 'max-duration'), state.call.maxDurationSec * 1000);
   }
 
-  /** RFC 3261 §13.3.1.4: the UAS core resends the 2xx (T1 doubling to T2) until the ACK, for 64×T1. */
-  private retransmitOk(state: CallState<Grant>, interval: number, elapsed: number): void {
-    if (isReliable(state.dialog.peer.protocol)) {
-      // Over reliable transports the 2xx is not resent, but the ACK must still come within 64×T1.
-      state.okTimer = setTimeout(() => void this.ackTimeout(state), timerH(this.timers));
-      return;
-    }
+  /**
+   * RFC 3261 §13.3.1.4: the UAS core resends the 2xx (T1 doubling to T2) until the ACK; over
+   * reliable transports it is sent once. Either way the ACK must come within 64×T1 (ackTimer).
+   */
+  private retransmitOk(state: CallState<Grant>, interval: number): void {
+    if (isReliable(state.dialog.peer.protocol)) return;
     state.okTimer = setTimeout(() => {
       if (state.dialog.state !== 'answered' || !state.okResponse) return;
-      if (elapsed + interval >= timerH(this.timers)) {
-        void this.ackTimeout(state);
-        return;
-      }
       void this.send(state.okResponse, state.dialog.peer).catch(() => {});
-      this.retransmitOk(state, Math.min(2 * interval, this.timers.t2), elapsed + interval);
+      this.retransmitOk(state, Math.min(2 * interval, this.timers.t2));
     }, interval);
   }
 
@@ -395,7 +393,9 @@ export class SipServer<Grant> {
     if (!state || state.dialog.state !== 'answered') return;
     state.dialog.state = 'confirmed';
     if (state.okTimer) clearTimeout(state.okTimer);
+    if (state.ackTimer) clearTimeout(state.ackTimer);
     state.okTimer = null;
+    state.ackTimer = null;
   }
 
   private async onCancel(tx: ServerTransaction): Promise<void> {
@@ -476,6 +476,7 @@ export class SipServer<Grant> {
     state.dialog.state = 'terminated';
     state.call.endedAt = Date.now();
     if (state.okTimer) clearTimeout(state.okTimer);
+    if (state.ackTimer) clearTimeout(state.ackTimer);
     if (state.endTimer) clearTimeout(state.endTimer);
     this.calls.delete(dialogKey(state.dialog.callId, state.dialog.localTag, state.dialog.remoteTag));
     const seconds = state.call.answeredAt ? (state.call.endedAt - state.call.answeredAt) / 1000 : 0;

@@ -13,7 +13,7 @@ function request(method: string, branch = 'z9hG4bKabc123', cseq = 1): SipRequest
     .append('From', '<sip:alice@example.com>;tag=f1')
     .append('To', '<sip:+14155550100@tollgate>')
     .append('Call-ID', 'call-1')
-    .append('CSeq', `${cseq} ${method === 'ACK' ? 'INVITE' : method}`)
+    .append('CSeq', `${cseq} ${method}`)
     .append('Max-Forwards', '70');
   return { kind: 'request', method, uri: 'sip:+14155550100@127.0.0.1', headers, body: Buffer.alloc(0) };
 }
