@@ -1,25 +1,47 @@
+import { randomInt } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { CallHandler, EndReason, InboundCall, OfferResult } from '../sip/sip-server.js';
 import type { MediaEngine } from '../media/media-engine.js';
-import type { Codec, MediaApp, MediaSpec } from '../media/media-protocol.js';
+import type { Codec, MediaApp, MediaSpec, SrtpSuite } from '../media/media-protocol.js';
+import { buildAnswer, isParseError, isRejection, negotiate, parseOffer, type NegotiatedMedia } from '../sdp/index.js';
 import type { InboundGrant } from './inbound-call-policy.js';
-import { answerOffer, type SdpSession } from './sdp-answerer.js';
 
 export interface MediaCallHandlerOptions {
   codecs: readonly Codec[];
+  /** SDES suites we accept (the offerer's first supported line wins). */
+  suites: readonly SrtpSuite[];
 }
 
 interface Live {
   readonly call: InboundCall<InboundGrant>;
-  readonly sdp: SdpSession;
-  spec: MediaSpec;
+  readonly local: { address: string; port: number; sessionId: number };
+  sessionVersion: number;
+  localKey: { suite: SrtpSuite; keySalt: Buffer } | null;
+  app: MediaApp;
+}
+
+/** The media worker's view of a negotiated stream. */
+function toSpec(m: NegotiatedMedia, app: MediaApp): MediaSpec {
+  return {
+    app,
+    codec: m.codec,
+    payloadType: m.payloadType,
+    telephoneEventPt: m.telephoneEvent?.payloadType ?? null,
+    ptimeMs: m.ptime,
+    remote: { address: m.remote.address, port: m.remote.port, rtcpPort: m.remote.rtcpPort },
+    rtcpMux: m.rtcpMux,
+    srtp: m.srtp
+      ? { send: { suite: m.srtp.suite, keySalt: m.srtp.localKeySalt.toString('base64') }, recv: { suite: m.srtp.suite, keySalt: m.srtp.remoteKeySalt.toString('base64') } }
+      : null,
+    direction: m.direction,
+  };
 }
 
 /**
- * Joins the SIP side of a call to its media: answers the caller's SDP with a port pair on a
- * media worker, configures the worker with the negotiated codec, SRTP keys and application
- * (echo or tone), and releases the media when the call ends. Media timeouts and worker crashes
- * come back as hang-ups.
+ * Joins the SIP side of a call to its media: answers the caller's SDP (src/sdp: RFC 3264 with
+ * SDES-SRTP) with a port pair on a media worker, configures the worker with the negotiated
+ * codec, keys and application (echo or tone), and releases the media when the call ends.
+ * Media timeouts and worker crashes come back as hang-ups.
  */
 export class MediaCallHandler implements CallHandler<InboundGrant> {
   private readonly live = new Map<string, Live>();
@@ -44,8 +66,26 @@ export class MediaCallHandler implements CallHandler<InboundGrant> {
   onMediaLost(callIds: readonly string[]): void {
     for (const id of callIds) {
       const l = this.live.get(id);
-      if (l) void l.call.hangup('media-timeout');
+      if (l) void l.call.hangup('media-lost');
     }
+  }
+
+  /** Negotiates an offer against our options; the answer SDP and the spec, or a 488 reason. */
+  private answer(l: Live, sdp: Buffer): { ok: true; sdp: string; spec: MediaSpec } | { ok: false; reason: string } {
+    const offer = parseOffer(sdp);
+    if (isParseError(offer)) return { ok: false, reason: offer.reason };
+    const plan = negotiate(offer, {
+      codecs: this.opts.codecs,
+      srtp: l.call.grant.srtp,
+      suites: this.opts.suites,
+      telephoneEvent: true,
+      localKey: l.localKey,
+    });
+    if (isRejection(plan)) return { ok: false, reason: plan.reason };
+    l.sessionVersion++;
+    l.localKey = plan.srtp ? { suite: plan.srtp.suite, keySalt: plan.srtp.localKeySalt } : null;
+    const text = buildAnswer(plan, { address: l.local.address, port: l.local.port, sessionId: l.local.sessionId, sessionVersion: l.sessionVersion, username: 'tollgate' });
+    return { ok: true, sdp: text, spec: toSpec(plan, l.app) };
   }
 
   async offer(call: InboundCall<InboundGrant>, sdp: Buffer): Promise<OfferResult> {
@@ -56,25 +96,23 @@ export class MediaCallHandler implements CallHandler<InboundGrant> {
       this.log.error({ err, callId: call.id }, 'no media port for the call');
       return { ok: false, code: 'MEDIA_UNAVAILABLE', message: 'no media capacity' };
     }
-    const app = call.target as MediaApp;
-    const result = answerOffer(sdp, { address: local.address, port: local.port, codecs: this.opts.codecs, srtp: call.grant.srtp }, null);
+    const l: Live = { call, local: { ...local, sessionId: randomInt(1, 2 ** 31) }, sessionVersion: 0, localKey: null, app: call.target as MediaApp };
+    const result = this.answer(l, sdp);
     if (!result.ok) {
       await this.media.close(call.id);
       return { ok: false, code: 'SDP_NOT_ACCEPTABLE', message: result.reason };
     }
-    const spec: MediaSpec = { ...result.spec, app };
-    this.media.configure(call.id, spec);
-    this.live.set(call.id, { call, sdp: result.session, spec });
+    this.media.configure(call.id, result.spec);
+    this.live.set(call.id, l);
     return { ok: true, sdp: Buffer.from(result.sdp) };
   }
 
   reoffer(call: InboundCall<InboundGrant>, sdp: Buffer): Promise<OfferResult> {
     const l = this.live.get(call.id);
     if (!l) return Promise.resolve({ ok: false, code: 'SDP_NOT_ACCEPTABLE', message: 'no media for this call' });
-    const result = answerOffer(sdp, { address: l.sdp.address, port: l.sdp.port, codecs: this.opts.codecs, srtp: call.grant.srtp }, l.sdp);
+    const result = this.answer(l, sdp);
     if (!result.ok) return Promise.resolve({ ok: false, code: 'SDP_NOT_ACCEPTABLE', message: result.reason });
-    l.spec = { ...result.spec, app: l.spec.app };
-    this.media.configure(call.id, l.spec);
+    this.media.configure(call.id, result.spec);
     return Promise.resolve({ ok: true, sdp: Buffer.from(result.sdp) });
   }
 

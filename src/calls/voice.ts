@@ -24,7 +24,7 @@ export async function startVoice(gw: Gateway): Promise<Voice> {
     gw.log.child({ component: 'media' }),
   );
   await media.start();
-  handler = new MediaCallHandler(media, { codecs: m.codecs }, gw.log.child({ component: 'calls' }));
+  handler = new MediaCallHandler(media, { codecs: m.codecs, suites: ['AES_CM_128_HMAC_SHA1_80', 'AES_CM_128_HMAC_SHA1_32', 'AEAD_AES_128_GCM'] }, gw.log.child({ component: 'calls' }));
   let sip: SipService;
   try {
     sip = await startSip(gw, handler);

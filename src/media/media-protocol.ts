@@ -4,11 +4,11 @@
  */
 export type MediaApp = 'echo' | 'tone';
 export type Codec = 'PCMU' | 'PCMA';
-export type SrtpSuite = 'AES_CM_128_HMAC_SHA1_80' | 'AES_CM_128_HMAC_SHA1_32';
+export type SrtpSuite = 'AES_CM_128_HMAC_SHA1_80' | 'AES_CM_128_HMAC_SHA1_32' | 'AEAD_AES_128_GCM';
 
 export interface SrtpKeys {
   readonly suite: SrtpSuite;
-  /** 16-byte master key + 14-byte master salt, base64 (as in a=crypto inline:). */
+  /** Master key ‖ master salt, base64 (as in a=crypto inline:): 30 octets for AES-CM, 28 for GCM. */
   readonly keySalt: string;
 }
 

@@ -9,7 +9,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { createSocket, type Socket, type RemoteInfo } from 'node:dgram';
 import { isIPv6 } from 'node:net';
 import { randomBytes, randomInt } from 'node:crypto';
-import type { FromWorker, MediaSpec, SessionStats, ToWorker, WorkerInit } from './media-protocol.js';
+import type { FromWorker, MediaSpec, SessionStats, SrtpKeys, ToWorker, WorkerInit } from './media-protocol.js';
 import { encodeAlaw, encodeUlaw, ULAW_SILENCE, ALAW_SILENCE } from './g711.js';
 import { RtpHeader, parseRtpHeader, writeRtpHeader, isRtcpPacket, writeReceiverReport, writeSenderReport, ntpFromUnixMs, type RtpHeaderFields, RtpReceiveStats, type ReportBlock } from './rtp-packet.js';
 import { SrtpContext } from './srtp.js';
@@ -143,9 +143,8 @@ function open(callId: string): Promise<void> {
   });
 }
 
-function srtpContext(keys: { suite: string; keySalt: string }): SrtpContext {
-  const raw = Buffer.from(keys.keySalt, 'base64');
-  return new SrtpContext(keys.suite as ConstructorParameters<typeof SrtpContext>[0], raw.subarray(0, 16), raw.subarray(16, 30));
+function srtpContext(keys: SrtpKeys): SrtpContext {
+  return SrtpContext.fromKeySalt(keys.suite, keys.keySalt);
 }
 
 function configure(callId: string, spec: MediaSpec): void {

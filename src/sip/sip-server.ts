@@ -29,7 +29,7 @@ export interface SipServerOptions {
   advertisedAddress?: string;
 }
 
-export type EndReason = 'remote-bye' | 'local-hangup' | 'cancelled' | 'ack-timeout' | 'transport-error' | 'media-timeout' | 'max-duration' | 'shutdown' | 'refused';
+export type EndReason = 'remote-bye' | 'local-hangup' | 'cancelled' | 'ack-timeout' | 'transport-error' | 'media-timeout' | 'media-lost' | 'max-duration' | 'shutdown' | 'refused';
 
 /** An inbound call leg, from INVITE to BYE. */
 export interface InboundCall<Grant> {

@@ -9,8 +9,15 @@ const CLI = join(ROOT, 'src/cli/tollgate.ts');
 const TSX = join(ROOT, 'node_modules/tsx/dist/loader.mjs');
 
 let counter = 0;
+/** Where logs and recorded secrets go: the integration run's directory, or a temp dir outside vitest. */
+let runDir: string | null = null;
 function itDir(): string {
-  const dir = inject('itDir');
+  let dir: string;
+  try {
+    dir = inject('itDir');
+  } catch {
+    dir = runDir ??= mkdtempSync(join(tmpdir(), 'tollgate-run-'));
+  }
   mkdirSync(join(dir, 'logs'), { recursive: true });
   mkdirSync(join(dir, 'secrets'), { recursive: true });
   return dir;

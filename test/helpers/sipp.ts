@@ -15,7 +15,7 @@ export interface SippRun {
 }
 
 export interface SippOptions {
-  scenario: 'uac-auth-echo' | 'uac-auth-expect';
+  scenario: 'uac-auth-echo' | 'uac-auth-expect' | 'uac-auth-call';
   target: { address: string; port: number };
   transport: 'udp' | 'tcp';
   dialled: string;
@@ -28,6 +28,8 @@ export interface SippOptions {
   limit?: number;
   /** Call rate per second. */
   rate?: number;
+  /** How long uac-auth-call holds the call before BYE. */
+  holdMs?: number;
   /** Raw µ-law file streamed as RTP after the answer (uac-auth-echo). */
   rtpFile?: string;
   timeoutSec?: number;
@@ -39,7 +41,7 @@ let counter = 0;
 export function runSipp(o: SippOptions): Promise<SippRun> {
   const dir = mkdtempSync(join(tmpdir(), 'tollgate-sipp-'));
   let xml = readFileSync(join(SCENARIOS, `${o.scenario}.xml`), 'utf8');
-  xml = xml.replaceAll('__EXPECT__', String(o.expect ?? 200)).replaceAll('__RTP_STREAM__', `${o.rtpFile ?? ''},-1,0`);
+  xml = xml.replaceAll('__EXPECT__', String(o.expect ?? 200)).replaceAll('__RTP_STREAM__', `${o.rtpFile ?? ''},-1,0`).replaceAll('__HOLD_MS__', String(o.holdMs ?? 0));
   const sf = join(dir, 'scenario.xml');
   writeFileSync(sf, xml);
   const base = 20_000 + ((process.pid * 7 + ++counter * 211) % 20_000);

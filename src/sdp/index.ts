@@ -1,0 +1,2 @@
+export * from './sdp-offer-answer.js';
+export * from './sdp-crypto.js';
