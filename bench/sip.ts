@@ -21,7 +21,7 @@ function cpuSeconds(pid: number): number {
   return (Number(fields[11]) + Number(fields[12])) / CLK_TCK;
 }
 
-const gw = await startGateway({ env: { TOLLGATE_SIP__DIGEST_ALGORITHMS: '[MD5, SHA-256]', TOLLGATE_MEDIA__WORKERS: '2' } });
+const gw = await startGateway({ built: true, env: { TOLLGATE_SIP__DIGEST_ALGORITHMS: '[MD5, SHA-256]', TOLLGATE_MEDIA__WORKERS: '2', TOLLGATE_LOG__LEVEL: 'info' } });
 const results: Record<string, unknown>[] = [];
 try {
   const adminRun = await runCli(['keys', 'create', '--name', 'bench-admin', '--role', 'admin', '--json'], gw.env);

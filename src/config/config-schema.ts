@@ -75,7 +75,7 @@ export const configSchema = z
       workers: z.number().int().min(0).max(64),
       timeoutSec: z.number().int().min(1).max(3600),
       codecs: z.array(z.enum(['PCMU', 'PCMA'])).min(1),
-      jitterTargetMs: z.number().int().min(20).max(200),
+      jitterTargetMs: z.number().int().min(0).max(200).refine((v) => v === 0 || v >= 20, 'must be 0 (no playout buffer) or 20 ms or more'),
     }),
     keys: z.strictObject({
       rotationGraceSec: z.number().int().min(0).max(30 * 86400),

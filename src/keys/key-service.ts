@@ -50,6 +50,8 @@ const LAST_USED_INTERVAL_MS = 60_000;
 export class KeyService {
   private readonly cache: LruCache<string, CacheEntry>;
   private readonly lastUsedWritten = new LruCache<string, number>(100_000, LAST_USED_INTERVAL_MS);
+  /** Opened HA1 values by key and algorithm, dropped with the key's other cache entries. */
+  private readonly ha1Cache: LruCache<string, { values: string[]; until: number }>;
   private readonly unsubscribe: () => void;
   /** Keys being revoked on this node right now: refused before the store write lands. */
   private readonly revoking = new Set<string>();
@@ -64,6 +66,7 @@ export class KeyService {
     private readonly onVerify: (result: string) => void = () => {},
   ) {
     this.cache = new LruCache(opts.cache.maxEntries, opts.cache.ttlMs, clock);
+    this.ha1Cache = new LruCache(opts.cache.maxEntries, opts.cache.ttlMs, clock);
     this.unsubscribe = bus.subscribe((keyId) => this.forget(keyId));
   }
 
@@ -75,6 +78,8 @@ export class KeyService {
   /** Drops every cached entry of a key (called for local and remote changes). */
   forget(keyId: string): void {
     this.cache.deleteWhere((e) => e.key?.id === keyId);
+    this.ha1Cache.delete(`${keyId}:MD5`);
+    this.ha1Cache.delete(`${keyId}:SHA-256`);
   }
 
   private async changed(keyId: string): Promise<void> {
@@ -259,8 +264,16 @@ export class KeyService {
    * rotation's grace period. Opened from their AES-256-GCM seal only here.
    */
   async digestHa1(keyId: string, algorithm: 'MD5' | 'SHA-256'): Promise<string[]> {
-    const secrets = await this.store.listLiveSecrets(keyId, toIso(this.clock()));
-    return secrets.map((s) => open(this.opts.masterKey, algorithm === 'MD5' ? s.ha1Md5 : s.ha1Sha256, `${keyId}:${s.id}:${algorithm}`));
+    const now = this.clock();
+    const cacheKey = `${keyId}:${algorithm}`;
+    const hit = this.ha1Cache.get(cacheKey);
+    // A cached set is good until the first of its secrets stops working (rotation grace end).
+    if (hit && hit.until > now) return hit.values;
+    const secrets = await this.store.listLiveSecrets(keyId, toIso(now));
+    const values = secrets.map((s) => open(this.opts.masterKey, algorithm === 'MD5' ? s.ha1Md5 : s.ha1Sha256, `${keyId}:${s.id}:${algorithm}`));
+    const until = Math.min(Infinity, ...secrets.map((s) => (s.expiresAt ? Date.parse(s.expiresAt) : Infinity)));
+    this.ha1Cache.set(cacheKey, { values, until });
+    return values;
   }
 }
 

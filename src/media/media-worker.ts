@@ -22,6 +22,8 @@ const post = (m: FromWorker): void => port.postMessage(m);
 
 const FRAME_SAMPLES = 160; // 20 ms at 8 kHz
 const FRAME_MS = 20;
+/** media.jitterTargetMs 0: echo frames go back as they arrive, with no playout clock. */
+const PASS_THROUGH = init.jitterTargetMs === 0;
 
 /** One second of a 440 Hz tone at 8 kHz is exactly 440 periods: 50 frames that loop seamlessly. */
 function toneFrames(encode: (src: Int16Array, dst: Uint8Array) => number): Uint8Array[] {
@@ -118,7 +120,7 @@ function open(callId: string): Promise<void> {
       srtpIn: null,
       srtpOut: null,
       out: { marker: true, payloadType: 0, sequenceNumber: randomInt(0, 65536), timestamp: randomInt(0, 2 ** 32), ssrc: randomBytes(4).readUInt32BE(0) },
-      playout: new JitterBuffer({ frameMs: FRAME_MS, initialDelayMs: init.jitterTargetMs }),
+      playout: new JitterBuffer({ frameMs: FRAME_MS, initialDelayMs: Math.max(20, init.jitterTargetMs) }),
       rxStats: null,
       dtmf: new DtmfReceiver({
         onDigit: (d) => {
@@ -199,7 +201,12 @@ function onRtp(s: Session, msg: Buffer, rinfo: RemoteInfo): void {
     return;
   }
   if (header.payloadType !== spec.payloadType) return;
-  if (spec.app === 'echo') s.playout.push(header.sequenceNumber, header.timestamp, Buffer.from(payload));
+  if (spec.app !== 'echo') return;
+  if (PASS_THROUGH) {
+    if (spec.direction === 'sendrecv' || spec.direction === 'sendonly') sendFrame(s, payload);
+  } else {
+    s.playout.push(header.sequenceNumber, header.timestamp, Buffer.from(payload));
+  }
 }
 
 function onRtcp(s: Session, msg: Buffer, rinfo: RemoteInfo): void {
@@ -262,7 +269,7 @@ function tick(): void {
   for (const s of sessions.values()) {
     const spec = s.spec;
     if (!spec) continue;
-    if (spec.direction === 'sendrecv' || spec.direction === 'sendonly') {
+    if ((spec.direction === 'sendrecv' || spec.direction === 'sendonly') && !(PASS_THROUGH && spec.app === 'echo')) {
       if (t - s.nextSendAt > 5 * FRAME_MS) s.nextSendAt = t;
       while (s.nextSendAt <= t) {
         s.nextSendAt += spec.ptimeMs;
