@@ -108,7 +108,7 @@ describe('media workers', () => {
     const survivor = onWorker1[0]!;
     const got: Buffer[] = [];
     socks.get(survivor)!.on('message', (m) => got.push(m));
-    for (let i = 0; i < 3; i++) socks.get(survivor)!.send(rtp(i), ports.get(survivor)!, '127.0.0.1');
+    for (let i = 0; i < 3; i++) socks.get(survivor)!.send(rtp(i), ports.get(survivor), '127.0.0.1');
     await new Promise((r) => setTimeout(r, 200));
     expect(got.length).toBe(3);
     // The slot is served again.

@@ -234,7 +234,7 @@ describe('SIP over WebSocket (RFC 7118)', () => {
       const url = `ws://127.0.0.1:${gw.sip.ws!.port}`;
       const ws = new WebSocket(url, 'sip');
       await new Promise((res, rej) => (ws.once('open', res), ws.once('error', rej)));
-      const reply = new Promise<string>((res) => ws.once('message', (d) => res(String(d))));
+      const reply = new Promise<string>((res) => ws.once('message', (d: Buffer) => res(d.toString('utf8'))));
       ws.send(['OPTIONS sip:tollgate@127.0.0.1 SIP/2.0', 'Via: SIP/2.0/WS df7jal23ls0d.invalid;branch=z9hG4bKws1;rport', 'From: <sip:app@invalid>;tag=w1', 'To: <sip:tollgate@127.0.0.1>', 'Call-ID: ws-1', 'CSeq: 1 OPTIONS', 'Max-Forwards: 70', 'Content-Length: 0', '', ''].join('\r\n'));
       const text = await reply;
       expect(text.split('\r\n')[0]).toBe('SIP/2.0 200 OK');
