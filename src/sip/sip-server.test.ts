@@ -205,6 +205,13 @@ describe('SipServer (UAS core, RFC 3261 §8.2, §12, §13.3, §15)', () => {
     expect(last().body.toString()).toContain('1 2 IN');
   });
 
+  it('puts a To tag on every response but 100 (§8.2.6.2)', async () => {
+    await deliver(msg('INVITE', { branch: 'z9hG4bKtag', cseq: 1, body: offer }));
+    const [trying, challenge] = t.responses().slice(-2);
+    expect(trying!.headers.get('To')).not.toContain('tag=');
+    expect(challenge!.headers.get('To')).toMatch(/;tag=[A-Za-z0-9_-]{8,}$/);
+  });
+
   it('refuses an unknown number with 404 and a Reason header, after authentication', async () => {
     await deliver(msg('INVITE', { branch: 'z9hG4bKx1', cseq: 1, body: offer }).replace(/\+14155550100/g, '+14155550199'));
     const nonce = /nonce="([^"]+)"/.exec(last().headers.get('Proxy-Authenticate')!)![1]!;

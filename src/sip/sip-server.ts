@@ -176,9 +176,14 @@ export class SipServer<Grant> {
     await t.send(serializeMessage(msg), peer);
   }
 
+  /**
+   * Every response but 100 carries a To tag (RFC 3261 §8.2.6.2): a fresh one unless the caller
+   * gives the dialog's tag (buildResponse keeps a tag the request already has).
+   */
   private respond(tx: ServerTransaction, status: number, reason?: string, extra?: { headers?: [string, string][]; body?: Buffer; toTag?: string }): Promise<void> {
     const headers: [string, string][] = [['Server', this.opts.userAgent], ...(extra?.headers ?? [])];
-    return tx.respond(buildResponse(tx.request, status, reason, { ...extra, headers }));
+    const toTag = extra?.toTag ?? (status > 100 ? newTag() : undefined);
+    return tx.respond(buildResponse(tx.request, status, reason, { ...extra, headers, ...(toTag ? { toTag } : {}) }));
   }
 
   private onHandlerError(tx: ServerTransaction, err: unknown): void {
@@ -207,7 +212,7 @@ export class SipServer<Grant> {
     }
     switch (req.method) {
       case 'OPTIONS':
-        return this.respond(tx, 200, 'OK', { headers: [['Allow', ALLOW], ['Accept', 'application/sdp'], ['Supported', '']], toTag: tagOf(req.headers.get('To')) ? undefined : newTag() });
+        return this.respond(tx, 200, 'OK', { headers: [['Allow', ALLOW], ['Accept', 'application/sdp'], ['Supported', '']] });
       case 'INVITE':
         return tagOf(req.headers.get('To')) ? this.onReinvite(tx) : this.onInvite(tx);
       case 'CANCEL':

@@ -251,3 +251,80 @@ describe('SIP over WebSocket (RFC 7118)', () => {
     }
   });
 });
+
+describe('a call over SIP-over-WebSocket with RTP', () => {
+  it('authenticates, is answered, echoes RTP and hangs up, all on the WebSocket the client opened', async () => {
+    const { WebSocket } = await import('ws');
+    const { createHash } = await import('node:crypto');
+    const gw = await startGateway({ env: { TOLLGATE_SIP__DIGEST_ALGORITHMS: '[SHA-256, MD5]' } });
+    const media = createSocket('udp4');
+    try {
+      const r = await runCli(['keys', 'create', '--name', 'ws', '--scopes', 'calls:inbound', '--json'], gw.env);
+      const k = JSON.parse(r.stdout);
+      rememberSecret(k.secret);
+      await runCli(['numbers', 'add', '+14155550100', '--target', 'echo', '--key-id', k.key.id], gw.env);
+      await new Promise<void>((res) => media.bind(0, '127.0.0.1', () => res()));
+      const ws = new WebSocket(`ws://127.0.0.1:${gw.sip.ws!.port}`, 'sip');
+      await new Promise((res, rej) => (ws.once('open', res), ws.once('error', rej)));
+      const inbox: string[] = [];
+      const waiters: ((m: string) => void)[] = [];
+      ws.on('message', (d: Buffer) => {
+        const m = d.toString('utf8');
+        const w = waiters.shift();
+        if (w) w(m);
+        else inbox.push(m);
+      });
+      const next = (pred: (m: string) => boolean) =>
+        new Promise<string>((res, rej) => {
+          const timer = setTimeout(() => rej(new Error('no SIP message in time')), 5000);
+          const take = (m: string) => {
+            if (pred(m)) {
+              clearTimeout(timer);
+              res(m);
+            } else waiters.push(take);
+          };
+          const queued = inbox.shift();
+          if (queued !== undefined) take(queued);
+          else waiters.push(take);
+        });
+      const status = (m: string) => Number(m.split(' ')[1]);
+      const sdp = ['v=0', 'o=- 1 1 IN IP4 127.0.0.1', 's=-', 'c=IN IP4 127.0.0.1', 't=0 0', `m=audio ${media.address().port} RTP/AVP 8 0`, 'a=rtpmap:8 PCMA/8000', 'a=rtpmap:0 PCMU/8000', 'a=sendrecv', ''].join('\r\n');
+      const uri = 'sip:+14155550100@127.0.0.1';
+      const request = (method: string, cseq: number, branch: string, extra: string[] = [], body = '', to = `<${uri}>`) =>
+        [`${method} ${uri} SIP/2.0`, `Via: SIP/2.0/WS client.invalid;branch=${branch};rport`, 'From: <sip:app@invalid>;tag=wsf1', `To: ${to}`, 'Call-ID: ws-call-1', `CSeq: ${cseq} ${method}`, 'Contact: <sip:app@client.invalid;transport=ws>', 'Max-Forwards: 70', ...extra, ...(body ? ['Content-Type: application/sdp'] : []), `Content-Length: ${Buffer.byteLength(body)}`, '', body].join('\r\n');
+      ws.send(request('INVITE', 1, 'z9hG4bKw1', [], sdp));
+      const challenge = await next((m) => status(m) === 407);
+      const nonce = /Proxy-Authenticate: Digest [^\r\n]*nonce="([^"]+)"[^\r\n]*algorithm=SHA-256/.exec(challenge)![1]!;
+      ws.send(request('ACK', 1, 'z9hG4bKw1', [], '', `<${uri}>;tag=${/To: [^\r\n]*tag=([^;\r\n]+)/.exec(challenge)![1]}`));
+      const H = (s: string) => createHash('sha256').update(s).digest('hex');
+      const response = H(`${H(`${k.key.id}:tollgate:${k.secret}`)}:${nonce}:00000001:abc123:auth:${H(`INVITE:${uri}`)}`);
+      ws.send(request('INVITE', 2, 'z9hG4bKw2', [`Proxy-Authorization: Digest username="${k.key.id}", realm="tollgate", nonce="${nonce}", uri="${uri}", response="${response}", algorithm=SHA-256, qop=auth, nc=00000001, cnonce="abc123"`], sdp));
+      const ok = await next((m) => status(m) === 200 && m.includes('CSeq: 2 INVITE'));
+      expect(ok).toMatch(/m=audio \d+ RTP\/AVP 8/); // the offerer's first codec: PCMA
+      const toTag = /To: [^\r\n]*tag=([^;\r\n]+)/.exec(ok)![1]!;
+      const rtpPort = Number(/m=audio (\d+)/.exec(ok)![1]);
+      ws.send(request('ACK', 2, 'z9hG4bKw3', [], '', `<${uri}>;tag=${toTag}`));
+      const echoed: Buffer[] = [];
+      media.on('message', (m) => echoed.push(m));
+      for (let i = 0; i < 25; i++) {
+        const p = Buffer.alloc(172, 0xd5);
+        p[0] = 0x80;
+        p[1] = 8;
+        p.writeUInt16BE(i, 2);
+        p.writeUInt32BE(i * 160, 4);
+        p.writeUInt32BE(4242, 8);
+        media.send(p, rtpPort, '127.0.0.1');
+        await new Promise((res) => setTimeout(res, 20));
+      }
+      await new Promise((res) => setTimeout(res, 300));
+      expect(echoed.length).toBeGreaterThan(15);
+      expect(echoed[0]![1]! & 0x7f).toBe(8);
+      ws.send(request('BYE', 3, 'z9hG4bKw4', [], '', `<${uri}>;tag=${toTag}`));
+      await next((m) => status(m) === 200 && m.includes('CSeq: 3 BYE'));
+      ws.close();
+    } finally {
+      media.close();
+      await gw.stop();
+    }
+  });
+});
