@@ -95,7 +95,10 @@ async function run(streams: number, jitterTargetMs: number, base: number) {
   const received = new Int32Array(streams);
   const latencies: number[] = [];
   socks.forEach((s, i) => {
-    s.on('message', () => {
+    s.on('message', (m: Buffer) => {
+      // RTCP reports (payload type byte 200-204) are not echoes: the generator's sockets sit on
+      // ephemeral ports, so one stream's RTCP port can be another stream's RTP socket.
+      if (m.length > 1 && m[1]! >= 200 && m[1]! <= 204) return;
       const r = received[i]!++;
       if (r < frames && r >= 50) latencies.push((performance.now() - sentAt[i]![r]!) * 1e6); // skip the first second (warm-up)
     });

@@ -44,6 +44,30 @@ export function clientKey(msg: SipMessage): string | null {
   return v && m ? `${v.branch}|${m}` : null;
 }
 
+/** What client and server transactions share: a state that ends in 'terminated', and timers cancelled then. */
+abstract class Transaction<S extends string> {
+  abstract state: S | 'terminated';
+  private timers: Timer[] = [];
+
+  constructor(private readonly onEnd: () => void) {}
+
+  protected after(ms: number, fn: () => void): void {
+    this.timers.push(setTimeout(fn, ms));
+  }
+
+  protected clearTimers(): void {
+    for (const t of this.timers) clearTimeout(t);
+    this.timers = [];
+  }
+
+  terminate(): void {
+    if (this.state === 'terminated') return;
+    this.state = 'terminated';
+    this.clearTimers();
+    this.onEnd();
+  }
+}
+
 /**
  * INVITE server transaction (RFC 3261 §17.2.1, with RFC 6026's Accepted state):
  *
@@ -60,10 +84,9 @@ export function clientKey(msg: SipMessage): string | null {
  */
 export type ServerState = 'trying' | 'proceeding' | 'accepted' | 'completed' | 'confirmed' | 'terminated';
 
-export class ServerTransaction {
+export class ServerTransaction extends Transaction<ServerState> {
   state: ServerState;
   private lastResponse: SipResponse | null = null;
-  private timers: Timer[] = [];
   private gInterval: number;
   /** Set by the TU when it learns the request was cancelled (CANCEL → 487). */
   cancelled = false;
@@ -74,9 +97,10 @@ export class ServerTransaction {
     readonly peer: Peer,
     private readonly send: SendFn,
     private readonly t: TimerValues,
-    private readonly onTerminated: (tx: ServerTransaction) => void,
+    onTerminated: (tx: ServerTransaction) => void,
     private readonly onTimeout: (tx: ServerTransaction) => void,
   ) {
+    super(() => onTerminated(this));
     this.state = request.method === 'INVITE' ? 'proceeding' : 'trying';
     this.gInterval = t.t1;
   }
@@ -144,21 +168,6 @@ export class ServerTransaction {
     this.terminate();
   }
 
-  terminate(): void {
-    if (this.state === 'terminated') return;
-    this.state = 'terminated';
-    this.clearTimers();
-    this.onTerminated(this);
-  }
-
-  private after(ms: number, fn: () => void): void {
-    this.timers.push(setTimeout(fn, ms));
-  }
-
-  private clearTimers(): void {
-    for (const t of this.timers) clearTimeout(t);
-    this.timers = [];
-  }
 }
 
 export interface ClientHandlers {
@@ -178,9 +187,8 @@ export interface ClientHandlers {
  */
 export type ClientState = 'calling' | 'trying' | 'proceeding' | 'accepted' | 'completed' | 'terminated';
 
-export class ClientTransaction {
+export class ClientTransaction extends Transaction<ClientState> {
   state: ClientState;
-  private timers: Timer[] = [];
   private interval: number;
 
   constructor(
@@ -190,9 +198,10 @@ export class ClientTransaction {
     private readonly send: SendFn,
     private readonly t: TimerValues,
     private readonly handlers: ClientHandlers,
-    private readonly onTerminated: (tx: ClientTransaction) => void,
+    onTerminated: (tx: ClientTransaction) => void,
     private readonly buildAck: (res: SipResponse) => SipRequest,
   ) {
+    super(() => onTerminated(this));
     this.state = request.method === 'INVITE' ? 'calling' : 'trying';
     this.interval = t.t1;
   }
@@ -265,21 +274,6 @@ export class ClientTransaction {
     }
   }
 
-  terminate(): void {
-    if (this.state === 'terminated') return;
-    this.state = 'terminated';
-    this.clearTimers();
-    this.onTerminated(this);
-  }
-
-  private after(ms: number, fn: () => void): void {
-    this.timers.push(setTimeout(fn, ms));
-  }
-
-  private clearTimers(): void {
-    for (const t of this.timers) clearTimeout(t);
-    this.timers = [];
-  }
 }
 
 export interface TransactionUser {
