@@ -227,7 +227,7 @@ describe('media timeout', () => {
 });
 
 describe('SIP over WebSocket (RFC 7118)', () => {
-  it('answers OPTIONS on a WebSocket with the sip subprotocol, and refuses one without it', async () => {
+  it('answers OPTIONS on WS and WSS with the sip subprotocol, and refuses a WebSocket without it', async () => {
     const { WebSocket } = await import('ws');
     const gw = await startGateway({});
     try {
@@ -246,6 +246,15 @@ describe('SIP over WebSocket (RFC 7118)', () => {
         plain.once('error', () => res(-1));
       });
       expect(closed).not.toBe(1000);
+      // The same over TLS (WSS), trusting the gateway's development certificate.
+      const { readFileSync } = await import('node:fs');
+      const ca = readFileSync(`${gw.env.TOLLGATE_DATA_DIR}/tls/dev-cert.pem`);
+      const wss = new WebSocket(`wss://127.0.0.1:${gw.sip.wss!.port}`, 'sip', { ca });
+      await new Promise((res, rej) => (wss.once('open', res), wss.once('error', rej)));
+      const secure = new Promise<string>((res) => wss.once('message', (d: Buffer) => res(d.toString('utf8'))));
+      wss.send(['OPTIONS sip:tollgate@127.0.0.1 SIP/2.0', 'Via: SIP/2.0/WSS df7jal23ls0d.invalid;branch=z9hG4bKwss1;rport', 'From: <sip:app@invalid>;tag=w2', 'To: <sip:tollgate@127.0.0.1>', 'Call-ID: wss-1', 'CSeq: 1 OPTIONS', 'Max-Forwards: 70', 'Content-Length: 0', '', ''].join('\r\n'));
+      expect((await secure).split('\r\n')[0]).toBe('SIP/2.0 200 OK');
+      wss.close();
     } finally {
       await gw.stop();
     }
