@@ -32,14 +32,14 @@ export class InboundCallPolicy implements CallPolicy<InboundGrant> {
   async ha1(username: string, algorithm: DigestAlgorithm): Promise<string[] | null> {
     if (!/^key_[0-9A-Za-z]{1,40}$/.test(username)) return null;
     // Revoked or expired keys still authenticate here, so the policy can say why it refuses (403).
-    const key = await this.keys.get(username);
+    const key = await this.keys.getCurrent(username);
     if (!key) return null;
     const ha1s = await this.keys.digestHa1(key.id, algorithm);
     return ha1s.length ? ha1s : null;
   }
 
   async authorizeInbound(req: InboundCallRequest): Promise<CallVerdict<InboundGrant>> {
-    const key = await this.keys.get(req.keyId);
+    const key = await this.keys.getCurrent(req.keyId);
     if (!key) return { ok: false, code: 'KEY_REVOKED', message: 'the key no longer exists' };
     const verdict = await this.policy.authorize({
       principal: keyPrincipal(key),

@@ -50,6 +50,8 @@ const LAST_USED_INTERVAL_MS = 60_000;
 export class KeyService {
   private readonly cache: LruCache<string, CacheEntry>;
   private readonly lastUsedWritten = new LruCache<string, number>(100_000, LAST_USED_INTERVAL_MS);
+  /** Key records by id for the call path (SIP digest, tokens), dropped on every change. */
+  private readonly byId: LruCache<string, KeyRecord | null>;
   /** Opened HA1 values by key and algorithm, dropped with the key's other cache entries. */
   private readonly ha1Cache: LruCache<string, { values: string[]; until: number }>;
   private readonly unsubscribe: () => void;
@@ -67,6 +69,7 @@ export class KeyService {
   ) {
     this.cache = new LruCache(opts.cache.maxEntries, opts.cache.ttlMs, clock);
     this.ha1Cache = new LruCache(opts.cache.maxEntries, opts.cache.ttlMs, clock);
+    this.byId = new LruCache(opts.cache.maxEntries, opts.cache.ttlMs, clock);
     this.unsubscribe = bus.subscribe((keyId) => this.forget(keyId));
   }
 
@@ -78,6 +81,7 @@ export class KeyService {
   /** Drops every cached entry of a key (called for local and remote changes). */
   forget(keyId: string): void {
     this.cache.deleteWhere((e) => e.key?.id === keyId);
+    this.byId.delete(keyId);
     this.ha1Cache.delete(`${keyId}:MD5`);
     this.ha1Cache.delete(`${keyId}:SHA-256`);
   }
@@ -245,9 +249,17 @@ export class KeyService {
     return { ok: true, key, secretId: secret.id };
   }
 
-  /** Loads a key for token verification, through the same cache invalidation path. */
+  /**
+   * A key by id through the cache (SIP digest, token parents): as fresh as verify(), since every
+   * change on any node drops it (revocation bus), and a key being revoked here is refused.
+   */
   async getCurrent(id: string): Promise<KeyRecord | null> {
-    return this.store.getKey(id);
+    let key = this.byId.get(id);
+    if (key === undefined) {
+      key = await this.store.getKey(id);
+      this.byId.set(id, key);
+    }
+    return key && this.revoking.has(id) ? { ...key, status: 'revoked' } : key;
   }
 
   /** Records last use (not a policy change: updatedAt stays). */

@@ -7,7 +7,7 @@
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { createSocket, type Socket, type RemoteInfo } from 'node:dgram';
-import { isIPv6 } from 'node:net';
+import { isIP, isIPv6 } from 'node:net';
 import { randomBytes, randomInt } from 'node:crypto';
 import type { FromWorker, MediaSpec, SessionStats, SrtpKeys, ToWorker, WorkerInit } from './media-protocol.js';
 import { encodeAlaw, encodeUlaw, ULAW_SILENCE, ALAW_SILENCE } from './g711.js';
@@ -66,7 +66,21 @@ const sessions = new Map<string, Session>();
 const usedPorts = new Set<number>();
 const header = new RtpHeader();
 const sendBuf = Buffer.alloc(1500);
+/** Protected copy of an outgoing packet: one buffer for the whole worker (sends are synchronous). */
+const srtpBuf = Buffer.alloc(1600);
 const rtcpBuf = Buffer.alloc(512);
+
+const SOCKET_TYPE = isIPv6(init.host) ? 'udp6' : 'udp4';
+
+/**
+ * RTP is always sent to IP literals (from SDP or the latched source): answering dgram's lookup
+ * synchronously skips a dns.lookup round (a nextTick and closures) on every packet sent.
+ */
+function literalLookup(host: string, _opts: unknown, cb: (err: Error | null, address: string, family: number) => void): void {
+  const family = isIP(host);
+  if (family === 0) cb(new Error(`not an IP literal: ${host}`), '', 0);
+  else cb(null, host, family);
+}
 
 function now(): number {
   return performance.now();
@@ -74,15 +88,15 @@ function now(): number {
 
 /** Binds an even RTP port and the odd RTCP port above it, from this worker's slice. */
 async function bindPair(): Promise<{ rtp: Socket; rtcp: Socket; port: number }> {
-  const type = isIPv6(init.host) ? 'udp6' : 'udp4';
+  const type = SOCKET_TYPE;
   const first = init.portMin % 2 === 0 ? init.portMin : init.portMin + 1;
   const slots = Math.floor((init.portMax - first) / 2);
   const start = randomInt(0, Math.max(1, slots));
   for (let i = 0; i < slots; i++) {
     const p = first + ((start + i) % slots) * 2;
     if (usedPorts.has(p)) continue;
-    const rtp = createSocket({ type });
-    const rtcp = createSocket({ type });
+    const rtp = createSocket({ type, lookup: literalLookup });
+    const rtcp = createSocket({ type, lookup: literalLookup });
     try {
       await bind(rtp, p);
       await bind(rtcp, p + 1);
@@ -227,9 +241,9 @@ function sendFrame(s: Session, payload: Uint8Array): void {
   const len = h + payload.length;
   let out: Buffer = sendBuf.subarray(0, len);
   if (s.srtpOut) {
-    const protectedPkt = s.srtpOut.protectRtp(sendBuf, len);
-    if (!protectedPkt) return;
-    out = protectedPkt;
+    const n = s.srtpOut.protectRtpInto(sendBuf, len, srtpBuf);
+    if (n < 0) return;
+    out = srtpBuf.subarray(0, n);
   }
   s.rtp.send(out, remote.port, remote.address);
   s.out.marker = false;

@@ -1,5 +1,5 @@
 import { createSocket, type Socket } from 'node:dgram';
-import { isIPv6 } from 'node:net';
+import { isIP, isIPv6 } from 'node:net';
 import { TollgateError } from '../errors/index.js';
 import type { MessageHandler, Peer, SipTransport } from './sip-transport.js';
 
@@ -16,7 +16,17 @@ export class UdpTransport implements SipTransport {
   ) {}
 
   async listen(host: string, port: number): Promise<void> {
-    const socket = createSocket({ type: isIPv6(host) ? 'udp6' : 'udp4', reuseAddr: false });
+    // Destinations are IP literals (a request's source or a Via's received/rport): answer dgram's
+    // lookup synchronously instead of a dns.lookup round per message.
+    const socket = createSocket({
+      type: isIPv6(host) ? 'udp6' : 'udp4',
+      reuseAddr: false,
+      lookup: (addr: string, _opts: unknown, cb: (err: Error | null, address: string, family: number) => void) => {
+        const family = isIP(addr);
+        if (family === 0) cb(new Error(`not an IP literal: ${addr}`), '', 0);
+        else cb(null, addr, family);
+      },
+    });
     this.socket = socket;
     await new Promise<void>((resolve, reject) => {
       socket.once('error', reject);
