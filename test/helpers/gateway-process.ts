@@ -126,6 +126,16 @@ export async function startGateway(opts: GatewayEnv = {}): Promise<RunningGatewa
   };
 }
 
+/** Waits (bounded) until the gateway's log holds `count` lines containing `text`; returns them parsed. */
+export async function waitForLog(gw: RunningGateway, text: string, count = 1, timeoutMs = 5000): Promise<Record<string, any>[]> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const lines = gw.logs().split('\n').filter((l) => l.includes(text));
+    if (lines.length >= count || Date.now() > deadline) return lines.map((l) => JSON.parse(l) as Record<string, any>);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
 export interface CliResult {
   code: number | null;
   stdout: string;

@@ -3,7 +3,7 @@ import { createSocket } from 'node:dgram';
 import { readdirSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { connect } from 'node:net';
-import { api, rememberSecret, runCli, startGateway, type RunningGateway } from '../helpers/gateway-process.js';
+import { api, rememberSecret, runCli, startGateway, waitForLog, type RunningGateway } from '../helpers/gateway-process.js';
 import { runSipp, toneFile, type SippOptions } from '../helpers/sipp.js';
 
 /** SIPp 3.6 reads only the first challenge and knows only MD5. */
@@ -85,8 +85,8 @@ describe('SIP trunking against SIPp', () => {
     expect(r.code, r.errors || r.stdout.slice(-2000)).toBe(0);
     expect(r.successful).toBe(1);
     // The media worker saw the caller's RTP and sent audio back.
-    const closed = gw.logs().split('\n').filter((l) => l.includes('call media closed') && l.includes('"keyId"') === false);
-    const media = closed.map((l) => JSON.parse(l) as { media: { packetsIn: number; packetsOut: number } }).at(-1)?.media;
+    const closed = await waitForLog(gw, 'call media closed', transport === 'udp' ? 1 : 2);
+    const media = closed.at(-1)?.media as { packetsIn: number; packetsOut: number } | undefined;
     expect(media?.packetsIn).toBeGreaterThan(100);
     expect(media?.packetsOut).toBeGreaterThan(100);
     const usage = await api(gw, 'GET', '/v1/usage', { auth: t.secret });
@@ -217,8 +217,9 @@ describe('media timeout', () => {
       rememberSecret(k.secret);
       await runCli(['numbers', 'add', '+14155550100', '--target', 'echo', '--key-id', k.key.id], gw.env);
       // The scenario holds 3 s without RTP before its own BYE: tollgate's BYE comes first.
-      await runSipp({ scenario: 'uac-auth-call', target: gw.sip.udp!, transport: 'udp', dialled: '+14155550100', username: k.key.id, password: k.secret, holdMs: 3000, timeoutSec: 10 });
-      const ended = gw.logs().split('\n').filter((l) => l.includes('"call ended"')).map((l) => JSON.parse(l));
+      const run = await runSipp({ scenario: 'uac-auth-call', target: gw.sip.udp!, transport: 'udp', dialled: '+14155550100', username: k.key.id, password: k.secret, holdMs: 3000, timeoutSec: 10 });
+      expect(run.errors).toContain('unexpected BYE'); // SIPp was still holding when tollgate hung up
+      const ended = await waitForLog(gw, '"call ended"');
       expect(ended.map((e) => e.reason)).toEqual(['media-timeout']);
     } finally {
       await gw.stop();

@@ -1,6 +1,6 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { join } from 'node:path';
-import { api, rememberSecret, runCli, startGateway, type RunningGateway } from '../helpers/gateway-process.js';
+import { api, rememberSecret, runCli, startGateway, waitForLog, type RunningGateway } from '../helpers/gateway-process.js';
 import { baresipCall, soxStat } from '../helpers/baresip.js';
 
 /** baresip 1.0's digest code gives up on any challenge that is not MD5 (libre ENOSYS). */
@@ -44,7 +44,7 @@ describe('a softphone over TLS with mandatory SDES-SRTP (baresip)', () => {
     expect(Math.abs(heard.frequency - 440)).toBeLessThan(15);
     // Nearly all of the tone's energy comes back (G.711 both ways, silence only at the start).
     expect(heard.rms).toBeGreaterThan(sent.rms * 0.8);
-    const closed = gw.logs().split('\n').filter((l) => l.includes('call media closed')).map((l) => JSON.parse(l)).at(-1);
+    const closed = (await waitForLog(gw, 'call media closed')).at(-1)!;
     expect(closed.media.packetsIn).toBeGreaterThan(150);
   });
 
