@@ -197,6 +197,12 @@ export class MediaEngine {
     if (slot?.alive) this.post(slot, { type: 'configure', callId, spec });
   }
 
+  /** Sends a DTMF digit to the caller (RFC 4733); ignored when no telephone-event was negotiated. */
+  sendDtmf(callId: string, digit: string, durationMs = 100): void {
+    const slot = this.where.get(callId);
+    if (slot?.alive) this.post(slot, { type: 'dtmf', callId, digit, durationMs });
+  }
+
   async close(callId: string): Promise<SessionStats | null> {
     const slot = this.where.get(callId);
     if (!slot) return null;

@@ -31,6 +31,8 @@ export type ToWorker =
   | { readonly type: 'open'; readonly callId: string }
   | { readonly type: 'configure'; readonly callId: string; readonly spec: MediaSpec }
   | { readonly type: 'close'; readonly callId: string }
+  /** Send a DTMF digit as RFC 4733 telephone-event packets (needs a negotiated telephone-event PT). */
+  | { readonly type: 'dtmf'; readonly callId: string; readonly digit: string; readonly durationMs: number }
   | { readonly type: 'stats' }
   | { readonly type: 'shutdown' };
 

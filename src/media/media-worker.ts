@@ -14,7 +14,7 @@ import { encodeAlaw, encodeUlaw, ULAW_SILENCE, ALAW_SILENCE } from './g711.js';
 import { RtpHeader, parseRtpHeader, writeRtpHeader, isRtcpPacket, writeReceiverReport, writeSenderReport, ntpFromUnixMs, type RtpHeaderFields, RtpReceiveStats, type ReportBlock } from './rtp-packet.js';
 import { SrtpContext } from './srtp.js';
 import { JitterBuffer } from './jitter-buffer.js';
-import { DtmfReceiver } from './dtmf.js';
+import { DtmfReceiver, dtmfPackets, digitToEvent } from './dtmf.js';
 
 const init = workerData as WorkerInit;
 const port = parentPort!;
@@ -55,6 +55,8 @@ interface Session {
   rxStats: RtpReceiveStats | null;
   readonly dtmf: DtmfReceiver;
   toneIndex: number;
+  /** Telephone-event packets waiting for their time, all of one event sharing `timestamp`. */
+  dtmfOut: { at: number; marker: boolean; payload: Buffer; timestamp: number }[];
   nextSendAt: number;
   lastRxAt: number;
   configuredAt: number;
@@ -141,9 +143,12 @@ function open(callId: string): Promise<void> {
           if (!d.digit) return;
           stats.dtmf.push(d.digit);
           post({ type: 'dtmf', callId, digit: d.digit, durationMs: d.durationMs });
+          // The echo application echoes digits too.
+          if (sessions.get(callId)?.spec?.app === 'echo') queueDtmf(callId, d.digit, d.durationMs);
         },
       }),
       toneIndex: 0,
+      dtmfOut: [],
       nextSendAt: 0,
       lastRxAt: 0,
       configuredAt: 0,
@@ -253,6 +258,35 @@ function sendFrame(s: Session, payload: Uint8Array): void {
   s.stats.octetsOut += payload.length;
 }
 
+/** Sends one RFC 4733 telephone-event packet: the event's own timestamp, the stream's sequence. */
+function sendEvent(s: Session, ev: { marker: boolean; payload: Buffer; timestamp: number }): void {
+  const spec = s.spec!;
+  const remote = s.remote;
+  if (!remote || spec.telephoneEventPt === null) return;
+  const h = writeRtpHeader(sendBuf, 0, { marker: ev.marker, payloadType: spec.telephoneEventPt, sequenceNumber: s.out.sequenceNumber, timestamp: ev.timestamp, ssrc: s.out.ssrc });
+  ev.payload.copy(sendBuf, h);
+  const len = h + ev.payload.length;
+  let out: Buffer = sendBuf.subarray(0, len);
+  if (s.srtpOut) {
+    const n = s.srtpOut.protectRtpInto(sendBuf, len, srtpBuf);
+    if (n < 0) return;
+    out = srtpBuf.subarray(0, n);
+  }
+  s.rtp.send(out, remote.port, remote.address);
+  s.out.sequenceNumber = (s.out.sequenceNumber + 1) & 0xffff;
+  s.stats.packetsOut++;
+}
+
+function queueDtmf(callId: string, digit: string, durationMs: number): void {
+  const s = sessions.get(callId);
+  if (!s?.spec || s.spec.telephoneEventPt === null || digitToEvent(digit) === null) return;
+  const t = now();
+  const timestamp = s.out.timestamp;
+  for (const p of dtmfPackets(digit, { durationMs: Math.min(Math.max(durationMs, 40), 5000) })) {
+    s.dtmfOut.push({ at: t + p.atMs, marker: p.marker, payload: p.payload, timestamp });
+  }
+}
+
 /** Sends an RTCP report (SR when we send, RR otherwise) with a block about the caller's stream. */
 function sendRtcp(s: Session, t: number): void {
   const remote = s.remoteRtcp;
@@ -299,6 +333,7 @@ function tick(): void {
         sendFrame(s, payload);
       }
     }
+    while (s.dtmfOut.length > 0 && s.dtmfOut[0]!.at <= t) sendEvent(s, s.dtmfOut.shift()!);
     if (t - s.lastRtcpAt > 5000) sendRtcp(s, t);
     const since = s.lastRxAt || s.configuredAt;
     if (spec.direction !== 'inactive' && spec.direction !== 'sendonly' && t - since > init.timeoutMs) {
@@ -334,6 +369,9 @@ port.on('message', (m: ToWorker) => {
       return;
     case 'close':
       close(m.callId);
+      return;
+    case 'dtmf':
+      queueDtmf(m.callId, m.digit, m.durationMs);
       return;
     case 'stats': {
       const cpu = process.cpuUsage();

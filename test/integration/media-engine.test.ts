@@ -117,6 +117,54 @@ describe('media workers', () => {
     expect(['new-0', 'new-1', 'new-2', 'new-3', 'new-4', 'new-5'].some((id) => e.workerOf(id) === 0)).toBe(true);
   });
 
+  it('sends a DTMF digit as RFC 4733 telephone-event packets: marker first, three end packets, one timestamp', async () => {
+    const e = await start({ jitterTargetMs: 40 });
+    const s = await caller();
+    await e.open('d');
+    e.configure('d', spec(s.address().port, null, 'tone'));
+    const events: Buffer[] = [];
+    s.on('message', (m: Buffer) => {
+      if ((m[1]! & 0x7f) === 101) events.push(Buffer.from(m));
+    });
+    e.sendDtmf('d', '7', 100);
+    await new Promise((r) => setTimeout(r, 500));
+    expect(events.length).toBe(5); // updates at 0 and 50 ms, then 3 end packets
+    expect(events.map((p) => p[12])).toEqual([7, 7, 7, 7, 7]);
+    expect(events[0]![1]! & 0x80).toBe(0x80);
+    expect(events.slice(1).every((p) => (p[1]! & 0x80) === 0)).toBe(true);
+    expect(events.map((p) => (p[13]! & 0x80) !== 0)).toEqual([false, false, true, true, true]);
+    expect(new Set(events.map((p) => p.readUInt32BE(4))).size).toBe(1);
+    expect(events.at(-1)!.readUInt16BE(14)).toBe(800); // 100 ms at 8 kHz
+  });
+
+  it('reports a DTMF digit the caller sends (RFC 4733) once, and the echo application sends it back', async () => {
+    const digits: [string, string, number][] = [];
+    const e = await start({ jitterTargetMs: 40 }, { onDtmf: (id, digit, ms) => digits.push([id, digit, ms]) });
+    const s = await caller();
+    const { port } = await e.open('in');
+    e.configure('in', spec(s.address().port));
+    const echoed: Buffer[] = [];
+    s.on('message', (m: Buffer) => {
+      if ((m[1]! & 0x7f) === 101) echoed.push(Buffer.from(m));
+    });
+    // Digit 9 for 120 ms: two updates and three end packets, all with the event's timestamp.
+    const send = (seq: number, end: boolean, duration: number, marker: boolean) => {
+      const b = Buffer.alloc(16);
+      writeRtpHeader(b, 0, { marker, payloadType: 101, sequenceNumber: seq, timestamp: 8000, ssrc: 77 });
+      b[12] = 9;
+      b[13] = (end ? 0x80 : 0) | 10;
+      b.writeUInt16BE(duration, 14);
+      s.send(b, port, '127.0.0.1');
+    };
+    send(1, false, 400, true);
+    send(2, false, 800, false);
+    for (let i = 0; i < 3; i++) send(3 + i, true, 960, false);
+    await new Promise((r) => setTimeout(r, 600));
+    expect(digits).toEqual([['in', '9', 120]]);
+    expect(echoed.length).toBeGreaterThanOrEqual(4);
+    expect(echoed.every((p) => p[12] === 9)).toBe(true);
+  });
+
   it('plays a 440 Hz tone for a tone call, one 20 ms packet at a time', async () => {
     const e = await start({ jitterTargetMs: 40 });
     const s = await caller();
