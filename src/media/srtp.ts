@@ -22,11 +22,18 @@
  *
  * Hot path (STYLE.md §14): AES-CM keystream comes from one long-lived AES-ECB cipher per
  * session key fed with counter blocks built in a preallocated buffer, instead of a new
- * `aes-128-ctr` cipher per packet; HMAC keys are `KeyObject`s made once. What node:crypto still
- * allocates per packet: one Hmac and its digest, the keystream buffer, and (GCM) the cipher.
+ * `aes-128-ctr` cipher per packet, and is XORed from the input straight into the output (no
+ * separate copy of the payload). HMAC-SHA1 is `HmacSha1` (./hmac-sha1.ts): the inner and outer
+ * key blocks are hashed once per session key and a tag is computed into the packet with no
+ * allocation, the ROC coming from a 4-octet scratch buffer rather than being written into the
+ * packet. The one allocation left per AES-CM packet is the keystream buffer that
+ * `Cipher.update` returns (node:crypto has no update-into); `protectRtp` / `unprotectRtp` also
+ * make the buffer or view they return (`protectRtpInto` / `unprotectRtpInPlace` do not). GCM
+ * still builds a cipher per packet.
  */
-import { createCipheriv, createDecipheriv, createHmac, createSecretKey, type Cipher, type KeyObject } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createSecretKey, type Cipher, type KeyObject } from 'node:crypto';
 import { TollgateError } from '../errors/index.js';
+import { HmacSha1 } from './hmac-sha1.js';
 import { rtpHeaderLength } from './rtp-packet.js';
 
 export type SrtpProfile = 'AES_CM_128_HMAC_SHA1_80' | 'AES_CM_128_HMAC_SHA1_32' | 'AEAD_AES_128_GCM';
@@ -83,7 +90,15 @@ export class AesCmKeystream {
 
   /** XORs the keystream that starts at the 16-octet counter `iv` into `buf[start, end)`. */
   xor(iv: Uint8Array, buf: Uint8Array, start: number, end: number): void {
-    const n = end - start;
+    this.xorInto(iv, buf, start, buf, start, end - start);
+  }
+
+  /**
+   * Writes `src[srcStart, srcStart + n)` XOR the keystream that starts at counter `iv` to
+   * `dst[dstStart, dstStart + n)`: encrypts or decrypts and copies in one pass. `dst` may be
+   * `src` at the same offset.
+   */
+  xorInto(iv: Uint8Array, src: Uint8Array, srcStart: number, dst: Uint8Array, dstStart: number, n: number): void {
     if (n <= 0) return;
     const blocks = (n + 15) >>> 4;
     const size = blocks << 4;
@@ -96,7 +111,7 @@ export class AesCmKeystream {
     if (LITTLE_ENDIAN && low + blocks <= 0x10000) this.fillCountersLE(iv, low, blocks);
     else this.fillCounters(iv, low, blocks);
     const ks = this.ecb.update(this.views[blocks] ?? (this.views[blocks] = this.counters.subarray(0, size)));
-    for (let i = 0; i < n; i++) buf[start + i]! ^= ks[i]!;
+    for (let i = 0; i < n; i++) dst[dstStart + i] = src[srcStart + i]! ^ ks[i]!;
   }
 
   /** Counter blocks IV + b, four 32-bit stores a block; the sum stays in the low 16 bits. */
@@ -157,7 +172,8 @@ class SessionCrypto {
   readonly salt: Buffer;
   readonly cm: AesCmKeystream | null;
   readonly gcmKey: KeyObject | null;
-  readonly authKey: KeyObject | null;
+  /** HMAC-SHA1 under the session authentication key (AES-CM profiles). */
+  readonly auth: HmacSha1 | null;
 
   constructor(p: SrtpProfileParams, masterKey: Uint8Array, masterSalt: Uint8Array, rtcp: boolean) {
     const base = rtcp ? SRTP_LABEL.RTCP_ENCRYPTION : SRTP_LABEL.RTP_ENCRYPTION;
@@ -166,11 +182,13 @@ class SessionCrypto {
     if (p.aead) {
       this.cm = null;
       this.gcmKey = createSecretKey(key);
-      this.authKey = null;
+      this.auth = null;
     } else {
       this.cm = new AesCmKeystream(key);
       this.gcmKey = null;
-      this.authKey = createSecretKey(deriveSessionKey(masterKey, masterSalt, base + 1, p.authKeyLength));
+      const authKey = deriveSessionKey(masterKey, masterSalt, base + 1, p.authKeyLength);
+      this.auth = new HmacSha1(authKey);
+      authKey.fill(0);
     }
     key.fill(0);
   }
@@ -273,6 +291,9 @@ export interface SrtpStats {
  * (or null when the packet is malformed or would reuse an index); `unprotect*` works in place
  * and returns a view of the caller's buffer holding the plain packet, or null when the packet
  * fails authentication, is a replay or is too old: it is then left unchanged.
+ * `protect*Into` (caller's output buffer) and `unprotect*InPlace` (returns a length) are the
+ * same without the returned buffer or view: for AES-CM they allocate nothing but node:crypto's
+ * keystream buffer.
  */
 export class SrtpContext {
   readonly params: SrtpProfileParams;
@@ -289,7 +310,8 @@ export class SrtpContext {
   private readonly iv = Buffer.alloc(16);
   private readonly gcmIv = Buffer.alloc(12);
   private readonly gcmAad = Buffer.alloc(RTCP_HEADER_LENGTH + SRTCP_INDEX_LENGTH);
-  private readonly savedTag = Buffer.alloc(16);
+  /** The ROC, big-endian: what RFC 3711 §4.2 appends to the authenticated portion of RTP. */
+  private readonly rocOctets = new Uint8Array(4);
 
   constructor(
     readonly profile: SrtpProfile,
@@ -347,7 +369,9 @@ export class SrtpContext {
       this.stats.malformed++;
       return -1;
     }
-    const ssrc = packet.readUInt32BE(8);
+    // SSRCs are kept as signed 32-bit integers: small integers as Map keys, where an SSRC of
+    // 2^31 or more read unsigned would be boxed as a heap number on every packet.
+    const ssrc = packet.readInt32BE(8);
     const seq = (packet[2]! << 8) | packet[3]!;
     let win = this.txRtp.get(ssrc);
     if (!win) {
@@ -365,9 +389,9 @@ export class SrtpContext {
       return -1;
     }
     win.accept(index);
-    if (out !== packet) packet.copy(out, 0, 0, length);
     const roc = Math.floor(index / 65536);
     if (p.aead) {
+      if (out !== packet) packet.copy(out, 0, 0, length);
       this.gcmRtpIv(ssrc, roc, seq);
       const c = createCipheriv('aes-128-gcm', this.rtp.gcmKey!, this.gcmIv, { authTagLength: 16 });
       c.setAAD(out.subarray(0, hl));
@@ -377,31 +401,47 @@ export class SrtpContext {
       c.getAuthTag().copy(out, length);
     } else {
       this.cmIv(this.rtp.salt, ssrc, index);
-      this.rtp.cm!.xor(this.iv, out, hl, length);
-      // Authenticated portion ‖ ROC (§4.2): ROC goes where the tag will be, then the tag over it.
-      out.writeUInt32BE(roc, length);
-      const mac = createHmac('sha1', this.rtp.authKey!).update(out.subarray(0, length + 4)).digest();
-      mac.copy(out, length, 0, p.rtpTagLength);
+      if (overlaps(packet, out, length)) {
+        // In place (or `out` a shifted view of the same memory: copy with memmove first).
+        if (out !== packet) packet.copy(out, 0, 0, length);
+        this.rtp.cm!.xor(this.iv, out, hl, length);
+      } else {
+        // Header copied by a short loop (a partial Buffer.copy makes a view); payload
+        // encrypted from `packet` straight into `out`.
+        for (let i = 0; i < hl; i++) out[i] = packet[i]!;
+        this.rtp.cm!.xorInto(this.iv, packet, hl, out, hl, length - hl);
+      }
+      // Tag over authenticated portion ‖ ROC (§4.2).
+      this.rtp.auth!.mac(out, 0, length, this.setRoc(roc), out, length, p.rtpTagLength);
     }
     this.stats.rtpProtected++;
     return length + p.rtpTagLength;
   }
 
-  /** Authenticates and decrypts an SRTP packet in place; returns the RTP packet or null. */
+  /** Authenticates and decrypts an SRTP packet in place; returns the RTP packet (a view of `packet`) or null. */
   unprotectRtp(packet: Buffer, length: number = packet.length): Buffer | null {
+    const n = this.unprotectRtpInPlace(packet, length);
+    return n < 0 ? null : packet.subarray(0, n);
+  }
+
+  /**
+   * As `unprotectRtp`, returning the length of the RTP packet now in `packet[0, n)`, or -1
+   * (the packet is then unchanged). Makes no view.
+   */
+  unprotectRtpInPlace(packet: Buffer, length: number = packet.length): number {
     const p = this.params;
     const tagLen = p.rtpTagLength;
     const authLen = length - tagLen;
     const hl = authLen >= 12 ? rtpHeaderLength(packet, authLen) : -1;
     if (hl < 0) {
       this.stats.malformed++;
-      return null;
+      return -1;
     }
-    const ssrc = packet.readUInt32BE(8);
+    const ssrc = packet.readInt32BE(8);
     const seq = (packet[2]! << 8) | packet[3]!;
     const win = this.rxRtp.get(ssrc);
     const index = estimateIndex(win ? win.top : -1, seq);
-    if (win && !this.replayOk(win.check(index))) return null;
+    if (win && !this.replayOk(win.check(index))) return -1;
     const roc = Math.floor(index / 65536);
 
     if (p.aead) {
@@ -414,24 +454,22 @@ export class SrtpContext {
         d.final();
       } catch {
         this.stats.authFailures++;
-        return null;
+        return -1;
       }
       pt.copy(packet, hl);
     } else {
-      packet.copy(this.savedTag, 0, authLen, length);
-      packet.writeUInt32BE(roc, authLen);
-      const mac = createHmac('sha1', this.rtp.authKey!).update(packet.subarray(0, authLen + 4)).digest();
-      if (!equalOctets(mac, this.savedTag, tagLen)) {
-        this.savedTag.copy(packet, authLen, 0, 4);
+      // Tag over authenticated portion ‖ ROC (§4.2), compared in constant time; nothing in
+      // the packet is written before it has checked.
+      if (!this.rtp.auth!.verify(packet, 0, authLen, this.setRoc(roc), packet, authLen, tagLen)) {
         this.stats.authFailures++;
-        return null;
+        return -1;
       }
       this.cmIv(this.rtp.salt, ssrc, index);
       this.rtp.cm!.xor(this.iv, packet, hl, authLen);
     }
     this.rxWindow(this.rxRtp, ssrc, win).accept(index);
     this.stats.rtpUnprotected++;
-    return packet.subarray(0, authLen);
+    return authLen;
   }
 
   /** Protects a (compound) RTCP packet into a new buffer, with E = 1 and the next SRTCP index. */
@@ -448,7 +486,7 @@ export class SrtpContext {
       this.stats.malformed++;
       return -1;
     }
-    const ssrc = packet.readUInt32BE(4);
+    const ssrc = packet.readInt32BE(4);
     let st = this.txRtcp.get(ssrc);
     if (!st) {
       if (this.txRtcp.size >= this.maxStreams) {
@@ -466,9 +504,9 @@ export class SrtpContext {
       return -1;
     }
     st.next++;
-    if (out !== packet) packet.copy(out, 0, 0, length);
     const eIndex = (0x80000000 | index) >>> 0;
     if (p.aead) {
+      if (out !== packet) packet.copy(out, 0, 0, length);
       // RFC 7714 §9: header ‖ ciphertext ‖ tag ‖ E‖index; AAD = header ‖ E‖index.
       this.gcmRtcpIv(ssrc, index);
       out.copy(this.gcmAad, 0, 0, RTCP_HEADER_LENGTH);
@@ -482,31 +520,42 @@ export class SrtpContext {
     } else {
       // §3.4: header ‖ encrypted portion ‖ E‖index ‖ tag, tag over all that precedes it.
       this.cmIv(this.rtcp.salt, ssrc, index);
-      this.rtcp.cm!.xor(this.iv, out, RTCP_HEADER_LENGTH, length);
+      if (overlaps(packet, out, length)) {
+        if (out !== packet) packet.copy(out, 0, 0, length);
+        this.rtcp.cm!.xor(this.iv, out, RTCP_HEADER_LENGTH, length);
+      } else {
+        for (let i = 0; i < RTCP_HEADER_LENGTH; i++) out[i] = packet[i]!;
+        this.rtcp.cm!.xorInto(this.iv, packet, RTCP_HEADER_LENGTH, out, RTCP_HEADER_LENGTH, length - RTCP_HEADER_LENGTH);
+      }
       out.writeUInt32BE(eIndex, length);
-      const mac = createHmac('sha1', this.rtcp.authKey!).update(out.subarray(0, length + 4)).digest();
-      mac.copy(out, length + 4, 0, p.rtcpTagLength);
+      this.rtcp.auth!.mac(out, 0, length + SRTCP_INDEX_LENGTH, null, out, length + SRTCP_INDEX_LENGTH, p.rtcpTagLength);
     }
     this.stats.rtcpProtected++;
     return length + this.rtcpOverhead;
   }
 
-  /** Authenticates and (if E = 1) decrypts an SRTCP packet in place; returns the RTCP or null. */
+  /** Authenticates and (if E = 1) decrypts an SRTCP packet in place; returns the RTCP (a view of `packet`) or null. */
   unprotectRtcp(packet: Buffer, length: number = packet.length): Buffer | null {
+    const n = this.unprotectRtcpInPlace(packet, length);
+    return n < 0 ? null : packet.subarray(0, n);
+  }
+
+  /** As `unprotectRtcp`, returning the length of the RTCP now in `packet[0, n)`, or -1. */
+  unprotectRtcpInPlace(packet: Buffer, length: number = packet.length): number {
     const p = this.params;
     const tagLen = p.rtcpTagLength;
     const rtcpLen = length - SRTCP_INDEX_LENGTH - tagLen;
     if (rtcpLen < RTCP_HEADER_LENGTH || packet[0]! >> 6 !== 2) {
       this.stats.malformed++;
-      return null;
+      return -1;
     }
-    const ssrc = packet.readUInt32BE(4);
+    const ssrc = packet.readInt32BE(4);
     const indexAt = p.aead ? rtcpLen + tagLen : rtcpLen;
     const eIndex = packet.readUInt32BE(indexAt);
     const encrypted = eIndex >>> 31 === 1;
     const index = eIndex & SRTCP_INDEX_MAX;
     const win = this.rxRtcp.get(ssrc);
-    if (win && !this.replayOk(win.check(index))) return null;
+    if (win && !this.replayOk(win.check(index))) return -1;
 
     if (p.aead) {
       this.gcmRtcpIv(ssrc, index);
@@ -526,14 +575,15 @@ export class SrtpContext {
         d.final();
       } catch {
         this.stats.authFailures++;
-        return null;
+        return -1;
       }
       if (pt) pt.copy(packet, RTCP_HEADER_LENGTH);
     } else {
-      const mac = createHmac('sha1', this.rtcp.authKey!).update(packet.subarray(0, rtcpLen + SRTCP_INDEX_LENGTH)).digest();
-      if (!equalOctetsAt(mac, packet, rtcpLen + SRTCP_INDEX_LENGTH, tagLen)) {
+      // §3.4: the tag covers header ‖ encrypted portion ‖ E‖index; constant-time comparison.
+      const authEnd = rtcpLen + SRTCP_INDEX_LENGTH;
+      if (!this.rtcp.auth!.verify(packet, 0, authEnd, null, packet, authEnd, tagLen)) {
         this.stats.authFailures++;
-        return null;
+        return -1;
       }
       if (encrypted) {
         this.cmIv(this.rtcp.salt, ssrc, index);
@@ -542,18 +592,18 @@ export class SrtpContext {
     }
     this.rxWindow(this.rxRtcp, ssrc, win).accept(index);
     this.stats.rtcpUnprotected++;
-    return packet.subarray(0, rtcpLen);
+    return rtcpLen;
   }
 
   /** The rollover counter in use for a received SSRC (for tests and diagnostics), or null. */
   receivedRoc(ssrc: number): number | null {
-    const w = this.rxRtp.get(ssrc >>> 0);
+    const w = this.rxRtp.get(ssrc | 0);
     return w ? Math.floor(w.top / 65536) : null;
   }
 
   /** The next SRTCP index this context will send for an SSRC. */
   nextSrtcpIndex(ssrc: number): number {
-    return this.txRtcp.get(ssrc >>> 0)?.next ?? 0;
+    return this.txRtcp.get(ssrc | 0)?.next ?? 0;
   }
 
   private replayOk(v: ReplayVerdict): boolean {
@@ -572,6 +622,16 @@ export class SrtpContext {
     const w = new ReplayWindow(this.windowSize);
     map.set(ssrc, w);
     return w;
+  }
+
+  /** The ROC as the 4 big-endian octets appended to RTP for authentication (§4.2). */
+  private setRoc(roc: number): Uint8Array {
+    const r = this.rocOctets;
+    r[0] = roc >>> 24;
+    r[1] = roc >>> 16;
+    r[2] = roc >>> 8;
+    r[3] = roc;
+    return r;
   }
 
   /** AES-CM IV (§4.1.1): (k_s · 2^16) XOR (SSRC · 2^64) XOR (i · 2^16), i up to 48 bits. */
@@ -599,7 +659,7 @@ export class SrtpContext {
     const iv = this.gcmIv;
     iv[0] = 0;
     iv[1] = 0;
-    iv.writeUInt32BE(ssrc, 2);
+    iv.writeInt32BE(ssrc, 2);
     iv.writeUInt32BE(roc >>> 0, 6);
     iv[10] = seq >>> 8;
     iv[11] = seq & 0xff;
@@ -611,7 +671,7 @@ export class SrtpContext {
     const iv = this.gcmIv;
     iv[0] = 0;
     iv[1] = 0;
-    iv.writeUInt32BE(ssrc, 2);
+    iv.writeInt32BE(ssrc, 2);
     iv[6] = 0;
     iv[7] = 0;
     iv.writeUInt32BE(index, 8);
@@ -619,16 +679,7 @@ export class SrtpContext {
   }
 }
 
-/** Constant-time comparison of the first `n` octets of two buffers. */
-function equalOctets(a: Uint8Array, b: Uint8Array, n: number): boolean {
-  let d = 0;
-  for (let i = 0; i < n; i++) d |= a[i]! ^ b[i]!;
-  return d === 0;
-}
-
-/** Constant-time comparison of `mac[0, n)` with `buf[at, at + n)`. */
-function equalOctetsAt(mac: Uint8Array, buf: Uint8Array, at: number, n: number): boolean {
-  let d = 0;
-  for (let i = 0; i < n; i++) d |= mac[i]! ^ buf[at + i]!;
-  return d === 0;
+/** Whether `a[0, n)` and `b[0, n)` share memory (then a copy between them must be a memmove). */
+function overlaps(a: Uint8Array, b: Uint8Array, n: number): boolean {
+  return a === b || (a.buffer === b.buffer && a.byteOffset < b.byteOffset + n && b.byteOffset < a.byteOffset + n);
 }
