@@ -237,44 +237,40 @@ function onRtcp(s: Session, msg: Buffer, rinfo: RemoteInfo): void {
   s.remoteRtcp = { address: rinfo.address, port: rinfo.port };
 }
 
-function sendFrame(s: Session, payload: Uint8Array): void {
-  const spec = s.spec!;
+/**
+ * Writes the RTP header `fields` and `payload` into the worker's send buffer, protects it when
+ * the call is encrypted, and sends it to the caller. False when nothing was sent.
+ */
+function sendRtp(s: Session, fields: RtpHeaderFields, payload: Uint8Array): boolean {
   const remote = s.remote;
-  if (!remote) return;
-  const h = writeRtpHeader(sendBuf, 0, s.out);
+  if (!remote) return false;
+  const h = writeRtpHeader(sendBuf, 0, fields);
   sendBuf.set(payload, h);
   const len = h + payload.length;
   let out: Buffer = sendBuf.subarray(0, len);
   if (s.srtpOut) {
     const n = s.srtpOut.protectRtpInto(sendBuf, len, srtpBuf);
-    if (n < 0) return;
+    if (n < 0) return false;
     out = srtpBuf.subarray(0, n);
   }
   s.rtp.send(out, remote.port, remote.address);
-  s.out.marker = false;
   s.out.sequenceNumber = (s.out.sequenceNumber + 1) & 0xffff;
-  s.out.timestamp = (s.out.timestamp + (FRAME_SAMPLES * spec.ptimeMs) / FRAME_MS) >>> 0;
   s.stats.packetsOut++;
+  return true;
+}
+
+function sendFrame(s: Session, payload: Uint8Array): void {
+  if (!sendRtp(s, s.out, payload)) return;
+  s.out.marker = false;
+  s.out.timestamp = (s.out.timestamp + (FRAME_SAMPLES * s.spec!.ptimeMs) / FRAME_MS) >>> 0;
   s.stats.octetsOut += payload.length;
 }
 
 /** Sends one RFC 4733 telephone-event packet: the event's own timestamp, the stream's sequence. */
 function sendEvent(s: Session, ev: { marker: boolean; payload: Buffer; timestamp: number }): void {
-  const spec = s.spec!;
-  const remote = s.remote;
-  if (!remote || spec.telephoneEventPt === null) return;
-  const h = writeRtpHeader(sendBuf, 0, { marker: ev.marker, payloadType: spec.telephoneEventPt, sequenceNumber: s.out.sequenceNumber, timestamp: ev.timestamp, ssrc: s.out.ssrc });
-  ev.payload.copy(sendBuf, h);
-  const len = h + ev.payload.length;
-  let out: Buffer = sendBuf.subarray(0, len);
-  if (s.srtpOut) {
-    const n = s.srtpOut.protectRtpInto(sendBuf, len, srtpBuf);
-    if (n < 0) return;
-    out = srtpBuf.subarray(0, n);
-  }
-  s.rtp.send(out, remote.port, remote.address);
-  s.out.sequenceNumber = (s.out.sequenceNumber + 1) & 0xffff;
-  s.stats.packetsOut++;
+  const pt = s.spec!.telephoneEventPt;
+  if (pt === null) return;
+  sendRtp(s, { marker: ev.marker, payloadType: pt, sequenceNumber: s.out.sequenceNumber, timestamp: ev.timestamp, ssrc: s.out.ssrc }, ev.payload);
 }
 
 function queueDtmf(callId: string, digit: string, durationMs: number): void {
