@@ -352,12 +352,16 @@ async function serve(config: Config): Promise<void> {
     gw.log.info({ signal }, 'draining');
     http.drain();
     voice.sip.drain();
+    const drainMs = config.sip.drainTimeoutSec * 1000;
     const deadline = setTimeout(() => {
       gw.log.error('drain deadline passed; exiting');
       process.exit(1);
-    }, 10_000);
+    }, drainMs + 10_000);
     deadline.unref();
     void (async () => {
+      // Running calls may finish (new ones get 503) for up to sip.drainTimeoutSec; then BYE.
+      const until = Date.now() + drainMs;
+      while (voice.sip.server.activeCalls > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
       await http.app.close();
       await voice.close();
       await gw.close();

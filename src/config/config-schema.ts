@@ -61,6 +61,7 @@ export const configSchema = z
       idleTimeoutSec: z.number().int().min(5).max(3600),
       maxConnections: z.number().int().min(1).max(1_000_000),
       maxMessageBytes: z.number().int().min(1024).max(1_048_576),
+      drainTimeoutSec: z.number().int().min(0).max(3600),
       bruteForce: z.strictObject({
         maxFailures: z.number().int().min(1).max(10_000),
         windowSec: z.number().int().min(1).max(86_400),

@@ -338,3 +338,41 @@ describe('a call over SIP-over-WebSocket with RTP', () => {
     }
   });
 });
+
+describe('draining on SIGTERM', () => {
+  it('refuses new calls with 503 while a running call finishes normally, then exits 0', async () => {
+    const gw = await startGateway({ env: SIPP_ENV });
+    const r = await runCli(['keys', 'create', '--name', 't', '--scopes', 'calls:inbound', '--cps', '100', '--burst', '100', '--max-concurrent', '10', '--json'], gw.env);
+    const k = JSON.parse(r.stdout);
+    rememberSecret(k.secret);
+    await runCli(['numbers', 'add', '+14155550100', '--target', 'echo', '--key-id', k.key.id], gw.env);
+    const tone = await toneFile(1);
+    const base = { target: gw.sip.udp!, transport: 'udp' as const, dialled: '+14155550100', username: k.key.id, password: k.secret, rtpFile: tone };
+    const exited = new Promise<number | null>((res) => gw.process.once('exit', (code) => res(code)));
+    const running = runSipp({ ...base, scenario: 'uac-auth-echo' });
+    await new Promise((res) => setTimeout(res, 1500)); // the call is up and streaming
+    gw.process.kill('SIGTERM');
+    await new Promise((res) => setTimeout(res, 300));
+    // A new INVITE is refused before any challenge.
+    const sock = createSocket('udp4');
+    await new Promise<void>((res) => sock.bind(0, '127.0.0.1', () => res()));
+    const answer = new Promise<string>((res) => sock.once('message', (m) => res(m.toString())));
+    const sdp = 'v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 9 RTP/AVP 0\r\n';
+    sock.send(
+      [`INVITE sip:+14155550100@127.0.0.1 SIP/2.0`, `Via: SIP/2.0/UDP 127.0.0.1:${sock.address().port};branch=z9hG4bKdrain;rport`, 'From: <sip:c@127.0.0.1>;tag=d1', 'To: <sip:+14155550100@127.0.0.1>', 'Call-ID: drain-1', 'CSeq: 1 INVITE', 'Max-Forwards: 70', 'Content-Type: application/sdp', `Content-Length: ${sdp.length}`, '', sdp].join('\r\n'),
+      gw.sip.udp!.port,
+      '127.0.0.1',
+    );
+    const refusal = await answer;
+    sock.close();
+    expect(refusal.split('\r\n')[0]).toBe('SIP/2.0 503 Service Unavailable');
+    expect(refusal).toMatch(/\r\nRetry-After: \d+/);
+    expect(refusal).toContain('text="DRAINING"');
+    // The running call was not cut: SIPp hung up itself after its 3 s of RTP.
+    const first = await running;
+    expect(first.code, first.errors).toBe(0);
+    expect(await exited).toBe(0);
+    const ended = await waitForLog(gw, '"call ended"');
+    expect(ended.map((e) => e.reason)).toEqual(['remote-bye']);
+  });
+});
