@@ -1,6 +1,7 @@
 import { hkdfSync } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { Gateway } from '../main.js';
+import { TollgateError } from '../errors/index.js';
 import { SipServer, type CallHandler } from '../sip/sip-server.js';
 import type { SipTransport, TransportProtocol } from '../transport/sip-transport.js';
 import { UdpTransport } from '../transport/udp-transport.js';
@@ -88,6 +89,10 @@ export async function startSip(gw: Gateway, handler: CallHandler<InboundGrant>):
     }
   } catch (err) {
     await Promise.all(transports.map((t) => t.close()));
+    const e = err as NodeJS.ErrnoException & { port?: number; address?: string };
+    if (e.code === 'EADDRINUSE' || e.code === 'EACCES') {
+      throw new TollgateError('CONFIG_INVALID', `cannot listen for SIP on ${e.address ?? c.host}:${e.port ?? '?'} (${e.code}): another program holds it, or set sip.host / sip.*Port (e.g. TOLLGATE_SIP__UDP_PORT)`, { cause: err });
+    }
     throw err;
   }
   gw.log.info({ sip: listening }, 'SIP listening');

@@ -322,8 +322,16 @@ export function buildProgram(): Command {
 async function serve(config: Config): Promise<void> {
   const gw = await buildGateway(config, { purpose: 'serve' });
   const http = buildHttpServer(gw);
-  await http.app.listen({ host: config.http.host, port: config.http.port });
-  const voice = await startVoice(gw);
+  let voice: Awaited<ReturnType<typeof startVoice>>;
+  try {
+    await http.app.listen({ host: config.http.host, port: config.http.port });
+    voice = await startVoice(gw);
+  } catch (err) {
+    // Nothing may keep the process alive after a failed start.
+    await http.app.close();
+    await gw.close();
+    throw err;
+  }
   const addr = http.app.server.address();
   const port = typeof addr === 'object' && addr ? addr.port : config.http.port;
   const hostForUrl = config.http.host.includes(':') ? `[${config.http.host}]` : config.http.host;

@@ -171,6 +171,19 @@ describe('the tollgate CLI', () => {
     });
   });
 
+  it('exits 2 with a clear message when a SIP port is taken, leaving nothing running', async () => {
+    const { createSocket } = await import('node:dgram');
+    const taken = createSocket('udp4');
+    await new Promise<void>((r) => taken.bind(0, '127.0.0.1', () => r()));
+    try {
+      const r = await runCli(['serve', '--port', '0'], { ...env, TOLLGATE_SIP__UDP_PORT: String(taken.address().port) }, { timeoutMs: 20_000 });
+      expect(r.code).toBe(2);
+      expect(r.stderr).toContain(`cannot listen for SIP on 127.0.0.1:${taken.address().port} (EADDRINUSE)`);
+    } finally {
+      taken.close();
+    }
+  });
+
   it('refuses a bad configuration at start, naming the field', async () => {
     const bad = await runCli(['serve', '--port', '0'], { ...env, TOLLGATE_STORE__DRIVER: 'mysql' });
     expect(bad.code).toBe(2);
