@@ -52,6 +52,8 @@ export function gatewayEnv(opts: GatewayEnv = {}): Record<string, string> {
   const sip = {
     TOLLGATE_SIP__UDP_PORT: '0', TOLLGATE_SIP__TCP_PORT: '0', TOLLGATE_SIP__TLS_PORT: '0', TOLLGATE_SIP__WS_PORT: '0', TOLLGATE_SIP__WSS_PORT: '0',
     TOLLGATE_MEDIA__WORKERS: '2',
+    // Calls a test leaves up (e.g. a scenario that ends at the 200) must not hold shutdown for 20 s.
+    TOLLGATE_SIP__DRAIN_TIMEOUT_SEC: '2',
   };
   return { ...base, TOLLGATE_DATA_DIR: dataDir, TOLLGATE_LOG__LEVEL: 'debug', ...sip, ...opts.env };
 }

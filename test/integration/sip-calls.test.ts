@@ -341,7 +341,7 @@ describe('a call over SIP-over-WebSocket with RTP', () => {
 
 describe('draining on SIGTERM', () => {
   it('refuses new calls with 503 while a running call finishes normally, then exits 0', async () => {
-    const gw = await startGateway({ env: SIPP_ENV });
+    const gw = await startGateway({ env: { ...SIPP_ENV, TOLLGATE_SIP__DRAIN_TIMEOUT_SEC: '20' } });
     const r = await runCli(['keys', 'create', '--name', 't', '--scopes', 'calls:inbound', '--cps', '100', '--burst', '100', '--max-concurrent', '10', '--json'], gw.env);
     const k = JSON.parse(r.stdout);
     rememberSecret(k.secret);
