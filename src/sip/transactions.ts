@@ -44,12 +44,26 @@ export function clientKey(msg: SipMessage): string | null {
   return v && m ? `${v.branch}|${m}` : null;
 }
 
-/** What client and server transactions share: a state that ends in 'terminated', and timers cancelled then. */
+/**
+ * What client and server transactions share: the request, its peer and key, the way out, and a
+ * state that ends in 'terminated' with every timer cancelled then.
+ */
 abstract class Transaction<S extends string> {
   abstract state: S | 'terminated';
   private timers: Timer[] = [];
 
-  constructor(private readonly onEnd: () => void) {}
+  constructor(
+    readonly key: string,
+    readonly request: SipRequest,
+    readonly peer: Peer,
+    protected readonly send: SendFn,
+    protected readonly t: TimerValues,
+    private readonly onEnd: () => void,
+  ) {}
+
+  get isInvite(): boolean {
+    return this.request.method === 'INVITE';
+  }
 
   protected after(ms: number, fn: () => void): void {
     this.timers.push(setTimeout(fn, ms));
@@ -92,21 +106,17 @@ export class ServerTransaction extends Transaction<ServerState> {
   cancelled = false;
 
   constructor(
-    readonly key: string,
-    readonly request: SipRequest,
-    readonly peer: Peer,
-    private readonly send: SendFn,
-    private readonly t: TimerValues,
+    key: string,
+    request: SipRequest,
+    peer: Peer,
+    send: SendFn,
+    t: TimerValues,
     onTerminated: (tx: ServerTransaction) => void,
     private readonly onTimeout: (tx: ServerTransaction) => void,
   ) {
-    super(() => onTerminated(this));
+    super(key, request, peer, send, t, () => onTerminated(this));
     this.state = request.method === 'INVITE' ? 'proceeding' : 'trying';
     this.gInterval = t.t1;
-  }
-
-  get isInvite(): boolean {
-    return this.request.method === 'INVITE';
   }
 
   /** The TU's response. Later responses after a final one are ignored (RFC 3261 §17.2.1). */
@@ -192,22 +202,18 @@ export class ClientTransaction extends Transaction<ClientState> {
   private interval: number;
 
   constructor(
-    readonly key: string,
-    readonly request: SipRequest,
-    readonly peer: Peer,
-    private readonly send: SendFn,
-    private readonly t: TimerValues,
+    key: string,
+    request: SipRequest,
+    peer: Peer,
+    send: SendFn,
+    t: TimerValues,
     private readonly handlers: ClientHandlers,
     onTerminated: (tx: ClientTransaction) => void,
     private readonly buildAck: (res: SipResponse) => SipRequest,
   ) {
-    super(() => onTerminated(this));
+    super(key, request, peer, send, t, () => onTerminated(this));
     this.state = request.method === 'INVITE' ? 'calling' : 'trying';
     this.interval = t.t1;
-  }
-
-  get isInvite(): boolean {
-    return this.request.method === 'INVITE';
   }
 
   start(): void {
