@@ -26,16 +26,20 @@ describe('a softphone over TLS with mandatory SDES-SRTP (baresip)', () => {
     return { id: k.body.key.id as string, secret: k.body.secret as string };
   };
 
-  it('the caller hears its own 440 Hz tone back through SRTP (echo)', async () => {
-    const k = await setup('echo', '+14155550100');
-    const call = await baresipCall({
-      uri: `sip:+14155550100@127.0.0.1:${gw.sip.tls!.port};transport=tls`,
+  /** baresip dials `number` over TLS with the key's credentials, trusting the gateway's dev certificate. */
+  const dial = (number: string, k: { id: string; secret: string }, mediaenc: 'srtp-mand' | 'none', seconds: number) =>
+    baresipCall({
+      uri: `sip:${number}@127.0.0.1:${gw.sip.tls!.port};transport=tls`,
       username: k.id,
       password: k.secret,
       caFile: join(gw.env.TOLLGATE_DATA_DIR!, 'tls', 'dev-cert.pem'),
-      mediaenc: 'srtp-mand',
-      seconds: 4,
+      mediaenc,
+      seconds,
     });
+
+  it('the caller hears its own 440 Hz tone back through SRTP (echo)', async () => {
+    const k = await setup('echo', '+14155550100');
+    const call = await dial('+14155550100', k, 'srtp-mand', 4);
     expect(call.output).toContain('Call established');
     expect(call.received, call.output.slice(-1500)).not.toBeNull();
     const heard = soxStat(call.received!);
@@ -50,14 +54,7 @@ describe('a softphone over TLS with mandatory SDES-SRTP (baresip)', () => {
 
   it('a tone target plays 440 Hz to the caller', async () => {
     const k = await setup('tone', '+14155550101');
-    const call = await baresipCall({
-      uri: `sip:+14155550101@127.0.0.1:${gw.sip.tls!.port};transport=tls`,
-      username: k.id,
-      password: k.secret,
-      caFile: join(gw.env.TOLLGATE_DATA_DIR!, 'tls', 'dev-cert.pem'),
-      mediaenc: 'srtp-mand',
-      seconds: 3,
-    });
+    const call = await dial('+14155550101', k, 'srtp-mand', 3);
     expect(call.received, call.output.slice(-1500)).not.toBeNull();
     const heard = soxStat(call.received!);
     expect(Math.abs(heard.frequency - 440)).toBeLessThan(15);
@@ -66,14 +63,7 @@ describe('a softphone over TLS with mandatory SDES-SRTP (baresip)', () => {
 
   it('a plain-RTP offer to an SRTP-required number is refused with 488', async () => {
     const k = await setup('echo', '+14155550102');
-    const call = await baresipCall({
-      uri: `sip:+14155550102@127.0.0.1:${gw.sip.tls!.port};transport=tls`,
-      username: k.id,
-      password: k.secret,
-      caFile: join(gw.env.TOLLGATE_DATA_DIR!, 'tls', 'dev-cert.pem'),
-      mediaenc: 'none',
-      seconds: 2,
-    });
+    const call = await dial('+14155550102', k, 'none', 2);
     expect(call.output).toMatch(/488 Not Acceptable Here/);
     expect(call.output).not.toContain('Call established');
   });
