@@ -84,6 +84,28 @@ CREATE TABLE numbers (
 );
 CREATE INDEX numbers_key_id ON numbers(key_id);
 ` },
+  { version: 3, sql: `
+ALTER TABLE numbers ADD COLUMN agent TEXT;
+CREATE TABLE calls (
+  id TEXT PRIMARY KEY,
+  key_id TEXT NOT NULL,
+  direction TEXT NOT NULL CHECK (direction IN ('inbound','outbound')),
+  from_number TEXT NOT NULL,
+  to_number TEXT NOT NULL,
+  target TEXT NOT NULL,
+  sip_call_id TEXT,
+  status TEXT NOT NULL CHECK (status IN ('ringing','answered','ended','failed')),
+  started_at TEXT NOT NULL,
+  answered_at TEXT,
+  ended_at TEXT,
+  end_reason TEXT,
+  ended_by TEXT CHECK (ended_by IN ('caller','agent','gateway','policy','callee')),
+  billable_seconds REAL NOT NULL,
+  details TEXT NOT NULL
+);
+CREATE INDEX calls_key_started ON calls(key_id, started_at);
+CREATE INDEX calls_started ON calls(started_at);
+` },
 ];
 
 export const POSTGRES_MIGRATIONS: readonly Migration[] = [
@@ -162,5 +184,27 @@ CREATE TABLE numbers (
   updated_at TEXT NOT NULL
 );
 CREATE INDEX numbers_key_id ON numbers(key_id);
+` },
+  { version: 3, sql: `
+ALTER TABLE numbers ADD COLUMN agent JSONB;
+CREATE TABLE calls (
+  id TEXT PRIMARY KEY,
+  key_id TEXT NOT NULL,
+  direction TEXT NOT NULL CHECK (direction IN ('inbound','outbound')),
+  from_number TEXT NOT NULL,
+  to_number TEXT NOT NULL,
+  target TEXT NOT NULL,
+  sip_call_id TEXT,
+  status TEXT NOT NULL CHECK (status IN ('ringing','answered','ended','failed')),
+  started_at TEXT NOT NULL,
+  answered_at TEXT,
+  ended_at TEXT,
+  end_reason TEXT,
+  ended_by TEXT CHECK (ended_by IN ('caller','agent','gateway','policy','callee')),
+  billable_seconds DOUBLE PRECISION NOT NULL,
+  details JSONB NOT NULL
+);
+CREATE INDEX calls_key_started ON calls(key_id, started_at);
+CREATE INDEX calls_started ON calls(started_at);
 ` },
 ];

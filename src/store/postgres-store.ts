@@ -1,10 +1,10 @@
 import pg from 'pg';
 import { StoreError } from '../errors/index.js';
 import type { KeyPatch, KeyRecord, SecretRecord } from '../keys/key-record.js';
-import type { AuditEntry, KeyListFilter, NumberRecord, Store, UsageRecord } from './store.js';
+import type { AuditEntry, CallPatch, CallRecord, KeyListFilter, NumberRecord, Store, UsageRecord } from './store.js';
 import {
   KEY_COLUMNS, PATCH_COLUMNS, keyToValues, patchValue, rowToAudit, rowToKey, rowToSecret, rowToUsage,
-  type AuditRow, type KeyRow, type NumberRow, type SecretRow, type UsageRow, rowToNumber,
+  type AuditRow, type KeyRow, type NumberRow, type SecretRow, type UsageRow, rowToNumber, type CallRow, rowToCall, CALL_COLUMNS, callToValues, callPatchColumns, isoCursor,
 } from './row-mapping.js';
 import { POSTGRES_MIGRATIONS } from './migrations.js';
 
@@ -238,9 +238,9 @@ export class PostgresStore implements Store {
   upsertNumber(n: NumberRecord): Promise<void> {
     return this.run('upsertNumber', async () => {
       await this.pool.query(
-        `INSERT INTO numbers (number, target, key_id, srtp, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6)
-         ON CONFLICT (number) DO UPDATE SET target = EXCLUDED.target, key_id = EXCLUDED.key_id, srtp = EXCLUDED.srtp, updated_at = EXCLUDED.updated_at`,
-        [n.number, n.target, n.keyId, n.srtp, n.createdAt, n.updatedAt],
+        `INSERT INTO numbers (number, target, key_id, srtp, agent, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7)
+         ON CONFLICT (number) DO UPDATE SET target = EXCLUDED.target, key_id = EXCLUDED.key_id, srtp = EXCLUDED.srtp, agent = EXCLUDED.agent, updated_at = EXCLUDED.updated_at`,
+        [n.number, n.target, n.keyId, n.srtp, n.agent ? JSON.stringify(n.agent) : null, n.createdAt, n.updatedAt],
       );
     });
   }
@@ -266,6 +266,46 @@ export class PostgresStore implements Store {
 
   deleteNumber(number: string): Promise<boolean> {
     return this.run('deleteNumber', async () => (await this.pool.query('DELETE FROM numbers WHERE number = $1', [number])).rowCount === 1);
+  }
+
+  insertCall(c: CallRecord): Promise<void> {
+    return this.run('insertCall', async () => {
+      await this.pool.query(`INSERT INTO calls (${CALL_COLUMNS.join(', ')}) VALUES (${CALL_COLUMNS.map((_, i) => `$${i + 1}`).join(', ')})`, callToValues(c));
+    });
+  }
+
+  updateCall(id: string, patch: CallPatch): Promise<CallRecord | null> {
+    return this.run('updateCall', async () => {
+      const cols = callPatchColumns(patch);
+      if (cols.length === 0) {
+        const { rows } = await this.pool.query<CallRow>('SELECT * FROM calls WHERE id = $1', [id]);
+        return rows[0] ? rowToCall(rows[0]) : null;
+      }
+      const args: unknown[] = cols.map((c) => c.value);
+      const sets = cols.map((c, i) => `${c.column} = $${i + 1}`).join(', ');
+      args.push(id);
+      const { rows } = await this.pool.query<CallRow>(`UPDATE calls SET ${sets} WHERE id = $${args.length} RETURNING *`, args);
+      return rows[0] ? rowToCall(rows[0]) : null;
+    });
+  }
+
+  getCall(id: string): Promise<CallRecord | null> {
+    return this.run('getCall', async () => {
+      const { rows } = await this.pool.query<CallRow>('SELECT * FROM calls WHERE id = $1', [id]);
+      return rows[0] ? rowToCall(rows[0]) : null;
+    });
+  }
+
+  listCalls(opts: { keyId?: string | undefined; limit: number; before?: string | undefined }): Promise<CallRecord[]> {
+    return this.run('listCalls', async () => {
+      const args: unknown[] = [];
+      const arg = (v: unknown): string => `$${args.push(v)}`;
+      const where: string[] = [];
+      if (opts.keyId) where.push(`key_id = ${arg(opts.keyId)}`);
+      if (opts.before) where.push(`started_at < ${arg(isoCursor(opts.before))}`);
+      const sql = `SELECT * FROM calls ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY started_at DESC, id DESC LIMIT ${arg(opts.limit)}`;
+      return (await this.pool.query<CallRow>(sql, args)).rows.map(rowToCall);
+    });
   }
 
   consumeTokenId(jti: string, expiresAt: string): Promise<boolean> {

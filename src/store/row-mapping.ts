@@ -1,5 +1,5 @@
 import type { KeyRecord, SecretRecord, Budget } from '../keys/key-record.js';
-import type { AuditEntry, NumberRecord, UsageRecord } from './store.js';
+import type { AgentRoute, AuditEntry, CallRecord, NumberRecord, UsageRecord } from './store.js';
 
 /** Row shapes shared by the SQLite and PostgreSQL stores (snake_case columns). */
 export interface KeyRow {
@@ -47,6 +47,15 @@ export const JSON_COLUMNS = new Set(['scopes', 'allowed_cidrs', 'allowed_countri
 const json = <T>(v: unknown): T => (typeof v === 'string' ? (JSON.parse(v) as T) : (v as T));
 export const iso = (v: string | Date): string => (v instanceof Date ? v.toISOString() : v);
 export const isoOrNull = (v: string | Date | null): string | null => (v == null ? null : iso(v));
+/**
+ * A timestamp cursor in the stored form (toISOString: UTC, milliseconds), so a text comparison
+ * with stored values is a time comparison even when the caller wrote "+02:00" or no milliseconds.
+ * Unparseable input is passed through unchanged.
+ */
+export const isoCursor = (v: string): string => {
+  const t = Date.parse(v);
+  return Number.isNaN(t) ? v : new Date(t).toISOString();
+};
 
 export function rowToKey(r: KeyRow): KeyRecord {
   return {
@@ -160,6 +169,8 @@ export interface NumberRow {
   target: string;
   key_id: string;
   srtp: string;
+  /** JSON text (SQLite) or a parsed object (PostgreSQL JSONB); null for echo/tone numbers. */
+  agent: string | AgentRoute | null;
   created_at: string | Date;
   updated_at: string | Date;
 }
@@ -169,6 +180,61 @@ export const rowToNumber = (r: NumberRow): NumberRecord => ({
   target: r.target,
   keyId: r.key_id,
   srtp: r.srtp as NumberRecord['srtp'],
+  agent: r.agent == null ? null : json<AgentRoute>(r.agent),
   createdAt: iso(r.created_at),
   updatedAt: iso(r.updated_at),
 });
+
+export interface CallRow {
+  id: string;
+  key_id: string;
+  direction: string;
+  from_number: string;
+  to_number: string;
+  target: string;
+  sip_call_id: string | null;
+  status: string;
+  started_at: string;
+  answered_at: string | null;
+  ended_at: string | null;
+  end_reason: string | null;
+  ended_by: string | null;
+  billable_seconds: number | string;
+  details: string | Record<string, unknown>;
+}
+
+export const rowToCall = (r: CallRow): CallRecord => ({
+  id: r.id,
+  keyId: r.key_id,
+  direction: r.direction as CallRecord['direction'],
+  from: r.from_number,
+  to: r.to_number,
+  target: r.target,
+  sipCallId: r.sip_call_id,
+  status: r.status as CallRecord['status'],
+  startedAt: r.started_at,
+  answeredAt: r.answered_at,
+  endedAt: r.ended_at,
+  endReason: r.end_reason,
+  endedBy: r.ended_by as CallRecord['endedBy'],
+  billableSeconds: Number(r.billable_seconds),
+  details: json<Record<string, unknown>>(r.details),
+});
+
+/** CallRecord fields → columns, in insert order. */
+export const CALL_COLUMNS = ['id', 'key_id', 'direction', 'from_number', 'to_number', 'target', 'sip_call_id', 'status', 'started_at', 'answered_at', 'ended_at', 'end_reason', 'ended_by', 'billable_seconds', 'details'] as const;
+
+export function callToValues(c: CallRecord): unknown[] {
+  return [c.id, c.keyId, c.direction, c.from, c.to, c.target, c.sipCallId, c.status, c.startedAt, c.answeredAt, c.endedAt, c.endReason, c.endedBy, c.billableSeconds, JSON.stringify(c.details)];
+}
+
+/** CallPatch fields → columns (details as JSON text). */
+export function callPatchColumns(patch: Record<string, unknown>): { column: string; value: unknown }[] {
+  const map: Record<string, string> = { status: 'status', answeredAt: 'answered_at', endedAt: 'ended_at', endReason: 'end_reason', endedBy: 'ended_by', billableSeconds: 'billable_seconds', details: 'details' };
+  const out: { column: string; value: unknown }[] = [];
+  for (const [k, v] of Object.entries(patch)) {
+    const column = map[k];
+    if (column && v !== undefined) out.push({ column, value: k === 'details' ? JSON.stringify(v) : v });
+  }
+  return out;
+}

@@ -1,11 +1,46 @@
+import Database from 'better-sqlite3';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
 import { storeContract } from './store-contract.js';
 import { SqliteStore } from './sqlite-store.js';
+import { SQLITE_MIGRATIONS } from './migrations.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'tollgate-sqlite-'));
 storeContract('sqlite', () => Promise.resolve(new SqliteStore(join(dir, 'test.db'))), () => {
   rmSync(dir, { recursive: true, force: true });
   return Promise.resolve();
+});
+
+describe('SqliteStore migrations', () => {
+  const upgradeDir = mkdtempSync(join(tmpdir(), 'tollgate-sqlite-upgrade-'));
+  afterAll(() => rmSync(upgradeDir, { recursive: true, force: true }));
+
+  it('upgrades a version-2 database: existing numbers read back with agent null, calls table usable', async () => {
+    const path = join(upgradeDir, 'v2.db');
+    const db = new Database(path);
+    db.exec('CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)');
+    for (const m of SQLITE_MIGRATIONS.filter((x) => x.version <= 2)) {
+      db.exec(m.sql);
+      db.prepare('INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)').run(m.version, '2026-01-01T00:00:00.000Z');
+    }
+    db.prepare(
+      `INSERT INTO api_keys (id, name, mode, status, role, scopes, allowed_cidrs, allowed_countries, blocked_prefixes, calls_per_second, cps_burst,
+        max_concurrent_calls, budget, max_call_duration_sec, caller_ids, require_tls, hint, expires_at, created_at, created_by, updated_at, last_used_at, revoked_at)
+       VALUES ('key_old', 'old', 'live', 'active', NULL, '[]', '[]', '[]', '[]', 1, 1, 1, 'null', 60, '[]', 0, 'h', NULL, 't', 'cli', 't', NULL, NULL)`,
+    ).run();
+    db.prepare("INSERT INTO numbers (number, target, key_id, srtp, created_at, updated_at) VALUES ('+14155550111', 'echo', 'key_old', 'off', 't0', 't1')").run();
+    db.close();
+
+    const store = new SqliteStore(path);
+    try {
+      await store.migrate();
+      expect(await store.getNumber('+14155550111')).toEqual({ number: '+14155550111', target: 'echo', keyId: 'key_old', srtp: 'off', agent: null, createdAt: 't0', updatedAt: 't1' });
+      expect(SQLITE_MIGRATIONS.map((m) => m.version)).toEqual([1, 2, 3]);
+      expect(await store.listCalls({ limit: 10 })).toEqual([]);
+    } finally {
+      await store.close();
+    }
+  });
 });

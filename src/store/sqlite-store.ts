@@ -3,10 +3,10 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { StoreError } from '../errors/index.js';
 import type { KeyPatch, KeyRecord, SecretRecord } from '../keys/key-record.js';
-import type { AuditEntry, KeyListFilter, NumberRecord, Store, UsageRecord } from './store.js';
+import type { AuditEntry, CallPatch, CallRecord, KeyListFilter, NumberRecord, Store, UsageRecord } from './store.js';
 import {
   KEY_COLUMNS, PATCH_COLUMNS, keyToValues, patchValue, rowToAudit, rowToKey, rowToSecret, rowToUsage,
-  type AuditRow, type KeyRow, type NumberRow, type SecretRow, type UsageRow, rowToNumber,
+  type AuditRow, type KeyRow, type NumberRow, type SecretRow, type UsageRow, rowToNumber, type CallRow, rowToCall, CALL_COLUMNS, callToValues, callPatchColumns, isoCursor,
 } from './row-mapping.js';
 import { SQLITE_MIGRATIONS } from './migrations.js';
 
@@ -244,9 +244,9 @@ export class SqliteStore implements Store {
   upsertNumber(n: NumberRecord): Promise<void> {
     return wrap('upsertNumber', () => {
       this.stmt(
-        `INSERT INTO numbers (number, target, key_id, srtp, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?)
-         ON CONFLICT (number) DO UPDATE SET target = excluded.target, key_id = excluded.key_id, srtp = excluded.srtp, updated_at = excluded.updated_at`,
-      ).run(n.number, n.target, n.keyId, n.srtp, n.createdAt, n.updatedAt);
+        `INSERT INTO numbers (number, target, key_id, srtp, agent, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (number) DO UPDATE SET target = excluded.target, key_id = excluded.key_id, srtp = excluded.srtp, agent = excluded.agent, updated_at = excluded.updated_at`,
+      ).run(n.number, n.target, n.keyId, n.srtp, n.agent ? JSON.stringify(n.agent) : null, n.createdAt, n.updatedAt);
     });
   }
 
@@ -277,6 +277,46 @@ export class SqliteStore implements Store {
 
   deleteNumber(number: string): Promise<boolean> {
     return wrap('deleteNumber', () => this.stmt('DELETE FROM numbers WHERE number = ?').run(number).changes === 1);
+  }
+
+  insertCall(c: CallRecord): Promise<void> {
+    return wrap('insertCall', () => {
+      this.stmt(`INSERT INTO calls (${CALL_COLUMNS.join(', ')}) VALUES (${CALL_COLUMNS.map(() => '?').join(', ')})`).run(...callToValues(c));
+    });
+  }
+
+  updateCall(id: string, patch: CallPatch): Promise<CallRecord | null> {
+    return wrap('updateCall', () => {
+      const cols = callPatchColumns(patch);
+      if (cols.length) this.stmt(`UPDATE calls SET ${cols.map((c) => `${c.column} = ?`).join(', ')} WHERE id = ?`).run(...cols.map((c) => c.value), id);
+      const row = this.stmt('SELECT * FROM calls WHERE id = ?').get(id) as CallRow | undefined;
+      return row ? rowToCall(row) : null;
+    });
+  }
+
+  getCall(id: string): Promise<CallRecord | null> {
+    return wrap('getCall', () => {
+      const row = this.stmt('SELECT * FROM calls WHERE id = ?').get(id) as CallRow | undefined;
+      return row ? rowToCall(row) : null;
+    });
+  }
+
+  listCalls(opts: { keyId?: string | undefined; limit: number; before?: string | undefined }): Promise<CallRecord[]> {
+    return wrap('listCalls', () => {
+      const where: string[] = [];
+      const args: unknown[] = [];
+      if (opts.keyId) {
+        where.push('key_id = ?');
+        args.push(opts.keyId);
+      }
+      if (opts.before) {
+        where.push('started_at < ?');
+        args.push(isoCursor(opts.before));
+      }
+      args.push(opts.limit);
+      const sql = `SELECT * FROM calls ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY started_at DESC, id DESC LIMIT ?`;
+      return (this.stmt(sql).all(...args) as CallRow[]).map(rowToCall);
+    });
   }
 
   consumeTokenId(jti: string, expiresAt: string): Promise<boolean> {

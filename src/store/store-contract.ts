@@ -176,7 +176,7 @@ export function storeContract(name: string, make: () => Promise<Store>, cleanup?
       const k = key();
       await store.insertKey(k, secret(k.id));
       const tag = String(Math.floor(Math.random() * 1e6)).padStart(6, '0');
-      const n = { number: `+1415${tag}0`, target: 'echo', keyId: k.id, srtp: 'optional' as const, createdAt: now, updatedAt: now };
+      const n = { number: `+1415${tag}0`, target: 'echo', keyId: k.id, srtp: 'optional' as const, agent: null, createdAt: now, updatedAt: now };
       await store.upsertNumber(n);
       expect(await store.getNumber(n.number)).toEqual(n);
       await store.upsertNumber({ ...n, target: 'tone', srtp: 'required', updatedAt: '2026-02-01T00:00:00.000Z' });
@@ -190,8 +190,88 @@ export function storeContract(name: string, make: () => Promise<Store>, cleanup?
       expect(await store.getNumber(n.number)).toBeNull();
     });
 
+    it('keeps an agent route with its number, and drops it when the number goes back to echo', async () => {
+      const k = key();
+      await store.insertKey(k, secret(k.id));
+      const tag = String(Math.floor(Math.random() * 1e6)).padStart(6, '0');
+      const agent = { url: 'wss://agent.example.com/twilio?x=1', webhookUrl: null, protocol: 'native' as const, sampleRate: 16000 as const, parameters: { lang: 'en', 'a.b': 'ü "q"' }, fallback: 'tone' as const };
+      const n = { number: `+1628${tag}0`, target: 'agent', keyId: k.id, srtp: 'optional' as const, agent, createdAt: now, updatedAt: now };
+      await store.upsertNumber(n);
+      expect(await store.getNumber(n.number)).toEqual(n);
+      expect((await store.listNumbers({ keyId: k.id, limit: 10 }))[0]?.agent).toEqual(agent);
+      await store.upsertNumber({ ...n, target: 'echo', agent: null });
+      expect((await store.getNumber(n.number))?.agent).toBeNull();
+    });
+
+    it('writes, completes, reads and pages call records', async () => {
+      const keyA = `key_cdrA${Math.floor(Math.random() * 1e9)}`;
+      const keyB = `key_cdrB${Math.floor(Math.random() * 1e9)}`;
+      const sid = (i: number): string => 'CA' + (Math.floor(Math.random() * 1e9).toString(16) + i.toString(16)).padStart(32, '0');
+      const base = {
+        keyId: keyA, direction: 'inbound' as const, from: '+12025550123', to: '+14155550100', target: 'agent', sipCallId: 'sip-1',
+        status: 'ringing' as const, answeredAt: null, endedAt: null, endReason: null, endedBy: null, billableSeconds: 0, details: {},
+      };
+      const calls = [0, 1, 2, 3].map((i) => ({ ...base, id: sid(i), startedAt: `2026-03-0${i + 1}T10:00:00.000Z` }));
+      for (const c of calls) await store.insertCall(c);
+      const sid9 = sid(9);
+      await store.insertCall({ ...base, id: sid9, keyId: keyB, startedAt: '2026-03-05T10:00:00.000Z', direction: 'outbound', sipCallId: null });
+      expect(await store.getCall(calls[0]!.id)).toEqual(calls[0]);
+      await expect(store.insertCall(calls[0]!)).rejects.toThrow();
+
+      const done = await store.updateCall(calls[1]!.id, {
+        status: 'ended', answeredAt: '2026-03-02T10:00:01.000Z', endedAt: '2026-03-02T10:01:00.500Z', endReason: 'agent-hangup', endedBy: 'agent', billableSeconds: 59.5,
+        details: { agentHangup: 'rest', media: { packetsIn: 2975 } },
+      });
+      expect(done).toEqual({
+        ...calls[1], status: 'ended', answeredAt: '2026-03-02T10:00:01.000Z', endedAt: '2026-03-02T10:01:00.500Z', endReason: 'agent-hangup', endedBy: 'agent',
+        billableSeconds: 59.5, details: { agentHangup: 'rest', media: { packetsIn: 2975 } },
+      });
+      expect(await store.getCall(calls[1]!.id)).toEqual(done);
+      // A partial patch leaves the other fields alone.
+      expect(await store.updateCall(calls[1]!.id, { status: 'failed' })).toEqual({ ...done, status: 'failed' });
+      // details are replaced as a whole, not merged; null clears a nullable field.
+      expect(await store.updateCall(calls[1]!.id, { details: { fallback: 'tone' }, endReason: null })).toEqual({ ...done, status: 'failed', endReason: null, details: { fallback: 'tone' } });
+      expect(await store.getCall(calls[1]!.id)).toEqual({ ...done, status: 'failed', endReason: null, details: { fallback: 'tone' } });
+      expect(await store.updateCall('CA' + 'f'.repeat(32), { status: 'ended' })).toBeNull();
+      expect(await store.updateCall('CA' + 'e'.repeat(32), {})).toBeNull();
+      expect(await store.getCall('CA' + 'f'.repeat(32))).toBeNull();
+      expect(await store.getCall(calls[1]!.id)).not.toBeNull();
+      // The other calls were not touched by the patches.
+      expect(await store.getCall(calls[2]!.id)).toEqual(calls[2]);
+
+      const page1 = await store.listCalls({ keyId: keyA, limit: 3 });
+      expect(page1.map((c) => c.id)).toEqual([calls[3]!.id, calls[2]!.id, calls[1]!.id]);
+      const page2 = await store.listCalls({ keyId: keyA, limit: 3, before: page1.at(-1)!.startedAt });
+      expect(page2.map((c) => c.id)).toEqual([calls[0]!.id]);
+      expect(await store.listCalls({ keyId: keyA, limit: 3, before: calls[0]!.startedAt })).toEqual([]);
+      // A cursor with an offset or without milliseconds names the same instant.
+      expect((await store.listCalls({ keyId: keyA, limit: 10, before: '2026-03-03T12:00:00+02:00' })).map((c) => c.id)).toEqual([calls[1]!.id, calls[0]!.id]);
+      expect((await store.listCalls({ keyId: keyA, limit: 10, before: '2026-03-03T10:00:00Z' })).map((c) => c.id)).toEqual([calls[1]!.id, calls[0]!.id]);
+      const onlyB = await store.listCalls({ keyId: keyB, limit: 10 });
+      expect(onlyB.map((c) => [c.id, c.keyId])).toEqual([[sid9, keyB]]);
+      // Without keyId every key's calls are listed, newest first.
+      expect((await store.listCalls({ limit: 2, before: '2026-03-06T00:00:00.000Z' })).map((c) => c.id)).toEqual([sid9, calls[3]!.id]);
+      await expect(store.updateCall(calls[0]!.id, { endedBy: 'nobody' as never })).rejects.toThrow();
+      await expect(store.updateCall(calls[0]!.id, { status: 'lost' as never })).rejects.toThrow();
+      await expect(store.insertCall({ ...base, id: sid(7), startedAt: now, direction: 'sideways' as never })).rejects.toThrow();
+      expect(await store.getCall(calls[0]!.id)).toEqual(calls[0]);
+    });
+
+    it('orders call records that start at the same instant by id', async () => {
+      const keyId = `key_cdrC${Math.floor(Math.random() * 1e9)}`;
+      const startedAt = '2025-07-01T00:00:00.000Z';
+      const ids = ['CA' + '1'.repeat(32), 'CA' + 'a'.repeat(32), 'CA' + '5'.repeat(32)];
+      for (const id of ids) {
+        await store.insertCall({
+          id, keyId, direction: 'outbound', from: '+12025550123', to: '+442071838750', target: 'agent', sipCallId: null, status: 'ringing',
+          startedAt, answeredAt: null, endedAt: null, endReason: null, endedBy: null, billableSeconds: 0, details: {},
+        });
+      }
+      expect((await store.listCalls({ keyId, limit: 10 })).map((c) => c.id)).toEqual([ids[1], ids[2], ids[0]]);
+    });
+
     it('refuses a number owned by a key that does not exist', async () => {
-      await expect(store.upsertNumber({ number: '+14155559999', target: 'echo', keyId: 'key_nobody', srtp: 'off', createdAt: now, updatedAt: now })).rejects.toThrow();
+      await expect(store.upsertNumber({ number: '+14155559999', target: 'echo', keyId: 'key_nobody', srtp: 'off', agent: null, createdAt: now, updatedAt: now })).rejects.toThrow();
     });
 
     it('answers ping', async () => {

@@ -24,19 +24,61 @@ export interface UsageRecord {
   readonly createdAt: string;
 }
 
+/** Where an agent-routed number's calls go (target 'agent': the gateway dials `url`; target 'attach': `webhookUrl` is told and an agent attaches over /v1/stream). */
+export interface AgentRoute {
+  readonly url: string | null;
+  readonly webhookUrl: string | null;
+  /** Wire protocol towards the agent. */
+  readonly protocol: 'twilio' | 'native';
+  /** Native mode: PCM16 sample rate both ways (8000, 16000, 24000, 48000), or 0 for PCMU 8 kHz. */
+  readonly sampleRate: 0 | 8000 | 16000 | 24000 | 48000;
+  /** Custom parameters passed to the agent in `start`. */
+  readonly parameters: Readonly<Record<string, string>>;
+  /** What the caller gets when the agent cannot be reached: a tone then hang-up, or a SIP 480 / 503 refusal. */
+  readonly fallback: 'tone' | '480' | '503';
+}
+
 /** A dialled number (DID) routed to a target and owned by a key. */
 export interface NumberRecord {
   /** E.164, e.g. +14155550100. */
   readonly number: string;
-  /** What answers: 'echo', 'tone' (and agent targets as they land). */
+  /** What answers: 'echo', 'tone', 'agent' or 'attach'. */
   readonly target: string;
   /** The key whose SIP trunk may receive calls to this number. */
   readonly keyId: string;
   /** SRTP for calls to this number: required, optional or off. */
   readonly srtp: 'required' | 'optional' | 'off';
+  /** The agent route for targets 'agent' and 'attach'; null for the others. */
+  readonly agent: AgentRoute | null;
   readonly createdAt: string;
   readonly updatedAt: string;
 }
+
+export type CallStatus = 'ringing' | 'answered' | 'ended' | 'failed';
+export type CallEndedBy = 'caller' | 'agent' | 'gateway' | 'policy' | 'callee';
+/** One call leg's record, written when the call starts and completed when it ends (never lost on restart). */
+export interface CallRecord {
+  /** Call SID: 'CA' + 32 lowercase hex. */
+  readonly id: string;
+  readonly keyId: string;
+  readonly direction: 'inbound' | 'outbound';
+  readonly from: string;
+  readonly to: string;
+  /** echo | tone | agent | attach | … */
+  readonly target: string;
+  readonly sipCallId: string | null;
+  readonly status: CallStatus;
+  readonly startedAt: string;
+  readonly answeredAt: string | null;
+  readonly endedAt: string | null;
+  /** Machine-readable reason, e.g. remote-bye, agent-hangup, max-duration, agent-unavailable. */
+  readonly endReason: string | null;
+  readonly endedBy: CallEndedBy | null;
+  readonly billableSeconds: number;
+  /** Free-form extra facts (agent fallback cause, media stats, …). */
+  readonly details: Readonly<Record<string, unknown>>;
+}
+export type CallPatch = Partial<Pick<CallRecord, 'status' | 'answeredAt' | 'endedAt' | 'endReason' | 'endedBy' | 'billableSeconds' | 'details'>>;
 
 export interface KeyListFilter {
   status?: KeyStatus | undefined;
@@ -47,7 +89,7 @@ export interface KeyListFilter {
 }
 
 /**
- * Persistence for keys, secrets, audit, usage and single-use token ids. Two implementations:
+ * Persistence for keys, secrets, audit, usage, numbers, call records and single-use token ids. Two implementations:
  * SqliteStore (embedded default) and PostgresStore (cluster); store/store-contract.ts runs the
  * same tests against both. Methods throw StoreError on faults; "not found" is null, not an error.
  */
@@ -86,6 +128,13 @@ export interface Store {
   listNumbers(opts: { keyId?: string | undefined; limit: number; after?: string | undefined }): Promise<NumberRecord[]>;
   /** True when a number was removed. */
   deleteNumber(number: string): Promise<boolean>;
+
+  insertCall(c: CallRecord): Promise<void>;
+  /** Applies the patch (details replaced as a whole when given); null when there is no such call. */
+  updateCall(id: string, patch: CallPatch): Promise<CallRecord | null>;
+  getCall(id: string): Promise<CallRecord | null>;
+  /** Newest first (started_at DESC, id DESC); `before` = a startedAt ISO string to page older. */
+  listCalls(opts: { keyId?: string | undefined; limit: number; before?: string | undefined }): Promise<CallRecord[]>;
 
   /** Records a single-use token id; false when it was already used. */
   consumeTokenId(jti: string, expiresAt: string): Promise<boolean>;
