@@ -20,7 +20,11 @@ export interface MediaEngineEvents {
   /** A worker died: these calls lost their media and must be ended. */
   onLost(callIds: string[]): void;
   onDtmf?(callId: string, digit: string, durationMs: number): void;
+  /** app 'agent': audio frames, released marks, clear results and overflows for the bridge. */
+  onAgent?(m: AgentMessage): void;
 }
+
+export type AgentMessage = Extract<FromWorker, { type: 'audio' | 'marks' | 'cleared' | 'overflow' }>;
 
 interface WorkerSlot {
   readonly index: number;
@@ -141,6 +145,12 @@ export class MediaEngine {
       case 'dtmf':
         this.events.onDtmf?.(m.callId, m.digit, m.durationMs);
         return;
+      case 'audio':
+      case 'marks':
+      case 'cleared':
+      case 'overflow':
+        this.events.onAgent?.(m);
+        return;
       case 'stats':
         slot.pending.get('stats')?.resolve(m);
         slot.pending.delete('stats');
@@ -201,6 +211,24 @@ export class MediaEngine {
   sendDtmf(callId: string, digit: string, durationMs = 100): void {
     const slot = this.where.get(callId);
     if (slot?.alive) this.post(slot, { type: 'dtmf', callId, digit, durationMs });
+  }
+
+  /** app 'agent': queues the agent's audio (its format, any length) for playout to the caller. */
+  play(callId: string, audio: Uint8Array): void {
+    const slot = this.where.get(callId);
+    if (slot?.alive) slot.worker.postMessage({ type: 'play', callId, audio } satisfies ToWorker);
+  }
+
+  /** app 'agent': a mark after the audio queued so far (reported through onAgent when played). */
+  mark(callId: string, name: string): void {
+    const slot = this.where.get(callId);
+    if (slot?.alive) this.post(slot, { type: 'mark', callId, name });
+  }
+
+  /** app 'agent': flushes the queued audio (barge-in); the result comes through onAgent. */
+  clear(callId: string): void {
+    const slot = this.where.get(callId);
+    if (slot?.alive) this.post(slot, { type: 'clear', callId });
   }
 
   async close(callId: string): Promise<SessionStats | null> {

@@ -2,7 +2,8 @@
  * Messages between the main thread (control) and a media worker (per-packet work). The main
  * thread never touches RTP; a worker owns its slice of the port range and its sessions.
  */
-export type MediaApp = 'echo' | 'tone';
+/** echo: the caller hears itself; tone: a 440 Hz tone; agent: audio to and from an agent bridge. */
+export type MediaApp = 'echo' | 'tone' | 'agent';
 export type Codec = 'PCMU' | 'PCMA';
 export type SrtpSuite = 'AES_CM_128_HMAC_SHA1_80' | 'AES_CM_128_HMAC_SHA1_32' | 'AEAD_AES_128_GCM';
 
@@ -25,6 +26,16 @@ export interface MediaSpec {
   readonly srtp: { readonly send: SrtpKeys; readonly recv: SrtpKeys } | null;
   /** 'sendrecv' | 'sendonly' | 'recvonly' | 'inactive' from our side. */
   readonly direction: 'sendrecv' | 'sendonly' | 'recvonly' | 'inactive';
+  /** app 'agent': the audio format on the agent's side (both ways). */
+  readonly agent?: AgentAudio;
+}
+
+/** PCMU: 8 kHz µ-law bytes (Twilio mode); L16: little-endian PCM16 at `sampleRate`. */
+export interface AgentAudio {
+  readonly encoding: 'PCMU' | 'L16';
+  readonly sampleRate: 8000 | 16000 | 24000 | 48000;
+  /** Most agent audio queued for playout, in ms; more drops the oldest. */
+  readonly maxQueueMs: number;
 }
 
 export type ToWorker =
@@ -33,6 +44,12 @@ export type ToWorker =
   | { readonly type: 'close'; readonly callId: string }
   /** Send a DTMF digit as RFC 4733 telephone-event packets (needs a negotiated telephone-event PT). */
   | { readonly type: 'dtmf'; readonly callId: string; readonly digit: string; readonly durationMs: number }
+  /** app 'agent': audio from the agent in its format, any length; queued for paced playout. */
+  | { readonly type: 'play'; readonly callId: string; readonly audio: Uint8Array }
+  /** app 'agent': a mark after the audio queued so far. */
+  | { readonly type: 'mark'; readonly callId: string; readonly name: string }
+  /** app 'agent': flush the queued audio (barge-in). */
+  | { readonly type: 'clear'; readonly callId: string }
   | { readonly type: 'stats' }
   | { readonly type: 'shutdown' };
 
@@ -53,6 +70,15 @@ export type FromWorker =
   | { readonly type: 'closed'; readonly callId: string; readonly stats: SessionStats }
   | { readonly type: 'timeout'; readonly callId: string }
   | { readonly type: 'dtmf'; readonly callId: string; readonly digit: string; readonly durationMs: number }
+  /**
+   * app 'agent': one 20 ms frame for the agent, in its format. `arrivedAt` is the RTP packet's
+   * arrival (performance.timeOrigin + performance.now(), ms) or null for a concealed slot.
+   */
+  | { readonly type: 'audio'; readonly callId: string; readonly audio: Uint8Array; readonly arrivedAt: number | null }
+  | { readonly type: 'marks'; readonly callId: string; readonly marks: readonly { readonly name: string; readonly status: 'played' | 'cleared' }[] }
+  | { readonly type: 'cleared'; readonly callId: string; readonly playedMs: number; readonly discardedMs: number; readonly marks: readonly { readonly name: string; readonly status: 'played' | 'cleared' }[] }
+  /** The playout queue was over its cap: the oldest `droppedMs` of agent audio were dropped. */
+  | { readonly type: 'overflow'; readonly callId: string; readonly droppedMs: number }
   | { readonly type: 'stats'; readonly sessions: number; readonly cpuUserUs: number; readonly cpuSystemUs: number; readonly heapUsed: number };
 
 export interface WorkerInit {

@@ -9,16 +9,21 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { createSocket, type Socket, type RemoteInfo } from 'node:dgram';
 import { isIP, isIPv6 } from 'node:net';
 import { randomBytes, randomInt } from 'node:crypto';
-import type { FromWorker, MediaSpec, SessionStats, SrtpKeys, ToWorker, WorkerInit } from './media-protocol.js';
-import { encodeAlaw, encodeUlaw, ULAW_SILENCE, ALAW_SILENCE } from './g711.js';
+import type { AgentAudio, Codec, FromWorker, MediaSpec, SessionStats, SrtpKeys, ToWorker, WorkerInit } from './media-protocol.js';
+import { encodeAlaw, encodeUlaw, decodeAlaw, decodeUlaw, ULAW_SILENCE, ALAW_SILENCE } from './g711.js';
 import { RtpHeader, parseRtpHeader, writeRtpHeader, isRtcpPacket, writeReceiverReport, writeSenderReport, ntpFromUnixMs, type RtpHeaderFields, RtpReceiveStats, type ReportBlock } from './rtp-packet.js';
 import { SrtpContext } from './srtp.js';
 import { JitterBuffer } from './jitter-buffer.js';
 import { DtmfReceiver, dtmfPackets, digitToEvent } from './dtmf.js';
+import { FrameForwarder } from './frame-forwarder.js';
+import { PlayoutQueue, type ReleasedMark } from './playout-queue.js';
+import { Resampler } from './resampler.js';
 
 const init = workerData as WorkerInit;
 const port = parentPort!;
 const post = (m: FromWorker): void => port.postMessage(m);
+/** Posts a message whose `audio` buffer moves to the main thread instead of being copied. */
+const postAudio = (m: FromWorker & { audio: Uint8Array }): void => port.postMessage(m, [m.audio.buffer as ArrayBuffer]);
 
 const FRAME_SAMPLES = 160; // 20 ms at 8 kHz
 const FRAME_MS = 20;
@@ -40,6 +45,19 @@ function toneFrames(encode: (src: Int16Array, dst: Uint8Array) => number): Uint8
 const TONE = { PCMU: toneFrames(encodeUlaw), PCMA: toneFrames(encodeAlaw) };
 const SILENCE = { PCMU: new Uint8Array(FRAME_SAMPLES).fill(ULAW_SILENCE), PCMA: new Uint8Array(FRAME_SAMPLES).fill(ALAW_SILENCE) };
 
+/** The agent bridge's half of a call: framing towards the agent, the playout queue from it. */
+interface AgentSide {
+  readonly audio: AgentAudio;
+  readonly codec: Codec;
+  readonly forwarder: FrameForwarder;
+  readonly queue: PlayoutQueue;
+  /** 8 kHz → agent rate, agent rate → 8 kHz (L16 at other rates than 8 kHz only). */
+  readonly up: Resampler | null;
+  readonly down: Resampler | null;
+  readonly frame: Uint8Array;
+  readonly released: ReleasedMark[];
+}
+
 interface Session {
   readonly callId: string;
   readonly port: number;
@@ -57,6 +75,7 @@ interface Session {
   toneIndex: number;
   /** Telephone-event packets waiting for their time, all of one event sharing `timestamp`. */
   dtmfOut: { at: number; marker: boolean; payload: Buffer; timestamp: number }[];
+  agent: AgentSide | null;
   nextSendAt: number;
   lastRxAt: number;
   configuredAt: number;
@@ -149,6 +168,7 @@ function open(callId: string): Promise<void> {
       }),
       toneIndex: 0,
       dtmfOut: [],
+      agent: null,
       nextSendAt: 0,
       lastRxAt: 0,
       configuredAt: 0,
@@ -181,6 +201,9 @@ function configure(callId: string, spec: MediaSpec): void {
   if (!s.remote || rekey) s.remote = { address: spec.remote.address, port: spec.remote.port };
   if (!s.remoteRtcp) s.remoteRtcp = spec.rtcpMux ? s.remote : { address: spec.remote.address, port: spec.remote.rtcpPort };
   s.out.payloadType = spec.payloadType;
+  if (spec.app === 'agent' && spec.agent && (!s.agent || s.agent.codec !== spec.codec || JSON.stringify(s.agent.audio) !== JSON.stringify(spec.agent))) {
+    s.agent = newAgentSide(s, spec.agent, spec.codec);
+  }
   if (!s.configuredAt) {
     s.configuredAt = now();
     s.nextSendAt = now();
@@ -220,6 +243,10 @@ function onRtp(s: Session, msg: Buffer, rinfo: RemoteInfo): void {
     return;
   }
   if (header.payloadType !== spec.payloadType) return;
+  if (spec.app === 'agent') {
+    s.agent?.forwarder.push(header.sequenceNumber, payload, t);
+    return;
+  }
   if (spec.app !== 'echo') return;
   if (PASS_THROUGH) {
     if (spec.direction === 'sendrecv' || spec.direction === 'sendonly') sendFrame(s, payload);
@@ -321,6 +348,8 @@ function tick(): void {
         if (spec.app === 'tone') {
           payload = TONE[spec.codec][s.toneIndex]!;
           s.toneIndex = (s.toneIndex + 1) % 50;
+        } else if (spec.app === 'agent') {
+          payload = s.agent ? agentFrame(s, s.agent, t) : SILENCE[spec.codec];
         } else {
           // Missing frames are concealed with silence; the buffer keeps the payload it was given.
           const f = s.playout.pop();
@@ -329,6 +358,7 @@ function tick(): void {
         sendFrame(s, payload);
       }
     }
+    if (spec.app === 'agent') s.agent?.forwarder.tick(t);
     while (s.dtmfOut.length > 0 && s.dtmfOut[0]!.at <= t) sendEvent(s, s.dtmfOut.shift()!);
     if (t - s.lastRtcpAt > 5000) sendRtcp(s, t);
     const since = s.lastRxAt || s.configuredAt;
@@ -337,6 +367,84 @@ function tick(): void {
       post({ type: 'timeout', callId: s.callId });
     }
   }
+}
+
+const ULAW_FRAME_SILENCE = new Uint8Array(FRAME_SAMPLES).fill(ULAW_SILENCE);
+
+function newAgentSide(s: Session, audio: AgentAudio, codec: Codec): AgentSide {
+  const callId = s.callId;
+  const l16 = audio.encoding === 'L16';
+  const rate = l16 ? audio.sampleRate : 8000;
+  const up = l16 && rate !== 8000 ? new Resampler(8000, rate) : null;
+  const down = l16 && rate !== 8000 ? new Resampler(rate, 8000) : null;
+  const pcm = new Int16Array(FRAME_SAMPLES);
+  const outSamples = rate / 50;
+  const decode = codec === 'PCMU' ? decodeUlaw : decodeAlaw;
+  // Caller → agent: one message per 20 ms frame in the agent's format.
+  const emit = (payload: Uint8Array | null, arrivedAt: number | null): void => {
+    let audioOut: Uint8Array;
+    if (!l16) {
+      if (payload === null) audioOut = ULAW_FRAME_SILENCE.slice();
+      else if (codec === 'PCMU') audioOut = new Uint8Array(payload);
+      else {
+        decodeAlaw(payload, pcm);
+        audioOut = new Uint8Array(FRAME_SAMPLES);
+        encodeUlaw(pcm, audioOut);
+      }
+    } else {
+      if (payload === null) pcm.fill(0);
+      else decode(payload.length === FRAME_SAMPLES ? payload : payload.subarray(0, FRAME_SAMPLES), pcm);
+      const out = new Int16Array(outSamples);
+      if (up) up.processInto(pcm, out);
+      else out.set(pcm);
+      audioOut = new Uint8Array(out.buffer);
+    }
+    postAudio({ type: 'audio', callId, audio: audioOut, arrivedAt: arrivedAt === null ? null : performance.timeOrigin + arrivedAt });
+  };
+  return {
+    audio,
+    codec,
+    forwarder: new FrameForwarder(now(), emit, { frameMs: FRAME_MS }),
+    queue: new PlayoutQueue({ frameBytes: FRAME_SAMPLES, maxBytes: Math.max(1, Math.round(audio.maxQueueMs * 8)), silence: codec === 'PCMU' ? ULAW_SILENCE : ALAW_SILENCE }),
+    up,
+    down,
+    frame: new Uint8Array(FRAME_SAMPLES),
+    released: [],
+  };
+}
+
+/** The next frame of agent audio for the caller (silence when none is due); reports played marks. */
+function agentFrame(s: Session, a: AgentSide, t: number): Uint8Array {
+  const ok = a.queue.pop(a.frame, t, a.released);
+  if (a.released.length) post({ type: 'marks', callId: s.callId, marks: a.released.splice(0) });
+  return ok ? a.frame : SILENCE[a.codec];
+}
+
+/** Agent audio in: converted to the call's codec at 8 kHz and queued for playout. */
+function play(callId: string, audio: Uint8Array): void {
+  const s = sessions.get(callId);
+  const a = s?.agent;
+  if (!a) return;
+  let bytes: Uint8Array;
+  if (a.audio.encoding === 'PCMU') {
+    if (a.codec === 'PCMU') bytes = audio;
+    else {
+      const pcm = new Int16Array(audio.length);
+      decodeUlaw(audio, pcm);
+      bytes = new Uint8Array(audio.length);
+      encodeAlaw(pcm, bytes);
+    }
+  } else {
+    const n = audio.length >> 1;
+    // Little-endian PCM16 (the platforms Node runs on); copied when the view is unaligned.
+    const samples = audio.byteOffset % 2 === 0 ? new Int16Array(audio.buffer, audio.byteOffset, n) : new Int16Array(audio.slice(0, n * 2).buffer);
+    const pcm = a.down ? a.down.process(samples) : samples;
+    bytes = new Uint8Array(pcm.length);
+    (a.codec === 'PCMU' ? encodeUlaw : encodeAlaw)(pcm, bytes);
+  }
+  const r = a.queue.push(bytes, now());
+  if (r.droppedBytes > 0) post({ type: 'overflow', callId, droppedMs: r.droppedBytes / 8 });
+  if (r.marks.length) post({ type: 'marks', callId, marks: r.marks });
 }
 
 function close(callId: string): void {
@@ -369,6 +477,20 @@ port.on('message', (m: ToWorker) => {
     case 'dtmf':
       queueDtmf(m.callId, m.digit, m.durationMs);
       return;
+    case 'play':
+      play(m.callId, m.audio);
+      return;
+    case 'mark': {
+      const s = sessions.get(m.callId);
+      const now = s?.agent?.queue.mark(m.name);
+      if (now) post({ type: 'marks', callId: m.callId, marks: [now] });
+      return;
+    }
+    case 'clear': {
+      const r = sessions.get(m.callId)?.agent?.queue.clear();
+      if (r) post({ type: 'cleared', callId: m.callId, playedMs: r.playedBytes / 8, discardedMs: r.discardedBytes / 8, marks: r.marks });
+      return;
+    }
     case 'stats': {
       const cpu = process.cpuUsage();
       post({ type: 'stats', sessions: sessions.size, cpuUserUs: cpu.user, cpuSystemUs: cpu.system, heapUsed: process.memoryUsage().heapUsed });
