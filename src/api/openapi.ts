@@ -106,6 +106,30 @@ export function openApiDocument(version: string): Record<string, unknown> {
       '/v1/numbers/{number}': {
         delete: { summary: 'Remove a number (keys:admin); the + is written %2B', security: secured, parameters: [{ name: 'number', in: 'path', required: true, schema: { type: 'string' } }], responses: { '204': { description: 'Removed' }, '404': errorResponse, ...errors } },
       },
+      '/v1/calls': {
+        get: {
+          summary: 'Call detail records, newest first (calls:read: own; keys:admin: any)',
+          security: secured,
+          parameters: [
+            { name: 'keyId', in: 'query', schema: { type: 'string' } },
+            { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 1000 } },
+            { name: 'before', in: 'query', schema: { type: 'string', format: 'date-time' } },
+          ],
+          responses: { '200': ok('Calls'), ...errors },
+        },
+      },
+      '/v1/calls/{id}': {
+        get: { summary: 'One call record: status, times, billable seconds, who ended it and why (calls:read)', security: secured, parameters: [{ name: 'id', in: 'path', required: true, schema: { type: 'string' } }], responses: { '200': ok('Call'), '404': errorResponse, ...errors } },
+      },
+      '/v1/keys/{id}/signing-secret': {
+        get: { summary: 'The key\'s account SID and the secret tollgate signs its agent upgrades and webhooks with (the key itself or keys:admin)', security: secured, parameters: [{ name: 'id', in: 'path', required: true, schema: { type: 'string' } }], responses: { '200': ok('Signing secret'), '404': errorResponse, ...errors } },
+      },
+      '/v1/stream': {
+        get: { summary: 'WebSocket: an agent attaches to a call (docs/agents.md). Authorization: Bearer <key or token>, or subprotocol tollgate.auth.<credential>', security: secured, responses: { '101': { description: 'Switching Protocols' } } },
+      },
+      '/2010-04-01/Accounts/{AccountSid}/Calls/{CallSid}.json': {
+        post: { summary: 'Twilio-compatible hang-up: form body Status=completed, Basic auth AccountSid:<key or token>', parameters: [{ name: 'AccountSid', in: 'path', required: true, schema: { type: 'string' } }, { name: 'CallSid', in: 'path', required: true, schema: { type: 'string' } }], responses: { '200': ok('Call resource (Twilio shape)'), '401': { description: 'Twilio error 20003' }, '404': { description: 'Twilio error 20404: no such live call' } } },
+      },
       '/v1/authorizations': {
         post: { summary: 'Ask the policy engine whether a call may start; reserves concurrency and budget (calls:inbound / calls:outbound)', security: secured, responses: { '201': ok('Granted'), '402': errorResponse, ...errors } },
       },

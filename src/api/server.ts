@@ -12,6 +12,9 @@ import { registerAuditRoutes } from './routes/audit-routes.js';
 import { registerUsageRoutes } from './routes/usage-routes.js';
 import { registerAuthorizationRoutes } from './routes/authorizations-routes.js';
 import { registerNumberRoutes } from './routes/numbers-routes.js';
+import { registerTwilioRoutes } from './routes/twilio-routes.js';
+import { registerCallRoutes } from './routes/calls-routes.js';
+import type { AgentBridge } from '../agents/agent-bridge.js';
 
 /** The package version, read once from package.json (two levels up from src/api or dist/api). */
 export const VERSION: string = (JSON.parse(readFileSync(resolve(dirname(fileURLToPath(import.meta.url)), '../../package.json'), 'utf8')) as { version: string }).version;
@@ -26,7 +29,7 @@ export interface HttpServer {
  * The REST API (fastify). Request logs carry method, route, status and time only: never the
  * query string or headers, so a credential misplaced in a URL is not written anywhere.
  */
-export function buildHttpServer(gw: Gateway): HttpServer {
+export function buildHttpServer(gw: Gateway, opts: { bridge?: AgentBridge | null } = {}): HttpServer {
   const app = Fastify({
     logger: false,
     bodyLimit: gw.config.http.bodyLimitBytes,
@@ -85,6 +88,8 @@ export function buildHttpServer(gw: Gateway): HttpServer {
   registerUsageRoutes(app, gw);
   registerAuthorizationRoutes(app, gw);
   registerNumberRoutes(app, gw);
+  registerCallRoutes(app, gw);
+  registerTwilioRoutes(app, gw, opts.bridge ?? null);
 
   return { app, drain: () => void (draining = true) };
 }

@@ -1,43 +1,72 @@
 import type { Gateway } from '../main.js';
 import { MediaEngine } from '../media/media-engine.js';
+import { AgentBridge } from '../agents/agent-bridge.js';
 import { MediaCallHandler } from './media-call-handler.js';
+import { CallRecords } from './call-records.js';
 import { startSip, type SipService } from './sip-service.js';
 
 export interface Voice {
   readonly sip: SipService;
   readonly media: MediaEngine;
   readonly handler: MediaCallHandler;
+  readonly bridge: AgentBridge;
   close(): Promise<void>;
 }
 
-/** Starts the media workers, then SIP on top of them; close() stops SIP first (BYEs), then media. */
+/**
+ * Starts the media workers, the agent bridge and SIP on top of them. close() stops SIP first
+ * (BYEs), closes agent sockets, writes the last call records, then stops media.
+ */
 export async function startVoice(gw: Gateway): Promise<Voice> {
   const m = gw.config.media;
   let handler: MediaCallHandler | null = null;
+  let bridge: AgentBridge | null = null;
   const media = new MediaEngine(
     { host: m.host, advertisedAddress: m.advertisedAddress, portMin: m.portMin, portMax: m.portMax, workers: m.workers, timeoutMs: m.timeoutSec * 1000, jitterTargetMs: m.jitterTargetMs },
     {
       onTimeout: (id) => handler?.onMediaTimeout(id),
       onLost: (ids) => handler?.onMediaLost(ids),
-      onDtmf: (id, digit, durationMs) => gw.log.info({ callId: id, digit, durationMs }, 'DTMF'),
+      onDtmf: (id, digit, durationMs) => {
+        gw.log.info({ callId: id, digit, durationMs }, 'DTMF');
+        bridge?.onDtmf(id, digit, durationMs);
+      },
+      onAgent: (msg) => bridge?.onMedia(msg),
     },
     gw.log.child({ component: 'media' }),
   );
   await media.start();
-  handler = new MediaCallHandler(media, { codecs: m.codecs, suites: ['AES_CM_128_HMAC_SHA1_80', 'AES_CM_128_HMAC_SHA1_32', 'AEAD_AES_128_GCM'] }, gw.log.child({ component: 'calls' }));
+  bridge = new AgentBridge(gw, media);
+  const a = gw.config.agents;
+  handler = new MediaCallHandler(
+    media,
+    new CallRecords(gw.store, gw.log.child({ component: 'cdr' })),
+    bridge,
+    {
+      codecs: m.codecs,
+      suites: ['AES_CM_128_HMAC_SHA1_80', 'AES_CM_128_HMAC_SHA1_32', 'AEAD_AES_128_GCM'],
+      agents: { maxQueueMs: a.maxQueueMs, onAgentClose: a.onAgentClose, closeToneMs: a.closeToneMs, fallbackToneMs: a.fallbackToneMs, warningBeforeEndSec: a.warningBeforeEndSec },
+    },
+    gw.log.child({ component: 'calls' }),
+  );
   let sip: SipService;
   try {
     sip = await startSip(gw, handler);
   } catch (err) {
+    bridge.close();
     await media.stop();
     throw err;
   }
+  const h = handler;
+  const b = bridge;
   return {
     sip,
     media,
-    handler,
+    handler: h,
+    bridge: b,
     async close() {
       await sip.close();
+      b.close();
+      await h.flush();
       await media.stop();
     },
   };

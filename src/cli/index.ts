@@ -6,6 +6,8 @@ import { buildGateway, type Gateway } from '../main.js';
 import { createLogger } from '../observability/logger.js';
 import { buildHttpServer, VERSION } from '../api/server.js';
 import { startVoice } from '../calls/voice.js';
+import { withoutQuery } from '../calls/number-service.js';
+import { accountSidFor, signingSecretFor } from '../agents/ids.js';
 import { TollgateError } from '../errors/index.js';
 import type { KeyRecord } from '../keys/key-record.js';
 import { scanGit, scanPaths, type Finding } from '../keys/leak-scanner.js';
@@ -182,6 +184,17 @@ export function buildProgram(): Command {
       });
     });
 
+  keys
+    .command('signing-secret <id>')
+    .description('show the secret tollgate signs this key\'s agent upgrades and webhooks with (Tollgate-Signature), and its account SID')
+    .action(async (id: string) => {
+      await withGateway(async (gw) => {
+        const k = await gw.keys.require(id);
+        const secret = signingSecretFor(gw.config.secrets.masterKey, k.id);
+        makeOut(!!g().json).print(`account SID    ${accountSidFor(k.id)}\nsigning secret ${secret}`, { keyId: k.id, accountSid: accountSidFor(k.id), signingSecret: secret });
+      });
+    });
+
   program
     .command('tokens')
     .description('short-lived single-use tokens for client apps')
@@ -217,13 +230,38 @@ export function buildProgram(): Command {
   numbers
     .command('add <number>')
     .description('route an E.164 number to a target (adds or replaces)')
-    .addOption(new Option('--target <target>', 'what answers').choices(['echo', 'tone']).makeOptionMandatory())
+    .addOption(new Option('--target <target>', 'what answers: echo, tone, agent (tollgate dials --agent-url) or attach (--webhook-url is told; an agent attaches over /v1/stream)').choices(['echo', 'tone', 'agent', 'attach']).makeOptionMandatory())
     .requiredOption('--key-id <id>', 'the key whose SIP trunk receives calls to this number')
     .addOption(new Option('--srtp <mode>', 'SRTP for calls to this number').choices(['required', 'optional', 'off']).default('optional'))
-    .action(async (number: string, o: { target: 'echo' | 'tone'; keyId: string; srtp: 'required' | 'optional' | 'off' }) => {
+    .option('--agent-url <url>', 'target agent: the ws:// or wss:// URL of the agent')
+    .option('--webhook-url <url>', 'target attach: the http(s) URL told about each incoming call')
+    .addOption(new Option('--protocol <protocol>', 'wire protocol towards the agent').choices(['twilio', 'native']))
+    .addOption(new Option('--sample-rate <hz>', 'native protocol: PCM16 rate (0 = PCMU 8 kHz)').choices(['0', '8000', '16000', '24000', '48000']))
+    .option('--param <name=value>', 'custom parameter passed to the agent in start (repeatable)', (v: string, acc: string[] = []) => [...acc, v])
+    .addOption(new Option('--fallback <what>', 'when the agent cannot be reached: tone then hang-up, or refuse with 480 / 503').choices(['tone', '480', '503']))
+    .action(async (number: string, o: { target: 'echo' | 'tone' | 'agent' | 'attach'; keyId: string; srtp: 'required' | 'optional' | 'off'; agentUrl?: string; webhookUrl?: string; protocol?: 'twilio' | 'native'; sampleRate?: string; param?: string[]; fallback?: 'tone' | '480' | '503' }) => {
+      const agentFlags = o.agentUrl ?? o.webhookUrl ?? o.protocol ?? o.sampleRate ?? o.param ?? o.fallback;
+      let agent: Record<string, unknown> | undefined;
+      if (agentFlags !== undefined) {
+        const parameters: Record<string, string> = {};
+        for (const p of o.param ?? []) {
+          const i = p.indexOf('=');
+          if (i <= 0) throw new TollgateError('VALIDATION_FAILED', `--param ${p}: expected name=value`);
+          parameters[p.slice(0, i)] = p.slice(i + 1);
+        }
+        agent = {
+          ...(o.agentUrl ? { url: o.agentUrl } : {}),
+          ...(o.webhookUrl ? { webhookUrl: o.webhookUrl } : {}),
+          ...(o.protocol ? { protocol: o.protocol } : {}),
+          ...(o.sampleRate ? { sampleRate: Number(o.sampleRate) } : {}),
+          ...(o.fallback ? { fallback: o.fallback } : {}),
+          parameters,
+        };
+      }
       await withGateway(async (gw) => {
-        const n = await gw.numbers.add({ number, target: o.target, keyId: o.keyId, srtp: o.srtp }, actor());
-        makeOut(!!g().json).print(`${n.number} → ${n.target} (key ${n.keyId}, srtp ${n.srtp})`, { number: n });
+        const n = await gw.numbers.add({ number, target: o.target, keyId: o.keyId, srtp: o.srtp, ...(agent ? { agent: agent } : {}) }, actor());
+        const via = n.agent ? ` via ${n.agent.protocol} ${withoutQuery(n.agent.url ?? n.agent.webhookUrl)}` : '';
+        makeOut(!!g().json).print(`${n.number} → ${n.target}${via} (key ${n.keyId}, srtp ${n.srtp})`, { number: n });
       });
     });
   numbers
@@ -321,28 +359,39 @@ export function buildProgram(): Command {
 
 async function serve(config: Config): Promise<void> {
   const gw = await buildGateway(config, { purpose: 'serve' });
-  const http = buildHttpServer(gw);
-  let voice: Awaited<ReturnType<typeof startVoice>>;
+  let voice: Awaited<ReturnType<typeof startVoice>> | null = null;
+  let http: ReturnType<typeof buildHttpServer> | null = null;
   try {
-    await http.app.listen({ host: config.http.host, port: config.http.port });
     voice = await startVoice(gw);
+    http = buildHttpServer(gw, { bridge: voice.bridge });
+    await http.app.listen({ host: config.http.host, port: config.http.port });
   } catch (err) {
     // Nothing may keep the process alive after a failed start.
-    await http.app.close();
+    await http?.app.close();
+    await voice?.close();
     await gw.close();
     throw err;
   }
-  const addr = http.app.server.address();
+  if (!voice || !http) throw new Error('tollgate did not start');
+  const running = voice;
+  const web = http;
+  const addr = web.app.server.address();
   const port = typeof addr === 'object' && addr ? addr.port : config.http.port;
   const hostForUrl = config.http.host.includes(':') ? `[${config.http.host}]` : config.http.host;
   const base = `http://${hostForUrl}:${port}`;
-  gw.log.info({ url: base, sip: voice.sip.listening, media: { workers: voice.media.workerCount }, store: config.store.driver, counters: config.counters.driver, dataDir: config.dataDir }, 'tollgate listening');
+  const bridge = running.bridge;
+  bridge.setPublicBase(base);
+  // Agents dial in over WebSocket on the same port as the REST API (/v1/stream).
+  web.app.server.on('upgrade', (req, socket, head) => {
+    if (!bridge.handleUpgrade(req, socket, head)) socket.destroy();
+  });
+  gw.log.info({ url: base, sip: running.sip.listening, media: { workers: running.media.workerCount }, store: config.store.driver, counters: config.counters.driver, dataDir: config.dataDir }, 'tollgate listening');
   const keyCount = await gw.store.countKeys();
   process.stderr.write(
     [
       '',
       `tollgate ${VERSION} is running: REST API on ${base} (store: ${config.store.driver}, counters: ${config.counters.driver})`,
-      `  SIP:     ${Object.entries(voice.sip.listening).map(([p, a]) => `${p} ${a.address}:${a.port}`).join(', ')}; media workers: ${voice.media.workerCount}`,
+      `  SIP:     ${Object.entries(running.sip.listening).map(([p, a]) => `${p} ${a.address}:${a.port}`).join(', ')}; media workers: ${running.media.workerCount}`,
       `  health:  curl ${base}/readyz`,
       `  API doc: ${base}/openapi.json`,
       keyCount === 0
@@ -358,8 +407,8 @@ async function serve(config: Config): Promise<void> {
     if (stopping) return;
     stopping = true;
     gw.log.info({ signal }, 'draining');
-    http.drain();
-    voice.sip.drain();
+    web.drain();
+    running.sip.drain();
     const drainMs = config.sip.drainTimeoutSec * 1000;
     const deadline = setTimeout(() => {
       gw.log.error('drain deadline passed; exiting');
@@ -369,9 +418,9 @@ async function serve(config: Config): Promise<void> {
     void (async () => {
       // Running calls may finish (new ones get 503) for up to sip.drainTimeoutSec; then BYE.
       const until = Date.now() + drainMs;
-      while (voice.sip.server.activeCalls > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
-      await http.app.close();
-      await voice.close();
+      while (running.sip.server.activeCalls > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
+      await web.app.close();
+      await running.close();
       await gw.close();
       gw.log.info('stopped');
       clearTimeout(deadline);

@@ -78,6 +78,18 @@ export const configSchema = z
       codecs: z.array(z.enum(['PCMU', 'PCMA'])).min(1),
       jitterTargetMs: z.number().int().min(0).max(200).refine((v) => v === 0 || v >= 20, 'must be 0 (no playout buffer) or 20 ms or more'),
     }),
+    agents: z.strictObject({
+      connectTimeoutMs: z.number().int().min(100).max(60_000),
+      maxQueueMs: z.number().int().min(1000).max(600_000),
+      onAgentClose: z.enum(['hangup', 'tone']),
+      closeToneMs: z.number().int().min(0).max(10_000),
+      fallbackToneMs: z.number().int().min(0).max(60_000),
+      warningBeforeEndSec: z.number().int().min(0).max(3600),
+      maxMessageBytes: z.number().int().min(4096).max(16 * 1024 * 1024),
+      twilioAuthToken: z.string(),
+      twilioAuthTokenFile: z.string().optional(),
+      publicUrl: z.string().refine((v) => v === '' || /^https?:\/\/[^\s?#]+$/.test(v), 'an http(s) URL without query, or empty'),
+    }),
     keys: z.strictObject({
       rotationGraceSec: z.number().int().min(0).max(30 * 86400),
       cache: z.strictObject({
@@ -131,6 +143,7 @@ export const PATH_FIELDS: ReadonlySet<string> = new Set([
   'secrets.tokenSigningKeyFile',
   'tls.certFile',
   'tls.keyFile',
+  'agents.twilioAuthTokenFile',
 ]);
 
 export type RawConfig = z.infer<typeof configSchema>;

@@ -164,6 +164,8 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
   if (raw.store.postgres.urlFile) raw.store.postgres.url = readSecretFile('store.postgres.urlFile', raw.store.postgres.urlFile);
   if (raw.counters.redis.urlFile) raw.counters.redis.url = readSecretFile('counters.redis.urlFile', raw.counters.redis.urlFile);
 
+  if (raw.agents.twilioAuthTokenFile) raw.agents.twilioAuthToken = readSecretFile('agents.twilioAuthTokenFile', raw.agents.twilioAuthTokenFile);
+
   const s = raw.secrets;
   let pepper = s.pepperFile ? readSecretFile('secrets.pepperFile', s.pepperFile) : s.pepper;
   let masterKey = s.masterKeyFile ? readSecretFile('secrets.masterKeyFile', s.masterKeyFile) : s.masterKey;

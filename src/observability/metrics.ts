@@ -13,6 +13,10 @@ export class Metrics {
   readonly sipBlockedSources: Counter;
   readonly sipCalls: Counter<'outcome'>;
   readonly activeCalls: Gauge;
+  readonly agentStreams: Gauge<'protocol'>;
+  readonly agentConnects: Counter<'outcome'>;
+  readonly agentForwardLatency: Histogram;
+  readonly agentFramesDropped: Counter<'reason'>;
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: 'tollgate_' });
@@ -65,6 +69,30 @@ export class Metrics {
     this.activeCalls = new Gauge({
       name: 'tollgate_active_calls',
       help: 'Calls in progress on this node',
+      registers: [this.registry],
+    });
+    this.agentStreams = new Gauge({
+      name: 'tollgate_agent_streams',
+      help: 'Agent WebSocket streams attached to calls on this node',
+      labelNames: ['protocol'],
+      registers: [this.registry],
+    });
+    this.agentConnects = new Counter({
+      name: 'tollgate_agent_connects_total',
+      help: 'Agent connections for calls by outcome (connected, attached, failed, timeout, refused)',
+      labelNames: ['outcome'],
+      registers: [this.registry],
+    });
+    this.agentForwardLatency = new Histogram({
+      name: 'tollgate_agent_forward_latency_seconds',
+      help: 'Time from an RTP packet\'s arrival to its audio frame being written to the agent socket',
+      buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.05],
+      registers: [this.registry],
+    });
+    this.agentFramesDropped = new Counter({
+      name: 'tollgate_agent_frames_dropped_total',
+      help: 'Audio not delivered: frames to a slow agent socket (backpressure) and queue overflow',
+      labelNames: ['reason'],
       registers: [this.registry],
     });
     this.activeLeases = new Gauge({

@@ -24,6 +24,12 @@ export type CallDenyCode =
   | 'NUMBER_NOT_FOUND'
   | 'NUMBER_NOT_OWNED'
   | 'MEDIA_UNAVAILABLE'
+  /** The number's agent could not be reached (fallback 480). */
+  | 'AGENT_UNAVAILABLE'
+  /** The number's agent could not be reached (fallback 503). */
+  | 'AGENT_SERVICE_UNAVAILABLE'
+  /** The call record could not be written: no call runs unrecorded. */
+  | 'RECORD_UNAVAILABLE'
   | 'DRAINING';
 
 export interface InboundCallRequest {
@@ -89,7 +95,11 @@ export function sipRefusalFor(code: CallDenyCode, retryAfterMs?: number): SipRef
     case 'RATE_LIMITED':
       return { status: 503, reason: 'Service Unavailable', retryAfterSec: Math.max(1, Math.ceil((retryAfterMs ?? 1000) / 1000)) };
     case 'MEDIA_UNAVAILABLE':
+    case 'AGENT_UNAVAILABLE':
       return { status: 480, reason: 'Temporarily Unavailable' };
+    case 'AGENT_SERVICE_UNAVAILABLE':
+    case 'RECORD_UNAVAILABLE':
+      return { status: 503, reason: 'Service Unavailable' };
     case 'DRAINING':
       return { status: 503, reason: 'Service Unavailable', retryAfterSec: 30 };
     default: {

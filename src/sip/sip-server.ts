@@ -29,7 +29,21 @@ export interface SipServerOptions {
   advertisedAddress?: string;
 }
 
-export type EndReason = 'remote-bye' | 'local-hangup' | 'cancelled' | 'ack-timeout' | 'transport-error' | 'media-timeout' | 'media-lost' | 'max-duration' | 'shutdown' | 'refused';
+export type EndReason =
+  | 'remote-bye'
+  | 'local-hangup'
+  | 'cancelled'
+  | 'ack-timeout'
+  | 'transport-error'
+  | 'media-timeout'
+  | 'media-lost'
+  | 'max-duration'
+  | 'shutdown'
+  | 'refused'
+  /** The agent hung up: a hangup message, REST, or its socket closed. */
+  | 'agent-hangup'
+  /** The agent could not be reached and the fallback tone ended. */
+  | 'agent-unavailable';
 
 /** An inbound call leg, from INVITE to BYE. */
 export interface InboundCall<Grant> {
@@ -56,6 +70,8 @@ export interface CallHandler<Grant> {
   offer(call: InboundCall<Grant>, sdp: Buffer): Promise<OfferResult>;
   /** A re-INVITE or UPDATE with a new offer (hold, resume, codec change). */
   reoffer(call: InboundCall<Grant>, sdp: Buffer): Promise<OfferResult>;
+  /** The 200 OK went out: the call is answered (timers, records). */
+  answered?(call: InboundCall<Grant>): void;
   /** The call ended for `reason`; release media. Called once. */
   ended(call: InboundCall<Grant>, reason: EndReason): void;
   /** INFO in the dialog (e.g. application/dtmf-relay). */
@@ -369,6 +385,11 @@ export class SipServer<Grant> {
     state.call.answeredAt = Date.now();
     this.events.onCall?.('answered');
     await tx.respond(ok);
+    try {
+      this.handler.answered?.(state.call);
+    } catch (err) {
+      this.log.error({ err, callId: state.call.id }, 'call handler failed on answer');
+    }
     this.retransmitOk(state, this.timers.t1);
     state.ackTimer = setTimeout(() => void this.ackTimeout(state), timerH(this.timers));
     state.endTimer = setTimeout(() => void this.hangup(state, 'max-duration'), state.call.maxDurationSec * 1000);

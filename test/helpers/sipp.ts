@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync, existsSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import { readPcap } from './pcap.js';
 
 const SCENARIOS = resolve(import.meta.dirname, '../sipp');
 
@@ -15,7 +16,7 @@ export interface SippRun {
 }
 
 export interface SippOptions {
-  scenario: 'uac-auth-echo' | 'uac-auth-expect' | 'uac-auth-call';
+  scenario: 'uac-auth-echo' | 'uac-auth-expect' | 'uac-auth-call' | 'uac-auth-pcap' | 'uac-auth-pcap-wait-bye';
   target: { address: string; port: number };
   transport: 'udp' | 'tcp';
   dialled: string;
@@ -28,8 +29,13 @@ export interface SippOptions {
   limit?: number;
   /** Call rate per second. */
   rate?: number;
-  /** How long uac-auth-call holds the call before BYE. */
+  /**
+   * How long uac-auth-call holds the call before BYE; for uac-auth-pcap, the pause after the
+   * pcap starts playing (default: the pcap's length plus 300 ms).
+   */
   holdMs?: number;
+  /** For uac-auth-pcap: the RTP capture SIPp replays after the ACK (see test/helpers/pcap.ts). */
+  pcapFile?: string;
   /** Raw µ-law file streamed as RTP after the answer (uac-auth-echo). */
   rtpFile?: string;
   timeoutSec?: number;
@@ -39,9 +45,12 @@ let counter = 0;
 
 /** Runs SIPp (Debian's sip-tester) once, bounded in calls and time, all on 127.0.0.1. */
 export function runSipp(o: SippOptions): Promise<SippRun> {
+  if (o.scenario.startsWith('uac-auth-pcap') && !o.pcapFile) return Promise.reject(new Error('runSipp: uac-auth-pcap needs pcapFile'));
   const dir = mkdtempSync(join(tmpdir(), 'tollgate-sipp-'));
   let xml = readFileSync(join(SCENARIOS, `${o.scenario}.xml`), 'utf8');
-  xml = xml.replaceAll('__EXPECT__', String(o.expect ?? 200)).replaceAll('__RTP_STREAM__', `${o.rtpFile ?? ''},-1,0`).replaceAll('__HOLD_MS__', String(o.holdMs ?? 0));
+  const holdMs = o.holdMs ?? (o.scenario.startsWith('uac-auth-pcap') && o.pcapFile ? pcapPlayMs(o.pcapFile) + 300 : 0);
+  xml = xml.replaceAll('__EXPECT__', String(o.expect ?? 200)).replaceAll('__RTP_STREAM__', `${o.rtpFile ?? ''},-1,0`).replaceAll('__HOLD_MS__', String(holdMs));
+  if (o.pcapFile) xml = xml.replaceAll('__PCAP__', resolve(o.pcapFile));
   const sf = join(dir, 'scenario.xml');
   writeFileSync(sf, xml);
   const base = 20_000 + ((process.pid * 7 + ++counter * 211) % 20_000);
@@ -93,6 +102,12 @@ export function runSipp(o: SippOptions): Promise<SippRun> {
       res({ code, stdout, errors, successful, failed });
     });
   });
+}
+
+/** How long SIPp takes to replay a pcap: first to last capture time, plus one 20 ms ptime. */
+function pcapPlayMs(file: string): number {
+  const { packets } = readPcap(readFileSync(file));
+  return packets.length ? Math.ceil(packets[packets.length - 1]!.atUs / 1000) + 20 : 0;
 }
 
 /** A raw µ-law file of a 440 Hz tone (8 kHz), made with sox as PEERS.md describes. */

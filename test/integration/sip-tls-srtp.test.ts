@@ -2,6 +2,8 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { join } from 'node:path';
 import { api, rememberSecret, runCli, startGateway, waitForLog, type RunningGateway } from '../helpers/gateway-process.js';
 import { baresipCall, soxStat } from '../helpers/baresip.js';
+import { PipecatLikeAgent } from '../helpers/agents.js';
+import { detectTone, readWav, sine, slicePcm, toneTimeline } from '../helpers/audio.js';
 
 /** baresip 1.0's digest code gives up on any challenge that is not MD5 (libre ENOSYS). */
 const BARESIP_ENV = { TOLLGATE_SIP__DIGEST_ALGORITHMS: '[MD5]' };
@@ -59,6 +61,42 @@ describe('a softphone over TLS with mandatory SDES-SRTP (baresip)', () => {
     const heard = soxStat(call.received!);
     expect(Math.abs(heard.frequency - 440)).toBeLessThan(15);
     expect(heard.rms).toBeGreaterThan(0.2);
+  });
+
+  it('an agent over the Twilio protocol talks to the softphone through SRTP: both tones heard, DTMF to the caller', async () => {
+    const server = await PipecatLikeAgent.listen();
+    try {
+      const k = await api(gw, 'POST', '/v1/keys', { auth: admin, body: { name: 'phone', scopes: ['calls:inbound'], requireTls: true } });
+      rememberSecret(k.body.secret);
+      const number = '+14155550103';
+      const n = await api(gw, 'POST', '/v1/numbers', { auth: admin, body: { number, target: 'agent', keyId: k.body.key.id, srtp: 'required', agent: { url: `${server.url}/bot` } } });
+      expect(n.status, n.text).toBe(201);
+      const dialling = dial(number, { id: k.body.key.id, secret: k.body.secret }, 'srtp-mand', 5);
+      const agent = await server.agent(0, 10_000);
+      await agent.waitForStart();
+      // The agent answers with 3 s of 1000 Hz, paced like Pipecat, and presses 7 on the caller's keypad.
+      await agent.speak(sine(1000, 8000, 3000, 12000), { chunkMs: 40 });
+      agent.sendDtmf('7');
+      const call = await dialling;
+      expect(call.output).toContain('Call established');
+      // The caller heard the agent's 1000 Hz in every 20 ms window of the reply, without a gap
+      // (and not its own 440 Hz: there is no echo path).
+      const heard = readWav(call.received!);
+      const windows = toneTimeline(heard.samples, heard.sampleRate, 1000, 20);
+      const first = windows.indexOf(true);
+      expect(first).toBeGreaterThanOrEqual(0);
+      expect(windows.slice(first, first + 145).every(Boolean)).toBe(true);
+      const reply = slicePcm(heard.samples, heard.sampleRate, first * 20, first * 20 + 2900);
+      expect(detectTone(reply, heard.sampleRate, 1000).snrDb).toBeGreaterThan(35);
+      expect(detectTone(heard.samples, heard.sampleRate, 440).present).toBe(false);
+      // baresip prints the RFC 4733 events it receives.
+      expect(call.output).toContain("received event: '7' (end=1)");
+      // The agent heard the caller's 440 Hz tone.
+      expect(detectTone(agent.inboundPcm(), 8000, 440).present).toBe(true);
+      expect(agent.mediaProblems({ toleranceMs: 300 })).toEqual([]);
+    } finally {
+      await server.close();
+    }
   });
 
   it('a plain-RTP offer to an SRTP-required number is refused with 488', async () => {

@@ -5,6 +5,7 @@ import { actorOf } from '../../policy/principal.js';
 import { authenticate, authenticateSelfOrAdmin } from '../authenticate.js';
 import { parseInput } from '../../util/parse-input.js';
 import { z } from 'zod';
+import { accountSidFor, signingSecretFor } from '../../agents/ids.js';
 
 const listQuery = z.strictObject({
   status: z.enum(['active', 'expired', 'revoked', 'quarantined']).optional(),
@@ -35,6 +36,16 @@ export function registerKeyRoutes(app: FastifyInstance, gw: Gateway): void {
     const p = await authenticateSelfOrAdmin(gw, req, reply, req.params.id);
     if (!p) return reply;
     return { key: await gw.keys.require(req.params.id) };
+  });
+
+  // The secret tollgate signs the key owner's agent upgrades and webhooks with, and the key's
+  // account SID (the Twilio-shaped name agents use in REST calls).
+  app.get<{ Params: { id: string } }>('/v1/keys/:id/signing-secret', async (req, reply) => {
+    const p = await authenticateSelfOrAdmin(gw, req, reply, req.params.id);
+    if (!p) return reply;
+    const key = await gw.keys.require(req.params.id);
+    reply.header('cache-control', 'no-store');
+    return { keyId: key.id, accountSid: accountSidFor(key.id), signingSecret: signingSecretFor(gw.config.secrets.masterKey, key.id) };
   });
 
   app.patch<{ Params: { id: string } }>('/v1/keys/:id', async (req, reply) => {

@@ -1,0 +1,453 @@
+import type { IncomingMessage } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { randomUUID } from 'node:crypto';
+import { WebSocket, WebSocketServer } from 'ws';
+import type { Gateway } from '../main.js';
+import type { MediaEngine, AgentMessage } from '../media/media-engine.js';
+import type { AgentRoute } from '../store/store.js';
+import { parseKeySecret } from '../keys/key-format.js';
+import { TokenService } from '../keys/token-service.js';
+import { keyPrincipal, tokenPrincipal, type Principal } from '../policy/principal.js';
+import { httpStatusFor } from '../api/http-status.js';
+import { AgentSession, CLOSE } from './agent-session.js';
+import { accountSidFor, signingSecretFor } from './ids.js';
+import { tollgateSignature, twilioSignature } from './signature.js';
+import {
+  AUTH_SUBPROTOCOL_PREFIX, NATIVE_SUBPROTOCOL, NativeProtocol, TWILIO_SUBPROTOCOL, TwilioProtocol,
+  type AgentFormat, type AgentProtocol, type StartInfo,
+} from './protocols.js';
+
+/** A call that an agent is (or will be) bridged to. */
+export interface BridgeCall {
+  /** The media engine's id for the call (the SIP Call-ID). */
+  readonly mediaId: string;
+  readonly callSid: string;
+  readonly keyId: string;
+  readonly from: string;
+  readonly to: string;
+  readonly direction: 'inbound' | 'outbound';
+  readonly target: 'agent' | 'attach';
+  readonly route: AgentRoute;
+  readonly verstat: StartInfo['verstat'];
+  /** Ends the call because the agent asked or left (BYE; CDR says the agent ended it). */
+  agentHangup(how: string): void;
+}
+
+export type ConnectResult = { readonly ok: true; readonly format: AgentFormat } | { readonly ok: false; readonly reason: string };
+
+interface Entry {
+  readonly call: BridgeCall;
+  session: AgentSession | null;
+  /** target attach: resolves when an agent attaches (or the wait ends). */
+  waiter: ((r: ConnectResult) => void) | null;
+  ended: boolean;
+  /** For dial-out, the socket while it is being opened. */
+  pending: WebSocket | null;
+}
+
+/** Credential params that must never be in a URL (they end up in proxy logs). */
+const CREDENTIAL_PARAMS = ['key', 'api_key', 'apikey', 'token', 'access_token', 'secret', 'auth'];
+
+function routeFormat(route: AgentRoute): AgentFormat {
+  if (route.protocol === 'twilio' || route.sampleRate === 0) return { encoding: 'PCMU', sampleRate: 8000 };
+  return { encoding: 'L16', sampleRate: route.sampleRate };
+}
+
+/** WebSocket close code for a refusal: 401 → 4401, 403 → 4403, 429 → 4429, else 4400. */
+function closeCodeFor(code: Parameters<typeof httpStatusFor>[0]): number {
+  const s = httpStatusFor(code);
+  return s === 401 ? CLOSE.UNAUTHENTICATED : s === 403 ? CLOSE.FORBIDDEN : s === 429 ? CLOSE.OVER_LIMIT : s === 404 ? CLOSE.NO_SUCH_CALL : CLOSE.BAD_MESSAGE;
+}
+
+/**
+ * The agent side of calls (ARCHITECTURE.md: agents/). Two ways an agent reaches a call:
+ * - dial-out (number target `agent`): on an inbound call tollgate opens a WebSocket to the
+ *   number's agent URL, signing the upgrade (Tollgate-Signature, and X-Twilio-Signature when a
+ *   Twilio auth token is configured), before the call is answered;
+ * - dial-in (number target `attach`): tollgate posts a signed `call.incoming` webhook carrying a
+ *   single-call token, and the agent connects to /v1/stream with it and attaches.
+ * Audio frames from the media workers are routed to the call's session here.
+ */
+export class AgentBridge {
+  private readonly bySid = new Map<string, Entry>();
+  private readonly byMedia = new Map<string, Entry>();
+  private readonly wss: WebSocketServer;
+  private readonly unattached = new Set<WebSocket>();
+  private publicBase = '';
+  private closed = false;
+
+  constructor(
+    private readonly gw: Gateway,
+    private readonly media: MediaEngine,
+  ) {
+    this.wss = new WebSocketServer({
+      noServer: true,
+      maxPayload: gw.config.agents.maxMessageBytes,
+      perMessageDeflate: false,
+      // Choose the audio protocol; a credential offered as a subprotocol is never echoed back.
+      handleProtocols: (protocols) => (protocols.has(NATIVE_SUBPROTOCOL) ? NATIVE_SUBPROTOCOL : protocols.has(TWILIO_SUBPROTOCOL) ? TWILIO_SUBPROTOCOL : false),
+    });
+  }
+
+  /** The HTTP base agents reach this gateway on (for the stream URL in webhooks). */
+  setPublicBase(base: string): void {
+    this.publicBase = (this.gw.config.agents.publicUrl || base).replace(/\/+$/, '');
+  }
+
+  get streamUrl(): string {
+    return this.publicBase.replace(/^http/, 'ws') + '/v1/stream';
+  }
+
+  get activeStreams(): number {
+    let n = 0;
+    for (const e of this.bySid.values()) if (e.session) n++;
+    return n;
+  }
+
+  /** A live call by its SID (for REST hang-up). */
+  find(callSid: string): BridgeCall | null {
+    const e = this.bySid.get(callSid);
+    return e && !e.ended ? e.call : null;
+  }
+
+  /**
+   * Brings an agent to the call before it is answered: dials the agent URL, or notifies the
+   * webhook and waits for an attach. Resolves within agents.connectTimeoutMs either way.
+   */
+  async connect(call: BridgeCall): Promise<ConnectResult> {
+    if (this.closed) return { ok: false, reason: 'shutting down' };
+    const entry: Entry = { call, session: null, waiter: null, ended: false, pending: null };
+    this.bySid.set(call.callSid, entry);
+    this.byMedia.set(call.mediaId, entry);
+    const r = call.target === 'agent' ? await this.dialOut(entry) : await this.awaitAttach(entry);
+    this.gw.metrics.agentConnects.inc({ outcome: r.ok ? (call.target === 'agent' ? 'connected' : 'attached') : 'failed' });
+    if (!r.ok) this.forget(entry);
+    return r;
+  }
+
+  private async dialOut(entry: Entry): Promise<ConnectResult> {
+    const { call } = entry;
+    const url = call.route.url;
+    if (!url) return { ok: false, reason: 'the number has no agent URL' };
+    const cfg = this.gw.config.agents;
+    const headers: Record<string, string> = {
+      'User-Agent': 'tollgate',
+      'Tollgate-Signature': tollgateSignature(signingSecretFor(this.gw.config.secrets.masterKey, call.keyId), url),
+    };
+    if (cfg.twilioAuthToken) headers['X-Twilio-Signature'] = twilioSignature(cfg.twilioAuthToken, url);
+    const native = call.route.protocol === 'native';
+    let ws: WebSocket;
+    try {
+      ws = new WebSocket(url, native ? [NATIVE_SUBPROTOCOL] : [], {
+        headers,
+        handshakeTimeout: cfg.connectTimeoutMs,
+        maxPayload: cfg.maxMessageBytes,
+        perMessageDeflate: false,
+        followRedirects: false,
+      });
+    } catch {
+      return { ok: false, reason: 'the agent URL is not a valid ws:// or wss:// URL' };
+    }
+    entry.pending = ws;
+    const opened = await new Promise<ConnectResult>((resolve) => {
+      const timer = setTimeout(() => done({ ok: false, reason: 'agent connect timeout' }), cfg.connectTimeoutMs);
+      const done = (r: ConnectResult): void => {
+        clearTimeout(timer);
+        ws.off('open', onOpen);
+        ws.off('error', onError);
+        ws.off('unexpected-response', onResponse);
+        resolve(r);
+      };
+      const onOpen = (): void => done({ ok: true, format: routeFormat(call.route) });
+      const onError = (err: Error): void => done({ ok: false, reason: `agent connect failed: ${err.message}` });
+      const onResponse = (_req: unknown, res: IncomingMessage): void => {
+        res.resume();
+        done({ ok: false, reason: `agent refused the WebSocket upgrade with HTTP ${res.statusCode ?? '?'}` });
+      };
+      ws.once('open', onOpen);
+      ws.once('error', onError);
+      ws.once('unexpected-response', onResponse);
+    });
+    entry.pending = null;
+    if (opened.ok && native && ws.protocol !== NATIVE_SUBPROTOCOL) {
+      ws.close(CLOSE.BAD_MESSAGE, `expected subprotocol ${NATIVE_SUBPROTOCOL}`);
+      return { ok: false, reason: `the agent did not accept the ${NATIVE_SUBPROTOCOL} subprotocol` };
+    }
+    if (!opened.ok || entry.ended) {
+      ws.on('error', () => {});
+      ws.terminate();
+      return opened.ok ? { ok: false, reason: 'the call ended while the agent was connecting' } : opened;
+    }
+    this.bind(entry, ws, native ? new NativeProtocol() : new TwilioProtocol(), opened.format);
+    return opened;
+  }
+
+  private async awaitAttach(entry: Entry): Promise<ConnectResult> {
+    const { call } = entry;
+    const cfg = this.gw.config.agents;
+    const waited = new Promise<ConnectResult>((resolve) => {
+      const timer = setTimeout(() => {
+        entry.waiter = null;
+        resolve({ ok: false, reason: 'no agent attached in time' });
+      }, cfg.connectTimeoutMs);
+      entry.waiter = (r) => {
+        clearTimeout(timer);
+        entry.waiter = null;
+        resolve(r);
+      };
+    });
+    if (call.route.webhookUrl) {
+      const failed = await this.notify(call).catch((err: unknown) => `webhook failed: ${(err as Error).message}`);
+      if (failed) entry.waiter?.({ ok: false, reason: failed });
+    }
+    return waited;
+  }
+
+  /** Posts the signed call.incoming webhook with a single-call token; a failure reason or null. */
+  private async notify(call: BridgeCall): Promise<string | null> {
+    const key = await this.gw.keys.getCurrent(call.keyId);
+    if (!key) return 'the key no longer exists';
+    const ttlSec = Math.min(this.gw.config.tokens.maxTtlSec, Math.max(5, Math.ceil(this.gw.config.agents.connectTimeoutMs / 1000) + 5));
+    const { token } = await this.gw.tokens.mint(key, { scopes: ['calls:inbound'], callId: call.callSid, ttlSec });
+    const body = JSON.stringify({
+      id: `evt_${randomUUID().replaceAll('-', '')}`,
+      type: 'call.incoming',
+      createdAt: new Date().toISOString(),
+      data: {
+        callId: call.callSid,
+        accountSid: accountSidFor(call.keyId),
+        from: call.from,
+        to: call.to,
+        direction: call.direction,
+        parameters: call.route.parameters,
+        streamUrl: this.streamUrl,
+        token,
+        expiresInSec: ttlSec,
+      },
+    });
+    const res = await fetch(call.route.webhookUrl ?? '', {
+      method: 'POST',
+      headers: {
+        'content-type': 'application/json',
+        'user-agent': 'tollgate',
+        'tollgate-signature': tollgateSignature(signingSecretFor(this.gw.config.secrets.masterKey, call.keyId), body),
+      },
+      body,
+      redirect: 'manual',
+      signal: AbortSignal.timeout(this.gw.config.agents.connectTimeoutMs),
+    });
+    await res.arrayBuffer().catch(() => undefined);
+    return res.ok ? null : `webhook answered HTTP ${res.status}`;
+  }
+
+  private bind(entry: Entry, ws: WebSocket, protocol: AgentProtocol, format: AgentFormat): AgentSession {
+    const { call } = entry;
+    const log = this.gw.log.child({ component: 'agent', callSid: call.callSid });
+    const media = this.media;
+    const id = call.mediaId;
+    const metrics = this.gw.metrics;
+    entry.session = new AgentSession(
+      ws,
+      protocol,
+      {
+        play: (audio) => media.play(id, audio),
+        mark: (name) => media.mark(id, name),
+        clear: () => media.clear(id),
+        sendDtmf: (digit, ms) => media.sendDtmf(id, digit, ms),
+        agentHangup: (how) => {
+          if (!entry.ended) call.agentHangup(how);
+        },
+      },
+      log,
+      {
+        onForwarded: (ms) => metrics.agentForwardLatency.observe(ms / 1000),
+        onDropped: (reason) => metrics.agentFramesDropped.inc({ reason }),
+      },
+    );
+    metrics.agentStreams.inc({ protocol: protocol.name });
+    ws.once('close', () => metrics.agentStreams.dec({ protocol: protocol.name }));
+    const session = entry.session;
+    session.start({
+      callSid: call.callSid,
+      streamSid: call.callSid.replace(/^CA/, 'MZ'),
+      accountSid: accountSidFor(call.keyId),
+      from: call.from,
+      to: call.to,
+      direction: call.direction,
+      parameters: call.route.parameters,
+      verstat: call.verstat,
+      format,
+    });
+    return session;
+  }
+
+  /** Media worker events for agent calls. */
+  onMedia(m: AgentMessage): void {
+    this.byMedia.get(m.callId)?.session?.onMedia(m);
+  }
+
+  onDtmf(mediaId: string, digit: string, durationMs: number): void {
+    this.byMedia.get(mediaId)?.session?.dtmf(digit, durationMs);
+  }
+
+  warn(mediaId: string, reason: string, remainingMs: number): void {
+    this.byMedia.get(mediaId)?.session?.warning(reason, remainingMs);
+  }
+
+  /** The call ended: the agent gets `stop` and the socket closes (or a pending wait ends). */
+  ended(mediaId: string, reason: string): void {
+    const e = this.byMedia.get(mediaId);
+    if (!e) return;
+    e.ended = true;
+    e.waiter?.({ ok: false, reason: 'the call ended before an agent attached' });
+    e.pending?.terminate();
+    e.session?.stop(reason);
+    this.forget(e);
+  }
+
+  private forget(e: Entry): void {
+    if (this.bySid.get(e.call.callSid) === e) this.bySid.delete(e.call.callSid);
+    if (this.byMedia.get(e.call.mediaId) === e) this.byMedia.delete(e.call.mediaId);
+  }
+
+  // ---- dial-in: /v1/stream -------------------------------------------------------------
+
+  /** For the HTTP server's 'upgrade' event; true when the request was for /v1/stream. */
+  handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): boolean {
+    const path = (req.url ?? '').split('?')[0];
+    if (path !== '/v1/stream') return false;
+    if (this.closed) {
+      socket.end('HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      return true;
+    }
+    this.wss.handleUpgrade(req, socket, head, (ws) => void this.onStream(ws, req).catch((err: unknown) => {
+      this.gw.log.error({ err }, 'agent stream failed');
+      ws.close(1011, 'internal error');
+    }));
+    return true;
+  }
+
+  private async onStream(ws: WebSocket, req: IncomingMessage): Promise<void> {
+    const ip = req.socket.remoteAddress ?? '';
+    const protocol: AgentProtocol = ws.protocol === NATIVE_SUBPROTOCOL ? new NativeProtocol() : new TwilioProtocol();
+    const refuse = (code: number, reason: string): void => {
+      this.gw.log.info({ ip, code, reason }, 'agent stream refused');
+      this.gw.metrics.agentConnects.inc({ outcome: 'refused' });
+      const e = protocol.error(String(code), reason);
+      if (e && ws.readyState === ws.OPEN) ws.send(e);
+      ws.close(code, reason);
+      setTimeout(() => ws.terminate(), 2000).unref();
+    };
+    // Messages that arrive before the stream is attached are kept, in order, and replayed.
+    const queue: { data: Buffer; isBinary: boolean }[] = [];
+    let state: 'auth' | 'waiting' | 'attaching' | 'done' = 'auth';
+    let pump: () => void = () => {};
+    const onPre = (data: Buffer, isBinary: boolean): void => {
+      if (queue.length >= 64) {
+        state = 'done';
+        return refuse(CLOSE.BAD_MESSAGE, 'too many messages before attach');
+      }
+      queue.push({ data, isBinary });
+      pump();
+    };
+    ws.on('message', onPre);
+    ws.on('error', () => {});
+    const query = new URL(req.url ?? '/', 'http://x').searchParams;
+    if (CREDENTIAL_PARAMS.some((p) => query.has(p))) return refuse(CLOSE.BAD_MESSAGE, 'credentials must be sent in the Authorization header or a subprotocol, never in the URL');
+    const credential = this.credentialOf(req);
+    if (!credential) return refuse(CLOSE.UNAUTHENTICATED, 'send an API key or token as Authorization: Bearer <credential> or subprotocol tollgate.auth.<credential>');
+    const principal = await this.identify(credential, ip);
+    if (!principal.ok) return refuse(principal.close, principal.reason);
+    const p = principal.principal;
+    const allowed = await this.gw.policy.authorize({ principal: p, action: 'api', scope: null, sourceIp: ip, transport: 'http' });
+    if (!allowed.ok) return refuse(closeCodeFor(allowed.code), allowed.message);
+
+    this.unattached.add(ws);
+    ws.once('close', () => this.unattached.delete(ws));
+    const attach = async (callSid: string, format: AgentFormat | null): Promise<void> => {
+      state = 'attaching';
+      this.unattached.delete(ws);
+      const fail = (code: number, reason: string): void => {
+        state = 'done';
+        refuse(code, reason);
+      };
+      const e = this.bySid.get(callSid);
+      if (!e || e.ended || e.call.keyId !== p.key.id) return fail(CLOSE.NO_SUCH_CALL, 'no such call waiting for this key');
+      if (e.session || e.call.target !== 'attach' || !e.waiter) return fail(CLOSE.ALREADY_ATTACHED, 'the call already has an agent');
+      const v = await this.gw.policy.authorize({ principal: p, action: 'api', scope: 'calls:inbound', sourceIp: ip, transport: 'http', callId: callSid });
+      if (!v.ok) return fail(closeCodeFor(v.code), v.message);
+      if (!e.waiter || e.ended || ws.readyState !== ws.OPEN) return fail(CLOSE.NO_SUCH_CALL, 'the call is no longer waiting');
+      const f = protocol.name === 'twilio' ? routeFormat({ ...e.call.route, protocol: 'twilio' }) : (format ?? routeFormat(e.call.route));
+      const session = this.bind(e, ws, protocol, f);
+      state = 'done';
+      ws.off('message', onPre);
+      for (const m of queue.splice(0)) session.receive(m.data, m.isBinary);
+      e.waiter({ ok: true, format: f });
+    };
+    pump = () => {
+      while (state === 'waiting' && queue.length) {
+        const m = queue.shift()!;
+        const cmd = protocol.decode(m.data, m.isBinary);
+        if (cmd.kind === 'attach') void attach(cmd.callSid, cmd.format);
+        else if (cmd.kind === 'dial') {
+          state = 'done';
+          refuse(CLOSE.BAD_MESSAGE, 'dial is not available yet: outbound calls arrive with POST /v1/calls');
+        } else if (cmd.kind === 'invalid') {
+          state = 'done';
+          refuse(CLOSE.BAD_MESSAGE, cmd.reason);
+        }
+      }
+    };
+    const bound = p.via === 'token' ? p.token?.callId ?? null : null;
+    if (bound) return attach(bound, null);
+    state = 'waiting';
+    pump();
+    setTimeout(() => {
+      if (state === 'waiting') {
+        state = 'done';
+        refuse(CLOSE.BAD_MESSAGE, 'send attach (or dial) first');
+      }
+    }, this.gw.config.agents.connectTimeoutMs).unref();
+  }
+
+  private credentialOf(req: IncomingMessage): string | null {
+    const auth = req.headers.authorization;
+    const m = typeof auth === 'string' ? /^Bearer[ ]+(\S+)\s*$/i.exec(auth) : null;
+    if (m) return m[1]!;
+    const protos = (req.headers['sec-websocket-protocol'] ?? '').split(',').map((s) => s.trim());
+    const p = protos.find((s) => s.startsWith(AUTH_SUBPROTOCOL_PREFIX));
+    return p ? p.slice(AUTH_SUBPROTOCOL_PREFIX.length) : null;
+  }
+
+  private async identify(credential: string, ip: string): Promise<{ ok: true; principal: Principal } | { ok: false; close: number; reason: string }> {
+    if (parseKeySecret(credential)) {
+      const v = await this.gw.keys.verify(credential);
+      if (!v.ok) {
+        this.gw.log.info({ code: v.code, keyId: v.keyId, ip }, 'authentication refused');
+        return { ok: false, close: CLOSE.UNAUTHENTICATED, reason: v.code.toLowerCase().replaceAll('_', ' ') };
+      }
+      return { ok: true, principal: keyPrincipal(v.key) };
+    }
+    if (TokenService.looksLikeToken(credential)) {
+      const v = await this.gw.tokens.verify(credential);
+      if (!v.ok) {
+        this.gw.log.info({ code: v.code, keyId: v.keyId, ip }, 'authentication refused');
+        return { ok: false, close: CLOSE.UNAUTHENTICATED, reason: v.code.toLowerCase().replaceAll('_', ' ') };
+      }
+      return { ok: true, principal: tokenPrincipal(v.key, v.claims) };
+    }
+    return { ok: false, close: CLOSE.UNAUTHENTICATED, reason: 'not an API key or token' };
+  }
+
+  /** Closes every agent socket (calls end separately through SIP). */
+  close(): void {
+    this.closed = true;
+    for (const ws of this.unattached) ws.close(CLOSE.GOING_AWAY, 'shutting down');
+    for (const e of this.bySid.values()) {
+      e.waiter?.({ ok: false, reason: 'shutting down' });
+      e.pending?.terminate();
+      e.session?.stop('shutdown');
+    }
+    this.wss.close();
+  }
+}
