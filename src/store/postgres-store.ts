@@ -296,13 +296,16 @@ export class PostgresStore implements Store {
     });
   }
 
-  listCalls(opts: { keyId?: string | undefined; limit: number; before?: string | undefined }): Promise<CallRecord[]> {
+  listCalls(opts: { keyId?: string | undefined; limit: number; before?: string | undefined; beforeId?: string | undefined }): Promise<CallRecord[]> {
     return this.run('listCalls', async () => {
       const args: unknown[] = [];
       const arg = (v: unknown): string => `$${args.push(v)}`;
       const where: string[] = [];
       if (opts.keyId) where.push(`key_id = ${arg(opts.keyId)}`);
-      if (opts.before) where.push(`started_at < ${arg(isoCursor(opts.before))}`);
+      if (opts.before && opts.beforeId) {
+        const at = arg(isoCursor(opts.before));
+        where.push(`(started_at < ${at} OR (started_at = ${at} AND id < ${arg(opts.beforeId)}))`);
+      } else if (opts.before) where.push(`started_at < ${arg(isoCursor(opts.before))}`);
       const sql = `SELECT * FROM calls ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY started_at DESC, id DESC LIMIT ${arg(opts.limit)}`;
       return (await this.pool.query<CallRow>(sql, args)).rows.map(rowToCall);
     });

@@ -301,7 +301,7 @@ export class SqliteStore implements Store {
     });
   }
 
-  listCalls(opts: { keyId?: string | undefined; limit: number; before?: string | undefined }): Promise<CallRecord[]> {
+  listCalls(opts: { keyId?: string | undefined; limit: number; before?: string | undefined; beforeId?: string | undefined }): Promise<CallRecord[]> {
     return wrap('listCalls', () => {
       const where: string[] = [];
       const args: unknown[] = [];
@@ -309,7 +309,10 @@ export class SqliteStore implements Store {
         where.push('key_id = ?');
         args.push(opts.keyId);
       }
-      if (opts.before) {
+      if (opts.before && opts.beforeId) {
+        where.push('(started_at < ? OR (started_at = ? AND id < ?))');
+        args.push(isoCursor(opts.before), isoCursor(opts.before), opts.beforeId);
+      } else if (opts.before) {
         where.push('started_at < ?');
         args.push(isoCursor(opts.before));
       }

@@ -260,7 +260,8 @@ export function storeContract(name: string, make: () => Promise<Store>, cleanup?
     it('orders call records that start at the same instant by id', async () => {
       const keyId = `key_cdrC${Math.floor(Math.random() * 1e9)}`;
       const startedAt = '2025-07-01T00:00:00.000Z';
-      const ids = ['CA' + '1'.repeat(32), 'CA' + 'a'.repeat(32), 'CA' + '5'.repeat(32)];
+      const salt = Math.floor(Math.random() * 0xfffffff).toString(16).padStart(7, '0');
+      const ids = ['CA' + '1'.repeat(25) + salt, 'CA' + 'a'.repeat(25) + salt, 'CA' + '5'.repeat(25) + salt];
       for (const id of ids) {
         await store.insertCall({
           id, keyId, direction: 'outbound', from: '+12025550123', to: '+442071838750', target: 'agent', sipCallId: null, status: 'ringing',
@@ -268,6 +269,11 @@ export function storeContract(name: string, make: () => Promise<Store>, cleanup?
         });
       }
       expect((await store.listCalls({ keyId, limit: 10 })).map((c) => c.id)).toEqual([ids[1], ids[2], ids[0]]);
+      // Paging with (startedAt, id) continues exactly after the last call, ties included.
+      const first = await store.listCalls({ keyId, limit: 1 });
+      const rest = await store.listCalls({ keyId, limit: 10, before: first[0]!.startedAt, beforeId: first[0]!.id });
+      expect(rest.map((c) => c.id)).toEqual([ids[2], ids[0]]);
+      expect(await store.listCalls({ keyId, limit: 10, before: startedAt })).toEqual([]);
     });
 
     it('refuses a number owned by a key that does not exist', async () => {

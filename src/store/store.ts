@@ -133,8 +133,12 @@ export interface Store {
   /** Applies the patch (details replaced as a whole when given); null when there is no such call. */
   updateCall(id: string, patch: CallPatch): Promise<CallRecord | null>;
   getCall(id: string): Promise<CallRecord | null>;
-  /** Newest first (started_at DESC, id DESC); `before` = a startedAt ISO string to page older. */
-  listCalls(opts: { keyId?: string | undefined; limit: number; before?: string | undefined }): Promise<CallRecord[]>;
+  /**
+   * Newest first (started_at DESC, id DESC). Paging: `before` (a startedAt) and `beforeId` (the
+   * id of the last call of the previous page) continue exactly after it, ties included; `before`
+   * alone pages by time.
+   */
+  listCalls(opts: { keyId?: string | undefined; limit: number; before?: string | undefined; beforeId?: string | undefined }): Promise<CallRecord[]>;
 
   /** Records a single-use token id; false when it was already used. */
   consumeTokenId(jti: string, expiresAt: string): Promise<boolean>;

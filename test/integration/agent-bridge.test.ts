@@ -272,6 +272,45 @@ describe('agent bridge: phone calls to AI agents over WebSocket', () => {
     const r401 = await runSipp({ scenario: 'uac-auth-expect', expect: 480, target: gw.sip.udp!, transport: 'udp', dialled: t401.number, username: t401.id, password: t401.secret });
     expect(r401.code, r401.errors).toBe(0);
     expect((await api(gw, 'GET', '/v1/calls', { auth: t401.secret })).body.calls[0].details.agentError).toMatch(/HTTP 401/);
+    // An agent that accepts the connection but never completes the upgrade times out.
+    const { createServer: tcpServer } = await import('node:net');
+    const held = new Set<import('node:net').Socket>();
+    const silent = tcpServer((sock) => {
+      held.add(sock);
+      sock.resume(); // read (and discard) the upgrade request, so the peer's close is seen
+      sock.on('error', () => {});
+      sock.on('close', () => held.delete(sock));
+    });
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', () => r()));
+    const heldAtStart = held.size;
+    keep({
+      close: () => new Promise<void>((r) => {
+        for (const sock of held) sock.destroy();
+        silent.close(() => r());
+      }),
+    });
+    const tSlow = await route('agent', { url: `ws://127.0.0.1:${(silent.address() as { port: number }).port}/slow`, fallback: '503' });
+    const rSlow = await runSipp({ scenario: 'uac-auth-expect', expect: 503, target: gw.sip.udp!, transport: 'udp', dialled: tSlow.number, username: tSlow.id, password: tSlow.secret });
+    expect(rSlow.code, rSlow.errors).toBe(0);
+    expect((await api(gw, 'GET', '/v1/calls', { auth: tSlow.secret })).body.calls[0].details.agentError).toMatch(/timeout|timed out/i);
+    // The gateway gave up on the connection instead of leaving it open.
+    for (let i = 0; i < 40 && held.size > heldAtStart; i++) await new Promise((r) => setTimeout(r, 50));
+    expect(held.size).toBe(heldAtStart);
+    // An admin pages through every call record; pages follow each other without gaps or repeats.
+    const all = (await api(gw, 'GET', '/v1/calls?limit=1000', { auth: admin })).body.calls.map((c: { id: string }) => c.id);
+    expect(all.length).toBeGreaterThanOrEqual(4);
+    const paged: string[] = [];
+    let next: string | null = null;
+    for (let i = 0; i < 100; i++) {
+      const page = await api(gw, 'GET', `/v1/calls?limit=2${next ? `&before=${encodeURIComponent(next)}` : ''}`, { auth: admin });
+      expect(page.status, page.text).toBe(200);
+      paged.push(...page.body.calls.map((c: { id: string }) => c.id));
+      next = page.body.next;
+      if (!next) break;
+    }
+    expect(paged).toEqual(all);
+    // Another key's call is not visible to a trunk key.
+    expect((await api(gw, 'GET', `/v1/calls/${all[0]}`, { auth: t480.secret })).status).toBe(all[0] === refused.body.calls[0].id ? 200 : 404);
   });
 
   it('the agent is warned before the key\'s maximum call duration ends the call', async () => {
@@ -302,5 +341,24 @@ describe('agent bridge: phone calls to AI agents over WebSocket', () => {
     expect(r.code, r.errors || r.stdout.slice(-1500)).toBe(0);
     expect(await cdr(t.secret, start.callId)).toMatchObject({ endedBy: 'agent', details: { agentHangup: 'protocol-error' } });
     await waitForLog(gw, 'agent message refused');
+  });
+
+  it('limits: agent audio beyond agents.maxQueueMs drops the oldest with a warning; a message over maxMessageBytes closes the stream', async () => {
+    const server = keep(await PipecatLikeAgent.listen());
+    const t = await route('agent', { url: `${server.url}/chatty` });
+    const sipp = call(t, { scenario: 'uac-auth-pcap-wait-bye', holdMs: 15_000 });
+    const agent = await server.agent(0, 8000);
+    await agent.waitForStart();
+    // 31 s of speech at once: one second more than the 30 s queue.
+    await agent.speak(sine(1000, 8000, 31_000), { paced: false, chunkMs: 500 });
+    const warning = await agent.waitForEvent('warning', 3000);
+    expect(warning).toMatchObject({ warning: { reason: 'queue-overflow' } });
+    await waitForLog(gw, 'agent audio queue full');
+    // One message of 2 MiB (limit 1 MiB): the gateway closes with 1009 and the call ends.
+    agent.send({ event: 'media', streamSid: agent.streamSid, media: { payload: 'A'.repeat(2 * 1024 * 1024) } });
+    expect((await agent.waitForClose()).code).toBe(1009);
+    const r = await sipp;
+    expect(r.code, r.errors || r.stdout.slice(-1500)).toBe(0);
+    expect((await cdr(t.secret, agent.callSid!)).endedBy).toBe('agent');
   });
 });

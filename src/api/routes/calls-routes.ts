@@ -8,7 +8,8 @@ import { authenticate } from '../authenticate.js';
 const listQuery = z.strictObject({
   keyId: z.string().max(64).optional(),
   limit: z.coerce.number().int().min(1).max(1000).default(100),
-  before: z.string().datetime({ offset: true }).optional(),
+  /** The `next` of the previous page: `<startedAt>~<id>`, or a date-time. */
+  before: z.string().max(128).regex(/^[0-9T:.+Z-]+(~CA[0-9a-f]{32})?$/, 'a date-time, or the next cursor of the previous page').optional(),
 });
 
 /**
@@ -22,8 +23,11 @@ export function registerCallRoutes(app: FastifyInstance, gw: Gateway): void {
     const q = parseInput(listQuery, req.query);
     const admin = p.scopes.has('keys:admin');
     if (q.keyId && q.keyId !== p.key.id && !admin) throw new TollgateError('FORBIDDEN', 'only keys:admin may list another key\'s calls');
-    const calls = await gw.store.listCalls({ keyId: q.keyId ?? (admin ? undefined : p.key.id), limit: q.limit, before: q.before });
-    return { calls, next: calls.length === q.limit ? calls[calls.length - 1]!.startedAt : null };
+    const [before, beforeId] = q.before ? q.before.split('~') : [];
+    if (before !== undefined && Number.isNaN(Date.parse(before))) throw new TollgateError('VALIDATION_FAILED', 'before: not a date-time', { details: { field: 'before' } });
+    const calls = await gw.store.listCalls({ keyId: q.keyId ?? (admin ? undefined : p.key.id), limit: q.limit, before, beforeId });
+    const last = calls.at(-1);
+    return { calls, next: calls.length === q.limit && last ? `${last.startedAt}~${last.id}` : null };
   });
 
   app.get<{ Params: { id: string } }>('/v1/calls/:id', async (req, reply) => {
