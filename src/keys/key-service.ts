@@ -26,7 +26,14 @@ export interface KeyServiceOptions {
     maxCallDurationSec: number;
     allowedCountries: readonly string[];
   };
+  /**
+   * Told after a key is rotated or revoked (main.ts passes it on to the webhook service). Awaited;
+   * a failure is logged and does not undo the change.
+   */
+  onEvent?: (type: KeyEventType, keyId: string, data: Record<string, unknown>) => Promise<void> | void;
 }
+
+export type KeyEventType = 'key.rotated' | 'key.revoked';
 
 export type VerifyFailure = 'UNAUTHENTICATED' | 'KEY_REVOKED' | 'KEY_EXPIRED' | 'KEY_QUARANTINED';
 export type VerifyResult =
@@ -185,6 +192,7 @@ export class KeyService {
     await this.changed(id);
     await this.audit.append({ actor, action: 'key.rotated', target: id, details: { graceSec: grace, oldSecretsExpireAt, wasQuarantined: key.status === 'quarantined' } });
     this.log.info({ keyId: id, graceSec: grace, actor }, 'key rotated');
+    await this.announce('key.rotated', id, { keyId: id, hint: withHint.hint, graceSec: grace, oldSecretsExpireAt, wasQuarantined: key.status === 'quarantined' });
     return { key: withHint, secret, oldSecretsExpireAt };
   }
 
@@ -203,9 +211,18 @@ export class KeyService {
       await this.changed(id);
       await this.audit.append({ actor, action: 'key.revoked', target: id, details: { reason: reason ?? null } });
       this.log.warn({ keyId: id, actor }, 'key revoked');
+      await this.announce('key.revoked', id, { keyId: id, revokedAt: updated?.revokedAt ?? now, reason: reason ?? null });
       return updated ?? key;
     } finally {
       this.revoking.delete(id);
+    }
+  }
+
+  private async announce(type: KeyEventType, keyId: string, data: Record<string, unknown>): Promise<void> {
+    try {
+      await this.opts.onEvent?.(type, keyId, data);
+    } catch (err) {
+      this.log.warn({ err, keyId, event: type }, 'key event hook failed');
     }
   }
 

@@ -106,6 +106,58 @@ CREATE TABLE calls (
 CREATE INDEX calls_key_started ON calls(key_id, started_at);
 CREATE INDEX calls_started ON calls(started_at);
 ` },
+  { version: 4, sql: `
+CREATE TABLE trunks (
+  id TEXT PRIMARY KEY,
+  name TEXT NOT NULL,
+  host TEXT NOT NULL,
+  port INTEGER NOT NULL CHECK (port BETWEEN 1 AND 65535),
+  transport TEXT NOT NULL CHECK (transport IN ('udp','tcp','tls')),
+  srtp TEXT NOT NULL CHECK (srtp IN ('required','optional','off')),
+  username TEXT,
+  password_sealed TEXT,
+  codecs TEXT NOT NULL,
+  max_cps REAL NOT NULL,
+  prefixes TEXT NOT NULL,
+  priority INTEGER NOT NULL,
+  enabled INTEGER NOT NULL,
+  created_at TEXT NOT NULL,
+  updated_at TEXT NOT NULL
+);
+CREATE TABLE webhook_endpoints (
+  id TEXT PRIMARY KEY,
+  key_id TEXT REFERENCES api_keys(id) ON DELETE CASCADE,
+  url TEXT NOT NULL,
+  events TEXT NOT NULL,
+  enabled INTEGER NOT NULL,
+  created_at TEXT NOT NULL,
+  updated_at TEXT NOT NULL
+);
+CREATE INDEX webhook_endpoints_key_id ON webhook_endpoints(key_id);
+-- payload is TEXT in both dialects: the exact bytes that were signed (JSONB would reorder them).
+-- No foreign key to webhook_endpoints: the delivery log outlives a removed endpoint.
+CREATE TABLE webhook_deliveries (
+  id TEXT PRIMARY KEY,
+  endpoint_id TEXT NOT NULL,
+  key_id TEXT,
+  event_id TEXT NOT NULL,
+  event_type TEXT NOT NULL,
+  payload TEXT NOT NULL,
+  status TEXT NOT NULL CHECK (status IN ('pending','delivered','failed')),
+  attempts INTEGER NOT NULL,
+  next_attempt_at TEXT,
+  last_status INTEGER,
+  last_error TEXT,
+  created_at TEXT NOT NULL,
+  updated_at TEXT NOT NULL,
+  delivered_at TEXT,
+  UNIQUE (endpoint_id, event_id)
+);
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries(next_attempt_at) WHERE status = 'pending';
+CREATE INDEX webhook_deliveries_created ON webhook_deliveries(created_at, id);
+CREATE INDEX webhook_deliveries_key_created ON webhook_deliveries(key_id, created_at);
+CREATE INDEX webhook_deliveries_endpoint_created ON webhook_deliveries(endpoint_id, created_at);
+` },
 ];
 
 export const POSTGRES_MIGRATIONS: readonly Migration[] = [
@@ -206,5 +258,57 @@ CREATE TABLE calls (
 );
 CREATE INDEX calls_key_started ON calls(key_id, started_at);
 CREATE INDEX calls_started ON calls(started_at);
+` },
+  { version: 4, sql: `
+CREATE TABLE trunks (
+  id TEXT PRIMARY KEY,
+  name TEXT NOT NULL,
+  host TEXT NOT NULL,
+  port INTEGER NOT NULL CHECK (port BETWEEN 1 AND 65535),
+  transport TEXT NOT NULL CHECK (transport IN ('udp','tcp','tls')),
+  srtp TEXT NOT NULL CHECK (srtp IN ('required','optional','off')),
+  username TEXT,
+  password_sealed TEXT,
+  codecs JSONB NOT NULL,
+  max_cps DOUBLE PRECISION NOT NULL,
+  prefixes JSONB NOT NULL,
+  priority INTEGER NOT NULL,
+  enabled BOOLEAN NOT NULL,
+  created_at TEXT NOT NULL,
+  updated_at TEXT NOT NULL
+);
+CREATE TABLE webhook_endpoints (
+  id TEXT PRIMARY KEY,
+  key_id TEXT REFERENCES api_keys(id) ON DELETE CASCADE,
+  url TEXT NOT NULL,
+  events JSONB NOT NULL,
+  enabled BOOLEAN NOT NULL,
+  created_at TEXT NOT NULL,
+  updated_at TEXT NOT NULL
+);
+CREATE INDEX webhook_endpoints_key_id ON webhook_endpoints(key_id);
+-- payload is TEXT in both dialects: the exact bytes that were signed (JSONB would reorder them).
+-- No foreign key to webhook_endpoints: the delivery log outlives a removed endpoint.
+CREATE TABLE webhook_deliveries (
+  id TEXT PRIMARY KEY,
+  endpoint_id TEXT NOT NULL,
+  key_id TEXT,
+  event_id TEXT NOT NULL,
+  event_type TEXT NOT NULL,
+  payload TEXT NOT NULL,
+  status TEXT NOT NULL CHECK (status IN ('pending','delivered','failed')),
+  attempts INTEGER NOT NULL,
+  next_attempt_at TEXT,
+  last_status INTEGER,
+  last_error TEXT,
+  created_at TEXT NOT NULL,
+  updated_at TEXT NOT NULL,
+  delivered_at TEXT,
+  UNIQUE (endpoint_id, event_id)
+);
+CREATE INDEX webhook_deliveries_due ON webhook_deliveries(next_attempt_at) WHERE status = 'pending';
+CREATE INDEX webhook_deliveries_created ON webhook_deliveries(created_at, id);
+CREATE INDEX webhook_deliveries_key_created ON webhook_deliveries(key_id, created_at);
+CREATE INDEX webhook_deliveries_endpoint_created ON webhook_deliveries(endpoint_id, created_at);
 ` },
 ];

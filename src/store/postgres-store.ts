@@ -1,10 +1,16 @@
 import pg from 'pg';
 import { StoreError } from '../errors/index.js';
 import type { KeyPatch, KeyRecord, SecretRecord } from '../keys/key-record.js';
-import type { AuditEntry, CallPatch, CallRecord, KeyListFilter, NumberRecord, Store, UsageRecord } from './store.js';
+import type {
+  AuditEntry, CallPatch, CallRecord, KeyListFilter, NumberRecord, Store, TrunkPatch, TrunkRecord, UsageRecord, WebhookDelivery, WebhookDeliveryPatch,
+  WebhookDeliveryStatus, WebhookEndpoint,
+} from './store.js';
 import {
   KEY_COLUMNS, PATCH_COLUMNS, keyToValues, patchValue, rowToAudit, rowToKey, rowToSecret, rowToUsage,
   type AuditRow, type KeyRow, type NumberRow, type SecretRow, type UsageRow, rowToNumber, type CallRow, rowToCall, CALL_COLUMNS, callToValues, callPatchColumns, isoCursor,
+  TRUNK_COLUMNS, rowToTrunk, trunkToValues, trunkPatchColumns, type TrunkRow,
+  WEBHOOK_ENDPOINT_COLUMNS, rowToWebhookEndpoint, webhookEndpointToValues, subscribes, type WebhookEndpointRow,
+  WEBHOOK_DELIVERY_COLUMNS, rowToWebhookDelivery, webhookDeliveryToValues, deliveryPatchColumns, type WebhookDeliveryRow, ENDPOINT_REMOVED,
 } from './row-mapping.js';
 import { POSTGRES_MIGRATIONS } from './migrations.js';
 
@@ -308,6 +314,166 @@ export class PostgresStore implements Store {
       } else if (opts.before) where.push(`started_at < ${arg(isoCursor(opts.before))}`);
       const sql = `SELECT * FROM calls ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY started_at DESC, id DESC LIMIT ${arg(opts.limit)}`;
       return (await this.pool.query<CallRow>(sql, args)).rows.map(rowToCall);
+    });
+  }
+
+  insertTrunk(t: TrunkRecord): Promise<void> {
+    return this.run('insertTrunk', async () => {
+      await this.pool.query(`INSERT INTO trunks (${TRUNK_COLUMNS.join(', ')}) VALUES (${TRUNK_COLUMNS.map((_, i) => `$${i + 1}`).join(', ')})`, trunkToValues(t, pgBool));
+    });
+  }
+
+  updateTrunk(id: string, patch: TrunkPatch): Promise<TrunkRecord | null> {
+    return this.run('updateTrunk', async () => {
+      const cols = trunkPatchColumns(patch, pgBool);
+      if (cols.length === 0) return this.getTrunk(id);
+      const args: unknown[] = [...cols.map((c) => c.value), id];
+      const sets = cols.map((c, i) => `${c.column} = $${i + 1}`).join(', ');
+      const { rows } = await this.pool.query<TrunkRow>(`UPDATE trunks SET ${sets} WHERE id = $${args.length} RETURNING *`, args);
+      return rows[0] ? rowToTrunk(rows[0]) : null;
+    });
+  }
+
+  getTrunk(id: string): Promise<TrunkRecord | null> {
+    return this.run('getTrunk', async () => {
+      const { rows } = await this.pool.query<TrunkRow>('SELECT * FROM trunks WHERE id = $1', [id]);
+      return rows[0] ? rowToTrunk(rows[0]) : null;
+    });
+  }
+
+  listTrunks(opts: { limit: number; after?: string | undefined }): Promise<TrunkRecord[]> {
+    return this.run('listTrunks', async () => {
+      const { rows } = opts.after
+        ? await this.pool.query<TrunkRow>('SELECT * FROM trunks WHERE id > $1 ORDER BY id LIMIT $2', [opts.after, opts.limit])
+        : await this.pool.query<TrunkRow>('SELECT * FROM trunks ORDER BY id LIMIT $1', [opts.limit]);
+      return rows.map(rowToTrunk);
+    });
+  }
+
+  deleteTrunk(id: string): Promise<boolean> {
+    return this.run('deleteTrunk', async () => (await this.pool.query('DELETE FROM trunks WHERE id = $1', [id])).rowCount === 1);
+  }
+
+  insertWebhookEndpoint(e: WebhookEndpoint): Promise<void> {
+    return this.run('insertWebhookEndpoint', async () => {
+      await this.pool.query(
+        `INSERT INTO webhook_endpoints (${WEBHOOK_ENDPOINT_COLUMNS.join(', ')}) VALUES (${WEBHOOK_ENDPOINT_COLUMNS.map((_, i) => `$${i + 1}`).join(', ')})`,
+        webhookEndpointToValues(e, pgBool),
+      );
+    });
+  }
+
+  listWebhookEndpoints(opts: { keyId?: string | null | undefined; limit: number; after?: string | undefined }): Promise<WebhookEndpoint[]> {
+    return this.run('listWebhookEndpoints', async () => {
+      const args: unknown[] = [];
+      const arg = (v: unknown): string => `$${args.push(v)}`;
+      const where: string[] = [];
+      if (opts.keyId === null) where.push('key_id IS NULL');
+      else if (opts.keyId !== undefined) where.push(`key_id = ${arg(opts.keyId)}`);
+      if (opts.after) where.push(`id > ${arg(opts.after)}`);
+      const sql = `SELECT * FROM webhook_endpoints ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY id LIMIT ${arg(opts.limit)}`;
+      return (await this.pool.query<WebhookEndpointRow>(sql, args)).rows.map(rowToWebhookEndpoint);
+    });
+  }
+
+  getWebhookEndpoint(id: string): Promise<WebhookEndpoint | null> {
+    return this.run('getWebhookEndpoint', async () => {
+      const { rows } = await this.pool.query<WebhookEndpointRow>('SELECT * FROM webhook_endpoints WHERE id = $1', [id]);
+      return rows[0] ? rowToWebhookEndpoint(rows[0]) : null;
+    });
+  }
+
+  deleteWebhookEndpoint(id: string): Promise<boolean> {
+    return this.run('deleteWebhookEndpoint', () =>
+      this.tx(async (c) => {
+        const removed = (await c.query('DELETE FROM webhook_endpoints WHERE id = $1', [id])).rowCount === 1;
+        if (removed) {
+          await c.query(
+            "UPDATE webhook_deliveries SET status = 'failed', next_attempt_at = NULL, last_error = $1, updated_at = $2 WHERE endpoint_id = $3 AND status = 'pending'",
+            [ENDPOINT_REMOVED, new Date().toISOString(), id],
+          );
+        }
+        return removed;
+      }),
+    );
+  }
+
+  endpointsFor(keyId: string | null, eventType: string): Promise<WebhookEndpoint[]> {
+    return this.run('endpointsFor', async () => {
+      const { rows } = keyId === null
+        ? await this.pool.query<WebhookEndpointRow>('SELECT * FROM webhook_endpoints WHERE enabled AND key_id IS NULL ORDER BY id')
+        : await this.pool.query<WebhookEndpointRow>('SELECT * FROM webhook_endpoints WHERE enabled AND (key_id = $1 OR key_id IS NULL) ORDER BY id', [keyId]);
+      return rows.map(rowToWebhookEndpoint).filter((e) => subscribes(e, eventType));
+    });
+  }
+
+  insertDelivery(d: WebhookDelivery): Promise<void> {
+    return this.run('insertDelivery', async () => {
+      await this.pool.query(
+        `INSERT INTO webhook_deliveries (${WEBHOOK_DELIVERY_COLUMNS.join(', ')}) VALUES (${WEBHOOK_DELIVERY_COLUMNS.map((_, i) => `$${i + 1}`).join(', ')})`,
+        webhookDeliveryToValues(d),
+      );
+    });
+  }
+
+  updateDelivery(id: string, patch: WebhookDeliveryPatch): Promise<WebhookDelivery | null> {
+    return this.run('updateDelivery', async () => {
+      const cols = deliveryPatchColumns(patch);
+      if (cols.length === 0) return this.getDelivery(id);
+      const args: unknown[] = [...cols.map((c) => c.value), id];
+      const sets = cols.map((c, i) => `${c.column} = $${i + 1}`).join(', ');
+      const { rows } = await this.pool.query<WebhookDeliveryRow>(`UPDATE webhook_deliveries SET ${sets} WHERE id = $${args.length} RETURNING *`, args);
+      return rows[0] ? rowToWebhookDelivery(rows[0]) : null;
+    });
+  }
+
+  getDelivery(id: string): Promise<WebhookDelivery | null> {
+    return this.run('getDelivery', async () => {
+      const { rows } = await this.pool.query<WebhookDeliveryRow>('SELECT * FROM webhook_deliveries WHERE id = $1', [id]);
+      return rows[0] ? rowToWebhookDelivery(rows[0]) : null;
+    });
+  }
+
+  listDeliveries(opts: {
+    keyId?: string | null | undefined;
+    endpointId?: string | undefined;
+    status?: WebhookDeliveryStatus | undefined;
+    limit: number;
+    before?: string | undefined;
+    beforeId?: string | undefined;
+  }): Promise<WebhookDelivery[]> {
+    return this.run('listDeliveries', async () => {
+      const args: unknown[] = [];
+      const arg = (v: unknown): string => `$${args.push(v)}`;
+      const where: string[] = [];
+      if (opts.keyId === null) where.push('key_id IS NULL');
+      else if (opts.keyId !== undefined) where.push(`key_id = ${arg(opts.keyId)}`);
+      if (opts.endpointId) where.push(`endpoint_id = ${arg(opts.endpointId)}`);
+      if (opts.status) where.push(`status = ${arg(opts.status)}`);
+      if (opts.before && opts.beforeId) {
+        const at = arg(isoCursor(opts.before));
+        where.push(`(created_at < ${at} OR (created_at = ${at} AND id < ${arg(opts.beforeId)}))`);
+      } else if (opts.before) where.push(`created_at < ${arg(isoCursor(opts.before))}`);
+      const sql = `SELECT * FROM webhook_deliveries ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY created_at DESC, id DESC LIMIT ${arg(opts.limit)}`;
+      return (await this.pool.query<WebhookDeliveryRow>(sql, args)).rows.map(rowToWebhookDelivery);
+    });
+  }
+
+  claimDueDeliveries(nowIso: string, limit: number, leaseUntilIso: string): Promise<WebhookDelivery[]> {
+    return this.run('claimDueDeliveries', async () => {
+      // SKIP LOCKED: concurrent claimers on other nodes pass over rows another claimer is
+      // leasing right now instead of waiting for them, and never take the same row.
+      const { rows } = await this.pool.query<WebhookDeliveryRow>(
+        `UPDATE webhook_deliveries d SET next_attempt_at = $1
+         FROM (
+           SELECT id FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= $2
+           ORDER BY next_attempt_at, id LIMIT $3 FOR UPDATE SKIP LOCKED
+         ) due
+         WHERE d.id = due.id
+         RETURNING d.*`,
+        [isoCursor(leaseUntilIso), isoCursor(nowIso), limit],
+      );
+      return rows.map(rowToWebhookDelivery);
     });
   }
 

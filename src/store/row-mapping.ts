@@ -1,5 +1,5 @@
 import type { KeyRecord, SecretRecord, Budget } from '../keys/key-record.js';
-import type { AgentRoute, AuditEntry, CallRecord, NumberRecord, UsageRecord } from './store.js';
+import type { AgentRoute, AuditEntry, CallRecord, NumberRecord, TrunkRecord, UsageRecord, WebhookDelivery, WebhookEndpoint } from './store.js';
 
 /** Row shapes shared by the SQLite and PostgreSQL stores (snake_case columns). */
 export interface KeyRow {
@@ -238,3 +238,154 @@ export function callPatchColumns(patch: Record<string, unknown>): { column: stri
   }
   return out;
 }
+
+
+/** A patch object → `{ column, value }` pairs by a field → column map (unknown and undefined fields skipped). */
+function patchColumns(
+  patch: Record<string, unknown>,
+  map: Readonly<Record<string, string>>,
+  encode: (field: string, v: unknown) => unknown = (_f, v) => v,
+): { column: string; value: unknown }[] {
+  const out: { column: string; value: unknown }[] = [];
+  for (const [k, v] of Object.entries(patch)) {
+    const column = map[k];
+    if (column && v !== undefined) out.push({ column, value: encode(k, v) });
+  }
+  return out;
+}
+
+export interface TrunkRow {
+  id: string;
+  name: string;
+  host: string;
+  port: number | string;
+  transport: string;
+  srtp: string;
+  username: string | null;
+  password_sealed: string | null;
+  /** JSON text (SQLite) or parsed JSONB (PostgreSQL). */
+  codecs: unknown;
+  max_cps: number | string;
+  prefixes: unknown;
+  priority: number | string;
+  enabled: number | boolean;
+  created_at: string;
+  updated_at: string;
+}
+
+export const TRUNK_COLUMNS = ['id', 'name', 'host', 'port', 'transport', 'srtp', 'username', 'password_sealed', 'codecs', 'max_cps', 'prefixes', 'priority', 'enabled', 'created_at', 'updated_at'] as const;
+
+export const rowToTrunk = (r: TrunkRow): TrunkRecord => ({
+  id: r.id,
+  name: r.name,
+  host: r.host,
+  port: Number(r.port),
+  transport: r.transport as TrunkRecord['transport'],
+  srtp: r.srtp as TrunkRecord['srtp'],
+  username: r.username,
+  passwordSealed: r.password_sealed,
+  codecs: json<TrunkRecord['codecs']>(r.codecs),
+  maxCps: Number(r.max_cps),
+  prefixes: json<string[]>(r.prefixes),
+  priority: Number(r.priority),
+  enabled: Boolean(r.enabled),
+  createdAt: r.created_at,
+  updatedAt: r.updated_at,
+});
+
+export function trunkToValues(t: TrunkRecord, bool: (b: boolean) => unknown): unknown[] {
+  return [t.id, t.name, t.host, t.port, t.transport, t.srtp, t.username, t.passwordSealed, JSON.stringify(t.codecs), t.maxCps, JSON.stringify(t.prefixes), t.priority, bool(t.enabled), t.createdAt, t.updatedAt];
+}
+
+const TRUNK_PATCH: Readonly<Record<string, string>> = {
+  name: 'name', host: 'host', port: 'port', transport: 'transport', srtp: 'srtp', username: 'username', passwordSealed: 'password_sealed',
+  codecs: 'codecs', maxCps: 'max_cps', prefixes: 'prefixes', priority: 'priority', enabled: 'enabled', updatedAt: 'updated_at',
+};
+
+/** TrunkPatch fields → columns (lists as JSON text, booleans as the driver wants them). */
+export function trunkPatchColumns(patch: Record<string, unknown>, bool: (b: boolean) => unknown): { column: string; value: unknown }[] {
+  return patchColumns(patch, TRUNK_PATCH, (f, v) => (f === 'codecs' || f === 'prefixes' ? JSON.stringify(v) : typeof v === 'boolean' ? bool(v) : v));
+}
+
+export interface WebhookEndpointRow {
+  id: string;
+  key_id: string | null;
+  url: string;
+  events: unknown;
+  enabled: number | boolean;
+  created_at: string;
+  updated_at: string;
+}
+
+export const WEBHOOK_ENDPOINT_COLUMNS = ['id', 'key_id', 'url', 'events', 'enabled', 'created_at', 'updated_at'] as const;
+
+export const rowToWebhookEndpoint = (r: WebhookEndpointRow): WebhookEndpoint => ({
+  id: r.id,
+  keyId: r.key_id,
+  url: r.url,
+  events: json<string[]>(r.events),
+  enabled: Boolean(r.enabled),
+  createdAt: r.created_at,
+  updatedAt: r.updated_at,
+});
+
+export function webhookEndpointToValues(e: WebhookEndpoint, bool: (b: boolean) => unknown): unknown[] {
+  return [e.id, e.keyId, e.url, JSON.stringify(e.events), bool(e.enabled), e.createdAt, e.updatedAt];
+}
+
+/** True when an endpoint's subscription list covers the event type. */
+export const subscribes = (e: WebhookEndpoint, eventType: string): boolean => e.events.includes(eventType) || e.events.includes('*');
+
+export interface WebhookDeliveryRow {
+  id: string;
+  endpoint_id: string;
+  key_id: string | null;
+  event_id: string;
+  event_type: string;
+  payload: string;
+  status: string;
+  attempts: number | string;
+  next_attempt_at: string | null;
+  last_status: number | string | null;
+  last_error: string | null;
+  created_at: string;
+  updated_at: string;
+  delivered_at: string | null;
+}
+
+export const WEBHOOK_DELIVERY_COLUMNS = [
+  'id', 'endpoint_id', 'key_id', 'event_id', 'event_type', 'payload', 'status', 'attempts', 'next_attempt_at', 'last_status', 'last_error', 'created_at', 'updated_at', 'delivered_at',
+] as const;
+
+export const rowToWebhookDelivery = (r: WebhookDeliveryRow): WebhookDelivery => ({
+  id: r.id,
+  endpointId: r.endpoint_id,
+  keyId: r.key_id,
+  eventId: r.event_id,
+  eventType: r.event_type,
+  payload: r.payload,
+  status: r.status as WebhookDelivery['status'],
+  attempts: Number(r.attempts),
+  nextAttemptAt: r.next_attempt_at,
+  lastStatus: r.last_status == null ? null : Number(r.last_status),
+  lastError: r.last_error,
+  createdAt: r.created_at,
+  updatedAt: r.updated_at,
+  deliveredAt: r.delivered_at,
+});
+
+export function webhookDeliveryToValues(d: WebhookDelivery): unknown[] {
+  return [d.id, d.endpointId, d.keyId, d.eventId, d.eventType, d.payload, d.status, d.attempts, d.nextAttemptAt, d.lastStatus, d.lastError, d.createdAt, d.updatedAt, d.deliveredAt];
+}
+
+const DELIVERY_PATCH: Readonly<Record<string, string>> = {
+  status: 'status', attempts: 'attempts', nextAttemptAt: 'next_attempt_at', lastStatus: 'last_status', lastError: 'last_error', updatedAt: 'updated_at', deliveredAt: 'delivered_at',
+};
+
+/** WebhookDeliveryPatch fields → columns. */
+export function deliveryPatchColumns(patch: Record<string, unknown>): { column: string; value: unknown }[] {
+  return patchColumns(patch, DELIVERY_PATCH);
+}
+
+/** The error pending deliveries are settled with when their endpoint is removed. */
+export const ENDPOINT_REMOVED = 'endpoint removed';

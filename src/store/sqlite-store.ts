@@ -3,10 +3,16 @@ import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { StoreError } from '../errors/index.js';
 import type { KeyPatch, KeyRecord, SecretRecord } from '../keys/key-record.js';
-import type { AuditEntry, CallPatch, CallRecord, KeyListFilter, NumberRecord, Store, UsageRecord } from './store.js';
+import type {
+  AuditEntry, CallPatch, CallRecord, KeyListFilter, NumberRecord, Store, TrunkPatch, TrunkRecord, UsageRecord, WebhookDelivery, WebhookDeliveryPatch,
+  WebhookDeliveryStatus, WebhookEndpoint,
+} from './store.js';
 import {
   KEY_COLUMNS, PATCH_COLUMNS, keyToValues, patchValue, rowToAudit, rowToKey, rowToSecret, rowToUsage,
   type AuditRow, type KeyRow, type NumberRow, type SecretRow, type UsageRow, rowToNumber, type CallRow, rowToCall, CALL_COLUMNS, callToValues, callPatchColumns, isoCursor,
+  TRUNK_COLUMNS, rowToTrunk, trunkToValues, trunkPatchColumns, type TrunkRow,
+  WEBHOOK_ENDPOINT_COLUMNS, rowToWebhookEndpoint, webhookEndpointToValues, subscribes, type WebhookEndpointRow,
+  WEBHOOK_DELIVERY_COLUMNS, rowToWebhookDelivery, webhookDeliveryToValues, deliveryPatchColumns, type WebhookDeliveryRow, ENDPOINT_REMOVED,
 } from './row-mapping.js';
 import { SQLITE_MIGRATIONS } from './migrations.js';
 
@@ -320,6 +326,172 @@ export class SqliteStore implements Store {
       const sql = `SELECT * FROM calls ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY started_at DESC, id DESC LIMIT ?`;
       return (this.stmt(sql).all(...args) as CallRow[]).map(rowToCall);
     });
+  }
+
+  insertTrunk(t: TrunkRecord): Promise<void> {
+    return wrap('insertTrunk', () => {
+      this.stmt(`INSERT INTO trunks (${TRUNK_COLUMNS.join(', ')}) VALUES (${TRUNK_COLUMNS.map(() => '?').join(', ')})`).run(...trunkToValues(t, sqliteBool));
+    });
+  }
+
+  updateTrunk(id: string, patch: TrunkPatch): Promise<TrunkRecord | null> {
+    return wrap('updateTrunk', () => {
+      const cols = trunkPatchColumns(patch, sqliteBool);
+      if (cols.length) this.stmt(`UPDATE trunks SET ${cols.map((c) => `${c.column} = ?`).join(', ')} WHERE id = ?`).run(...cols.map((c) => c.value), id);
+      const row = this.stmt('SELECT * FROM trunks WHERE id = ?').get(id) as TrunkRow | undefined;
+      return row ? rowToTrunk(row) : null;
+    });
+  }
+
+  getTrunk(id: string): Promise<TrunkRecord | null> {
+    return wrap('getTrunk', () => {
+      const row = this.stmt('SELECT * FROM trunks WHERE id = ?').get(id) as TrunkRow | undefined;
+      return row ? rowToTrunk(row) : null;
+    });
+  }
+
+  listTrunks(opts: { limit: number; after?: string | undefined }): Promise<TrunkRecord[]> {
+    return wrap('listTrunks', () => {
+      const rows = opts.after
+        ? this.stmt('SELECT * FROM trunks WHERE id > ? ORDER BY id LIMIT ?').all(opts.after, opts.limit)
+        : this.stmt('SELECT * FROM trunks ORDER BY id LIMIT ?').all(opts.limit);
+      return (rows as TrunkRow[]).map(rowToTrunk);
+    });
+  }
+
+  deleteTrunk(id: string): Promise<boolean> {
+    return wrap('deleteTrunk', () => this.stmt('DELETE FROM trunks WHERE id = ?').run(id).changes === 1);
+  }
+
+  insertWebhookEndpoint(e: WebhookEndpoint): Promise<void> {
+    return wrap('insertWebhookEndpoint', () => {
+      this.stmt(`INSERT INTO webhook_endpoints (${WEBHOOK_ENDPOINT_COLUMNS.join(', ')}) VALUES (${WEBHOOK_ENDPOINT_COLUMNS.map(() => '?').join(', ')})`)
+        .run(...webhookEndpointToValues(e, sqliteBool));
+    });
+  }
+
+  listWebhookEndpoints(opts: { keyId?: string | null | undefined; limit: number; after?: string | undefined }): Promise<WebhookEndpoint[]> {
+    return wrap('listWebhookEndpoints', () => {
+      const where: string[] = [];
+      const args: unknown[] = [];
+      if (opts.keyId === null) where.push('key_id IS NULL');
+      else if (opts.keyId !== undefined) {
+        where.push('key_id = ?');
+        args.push(opts.keyId);
+      }
+      if (opts.after) {
+        where.push('id > ?');
+        args.push(opts.after);
+      }
+      args.push(opts.limit);
+      const sql = `SELECT * FROM webhook_endpoints ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY id LIMIT ?`;
+      return (this.stmt(sql).all(...args) as WebhookEndpointRow[]).map(rowToWebhookEndpoint);
+    });
+  }
+
+  getWebhookEndpoint(id: string): Promise<WebhookEndpoint | null> {
+    return wrap('getWebhookEndpoint', () => {
+      const row = this.stmt('SELECT * FROM webhook_endpoints WHERE id = ?').get(id) as WebhookEndpointRow | undefined;
+      return row ? rowToWebhookEndpoint(row) : null;
+    });
+  }
+
+  deleteWebhookEndpoint(id: string): Promise<boolean> {
+    return wrap('deleteWebhookEndpoint', () =>
+      this.db.transaction(() => {
+        const removed = this.stmt('DELETE FROM webhook_endpoints WHERE id = ?').run(id).changes === 1;
+        if (removed) {
+          this.stmt("UPDATE webhook_deliveries SET status = 'failed', next_attempt_at = NULL, last_error = ?, updated_at = ? WHERE endpoint_id = ? AND status = 'pending'")
+            .run(ENDPOINT_REMOVED, new Date().toISOString(), id);
+        }
+        return removed;
+      }).immediate(),
+    );
+  }
+
+  endpointsFor(keyId: string | null, eventType: string): Promise<WebhookEndpoint[]> {
+    return wrap('endpointsFor', () => {
+      const rows = keyId === null
+        ? this.stmt('SELECT * FROM webhook_endpoints WHERE enabled = 1 AND key_id IS NULL ORDER BY id').all()
+        : this.stmt('SELECT * FROM webhook_endpoints WHERE enabled = 1 AND (key_id = ? OR key_id IS NULL) ORDER BY id').all(keyId);
+      return (rows as WebhookEndpointRow[]).map(rowToWebhookEndpoint).filter((e) => subscribes(e, eventType));
+    });
+  }
+
+  insertDelivery(d: WebhookDelivery): Promise<void> {
+    return wrap('insertDelivery', () => {
+      this.stmt(`INSERT INTO webhook_deliveries (${WEBHOOK_DELIVERY_COLUMNS.join(', ')}) VALUES (${WEBHOOK_DELIVERY_COLUMNS.map(() => '?').join(', ')})`)
+        .run(...webhookDeliveryToValues(d));
+    });
+  }
+
+  updateDelivery(id: string, patch: WebhookDeliveryPatch): Promise<WebhookDelivery | null> {
+    return wrap('updateDelivery', () => {
+      const cols = deliveryPatchColumns(patch);
+      if (cols.length) this.stmt(`UPDATE webhook_deliveries SET ${cols.map((c) => `${c.column} = ?`).join(', ')} WHERE id = ?`).run(...cols.map((c) => c.value), id);
+      const row = this.stmt('SELECT * FROM webhook_deliveries WHERE id = ?').get(id) as WebhookDeliveryRow | undefined;
+      return row ? rowToWebhookDelivery(row) : null;
+    });
+  }
+
+  getDelivery(id: string): Promise<WebhookDelivery | null> {
+    return wrap('getDelivery', () => {
+      const row = this.stmt('SELECT * FROM webhook_deliveries WHERE id = ?').get(id) as WebhookDeliveryRow | undefined;
+      return row ? rowToWebhookDelivery(row) : null;
+    });
+  }
+
+  listDeliveries(opts: {
+    keyId?: string | null | undefined;
+    endpointId?: string | undefined;
+    status?: WebhookDeliveryStatus | undefined;
+    limit: number;
+    before?: string | undefined;
+    beforeId?: string | undefined;
+  }): Promise<WebhookDelivery[]> {
+    return wrap('listDeliveries', () => {
+      const where: string[] = [];
+      const args: unknown[] = [];
+      if (opts.keyId === null) where.push('key_id IS NULL');
+      else if (opts.keyId !== undefined) {
+        where.push('key_id = ?');
+        args.push(opts.keyId);
+      }
+      if (opts.endpointId) {
+        where.push('endpoint_id = ?');
+        args.push(opts.endpointId);
+      }
+      if (opts.status) {
+        where.push('status = ?');
+        args.push(opts.status);
+      }
+      if (opts.before && opts.beforeId) {
+        where.push('(created_at < ? OR (created_at = ? AND id < ?))');
+        args.push(isoCursor(opts.before), isoCursor(opts.before), opts.beforeId);
+      } else if (opts.before) {
+        where.push('created_at < ?');
+        args.push(isoCursor(opts.before));
+      }
+      args.push(opts.limit);
+      const sql = `SELECT * FROM webhook_deliveries ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY created_at DESC, id DESC LIMIT ?`;
+      return (this.stmt(sql).all(...args) as WebhookDeliveryRow[]).map(rowToWebhookDelivery);
+    });
+  }
+
+  claimDueDeliveries(nowIso: string, limit: number, leaseUntilIso: string): Promise<WebhookDelivery[]> {
+    return wrap('claimDueDeliveries', () =>
+      // One write statement in an IMMEDIATE transaction: the write lock is taken before the
+      // due rows are read, so a claimer in another process waits (busy_timeout) and then sees
+      // them already leased.
+      this.db.transaction(() =>
+        (this.stmt(
+          `UPDATE webhook_deliveries SET next_attempt_at = ? WHERE id IN (
+             SELECT id FROM webhook_deliveries WHERE status = 'pending' AND next_attempt_at <= ? ORDER BY next_attempt_at, id LIMIT ?
+           ) RETURNING *`,
+        ).all(isoCursor(leaseUntilIso), isoCursor(nowIso), limit) as WebhookDeliveryRow[])
+          .map(rowToWebhookDelivery),
+      ).immediate(),
+    );
   }
 
   consumeTokenId(jti: string, expiresAt: string): Promise<boolean> {

@@ -1,6 +1,6 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { randomUUID } from 'node:crypto';
-import type { Store, AuditEntry } from './store.js';
+import type { Store, AuditEntry, TrunkRecord, WebhookDelivery, WebhookEndpoint } from './store.js';
 import type { KeyRecord, SecretRecord } from '../keys/key-record.js';
 
 /** The behaviour both stores must show. Run by sqlite-store.test.ts and postgres-store.test.ts. */
@@ -274,6 +274,207 @@ export function storeContract(name: string, make: () => Promise<Store>, cleanup?
       const rest = await store.listCalls({ keyId, limit: 10, before: first[0]!.startedAt, beforeId: first[0]!.id });
       expect(rest.map((c) => c.id)).toEqual([ids[2], ids[0]]);
       expect(await store.listCalls({ keyId, limit: 10, before: startedAt })).toEqual([]);
+    });
+
+    const trunk = (over: Partial<TrunkRecord> = {}): TrunkRecord => ({
+      id: `trk_${randomUUID().replaceAll('-', '').slice(0, 17)}`,
+      name: 'carrier a',
+      host: 'sip.carrier.example',
+      port: 5061,
+      transport: 'tls',
+      srtp: 'required',
+      username: 'tollgate',
+      passwordSealed: 'v1.sealed-password',
+      codecs: ['PCMU', 'PCMA'],
+      maxCps: 2.5,
+      prefixes: ['+1', '+44'],
+      priority: 10,
+      enabled: true,
+      createdAt: now,
+      updatedAt: now,
+      ...over,
+    });
+
+    it('round-trips, patches, pages and deletes trunks', async () => {
+      const t = trunk();
+      await store.insertTrunk(t);
+      expect(await store.getTrunk(t.id)).toEqual(t);
+      await expect(store.insertTrunk(t)).rejects.toThrow();
+      const bare = trunk({ host: '192.0.2.10', port: 5060, transport: 'udp', srtp: 'off', username: null, passwordSealed: null, codecs: ['PCMA'], prefixes: [], enabled: false });
+      await store.insertTrunk(bare);
+      expect(await store.getTrunk(bare.id)).toEqual(bare);
+
+      const later = '2026-02-01T00:00:00.000Z';
+      const patched = await store.updateTrunk(t.id, { enabled: false, prefixes: ['+33'], maxCps: 10, passwordSealed: null, transport: 'tcp', updatedAt: later });
+      expect(patched).toEqual({ ...t, enabled: false, prefixes: ['+33'], maxCps: 10, passwordSealed: null, transport: 'tcp', updatedAt: later });
+      expect(await store.updateTrunk(t.id, {})).toEqual(patched);
+      expect(await store.updateTrunk('trk_missing', { enabled: true })).toBeNull();
+      await expect(store.updateTrunk(t.id, { transport: 'sctp' as never })).rejects.toThrow();
+
+      const ids = [t.id, bare.id].sort();
+      const all = (await store.listTrunks({ limit: 1000 })).map((x) => x.id);
+      expect(all.filter((id) => ids.includes(id))).toEqual(ids);
+      expect([...all].sort()).toEqual(all);
+      const page = await store.listTrunks({ limit: 1000, after: ids[0] });
+      expect(page.map((x) => x.id)).toContain(ids[1]);
+      expect(page.map((x) => x.id)).not.toContain(ids[0]);
+
+      expect(await store.deleteTrunk(t.id)).toBe(true);
+      expect(await store.deleteTrunk(t.id)).toBe(false);
+      expect(await store.getTrunk(t.id)).toBeNull();
+    });
+
+    const endpoint = (over: Partial<WebhookEndpoint> = {}): WebhookEndpoint => ({
+      id: `wh_${randomUUID().replaceAll('-', '').slice(0, 17)}`,
+      keyId: null,
+      url: 'https://hooks.example.com/tollgate?token=abc',
+      events: ['call.ended'],
+      enabled: true,
+      createdAt: now,
+      updatedAt: now,
+      ...over,
+    });
+    const delivery = (over: Partial<WebhookDelivery> = {}): WebhookDelivery => ({
+      id: `whd_${randomUUID().replaceAll('-', '').slice(0, 17)}`,
+      endpointId: 'wh_x',
+      keyId: null,
+      eventId: `evt_${randomUUID()}`,
+      eventType: 'call.ended',
+      // Key order and spacing that a JSON column would not keep.
+      payload: '{"z":1,  "a":{"b":"ü","a":[2,1]}}',
+      status: 'pending',
+      attempts: 0,
+      nextAttemptAt: now,
+      lastStatus: null,
+      lastError: null,
+      createdAt: now,
+      updatedAt: now,
+      deliveredAt: null,
+      ...over,
+    });
+
+    it('stores webhook endpoints per key and account-wide, and finds the subscribers of an event', async () => {
+      const k1 = key();
+      const k2 = key();
+      await store.insertKey(k1, secret(k1.id));
+      await store.insertKey(k2, secret(k2.id));
+      const own = endpoint({ keyId: k1.id, events: ['call.ended', 'key.revoked'] });
+      const ownAll = endpoint({ keyId: k1.id, events: ['*'] });
+      const ownOff = endpoint({ keyId: k1.id, events: ['*'], enabled: false });
+      const other = endpoint({ keyId: k2.id, events: ['*'] });
+      const account = endpoint({ keyId: null, events: ['key.revoked'] });
+      for (const e of [own, ownAll, ownOff, other, account]) await store.insertWebhookEndpoint(e);
+      expect(await store.getWebhookEndpoint(own.id)).toEqual(own);
+      expect(await store.getWebhookEndpoint(ownOff.id)).toEqual(ownOff);
+      expect(await store.getWebhookEndpoint('wh_missing')).toBeNull();
+      await expect(store.insertWebhookEndpoint(endpoint({ keyId: 'key_nobody' }))).rejects.toThrow();
+
+      const sorted = (xs: WebhookEndpoint[]): string[] => xs.map((e) => e.id).sort();
+      expect((await store.listWebhookEndpoints({ keyId: k1.id, limit: 10 })).map((e) => e.id)).toEqual([own.id, ownAll.id, ownOff.id].sort());
+      const accountWide = await store.listWebhookEndpoints({ keyId: null, limit: 1000 });
+      expect(accountWide.map((e) => e.id)).toContain(account.id);
+      expect(accountWide.every((e) => e.keyId === null)).toBe(true);
+      const everything = (await store.listWebhookEndpoints({ limit: 1000 })).map((e) => e.id);
+      expect(everything).toEqual(expect.arrayContaining([own.id, other.id, account.id]));
+      const firstId = [own.id, ownAll.id, ownOff.id].sort()[0]!;
+      expect((await store.listWebhookEndpoints({ keyId: k1.id, limit: 10, after: firstId })).map((e) => e.id)).not.toContain(firstId);
+
+      const mine = (xs: WebhookEndpoint[]): string[] => sorted(xs.filter((e) => [own, ownAll, ownOff, other, account].some((x) => x.id === e.id)));
+      expect(mine(await store.endpointsFor(k1.id, 'key.revoked'))).toEqual([own.id, ownAll.id, account.id].sort());
+      expect(mine(await store.endpointsFor(k1.id, 'call.started'))).toEqual([ownAll.id]);
+      expect(mine(await store.endpointsFor(k2.id, 'key.revoked'))).toEqual([other.id, account.id].sort());
+      expect(mine(await store.endpointsFor(null, 'key.revoked'))).toEqual([account.id]);
+      expect(mine(await store.endpointsFor(null, 'call.ended'))).toEqual([]);
+
+      expect(await store.deleteWebhookEndpoint(own.id)).toBe(true);
+      expect(await store.deleteWebhookEndpoint(own.id)).toBe(false);
+      expect(await store.getWebhookEndpoint(own.id)).toBeNull();
+    });
+
+    it('keeps a delivery payload byte for byte, patches it and pages the log newest first', async () => {
+      const endpointId = `wh_log${Math.floor(Math.random() * 1e9)}`;
+      const keyId = `key_log${Math.floor(Math.random() * 1e9)}`;
+      const ds = [0, 1, 2, 3].map((i) => delivery({ endpointId, keyId, createdAt: `2026-04-0${i + 1}T00:00:00.000Z`, updatedAt: `2026-04-0${i + 1}T00:00:00.000Z`, nextAttemptAt: '2099-01-01T00:00:00.000Z' }));
+      // Two created at the same instant: ordered by id.
+      const twin = delivery({ endpointId, keyId, createdAt: ds[3]!.createdAt, updatedAt: ds[3]!.createdAt, nextAttemptAt: '2099-01-01T00:00:00.000Z', eventId: 'evt_twin' });
+      for (const d of [...ds, twin]) await store.insertDelivery(d);
+      expect(await store.getDelivery(ds[0]!.id)).toEqual(ds[0]);
+      expect((await store.getDelivery(ds[0]!.id))?.payload).toBe(ds[0]!.payload);
+      expect(await store.getDelivery('whd_missing')).toBeNull();
+      // One delivery per endpoint and event.
+      await expect(store.insertDelivery(delivery({ endpointId, eventId: ds[0]!.eventId }))).rejects.toThrow();
+      await expect(store.insertDelivery(delivery({ status: 'lost' as never }))).rejects.toThrow();
+
+      const done = await store.updateDelivery(ds[1]!.id, { status: 'delivered', attempts: 3, nextAttemptAt: null, lastStatus: 204, lastError: null, deliveredAt: '2026-04-02T00:00:03.000Z', updatedAt: '2026-04-02T00:00:03.000Z' });
+      expect(done).toEqual({ ...ds[1], status: 'delivered', attempts: 3, nextAttemptAt: null, lastStatus: 204, deliveredAt: '2026-04-02T00:00:03.000Z', updatedAt: '2026-04-02T00:00:03.000Z' });
+      expect(await store.updateDelivery(ds[2]!.id, { status: 'failed', attempts: 8, lastStatus: null, lastError: 'timeout after 5000 ms', nextAttemptAt: null })).toMatchObject({ status: 'failed', lastError: 'timeout after 5000 ms', lastStatus: null, attempts: 8 });
+      expect(await store.updateDelivery(ds[2]!.id, {})).toMatchObject({ status: 'failed' });
+      expect(await store.updateDelivery('whd_missing', { status: 'failed' })).toBeNull();
+
+      const [a, b] = [twin.id, ds[3]!.id].sort().reverse();
+      const page1 = await store.listDeliveries({ keyId, limit: 3 });
+      expect(page1.map((d) => d.id)).toEqual([a, b, ds[2]!.id]);
+      const last = page1.at(-1)!;
+      expect((await store.listDeliveries({ keyId, limit: 10, before: last.createdAt, beforeId: last.id })).map((d) => d.id)).toEqual([ds[1]!.id, ds[0]!.id]);
+      const first = page1[0]!;
+      expect((await store.listDeliveries({ keyId, limit: 10, before: first.createdAt, beforeId: first.id })).map((d) => d.id)).toEqual([b, ds[2]!.id, ds[1]!.id, ds[0]!.id]);
+      expect((await store.listDeliveries({ keyId, limit: 10, before: '2026-04-03T02:00:00+02:00' })).map((d) => d.id)).toEqual([ds[1]!.id, ds[0]!.id]);
+      expect((await store.listDeliveries({ endpointId, status: 'delivered', limit: 10 })).map((d) => d.id)).toEqual([ds[1]!.id]);
+      expect((await store.listDeliveries({ endpointId, status: 'pending', limit: 10 })).map((d) => d.id)).toEqual([a, b, ds[0]!.id]);
+      expect(await store.listDeliveries({ keyId: 'key_nobody', limit: 10 })).toEqual([]);
+      const accountOnes = await store.listDeliveries({ keyId: null, limit: 1000 });
+      expect(accountOnes.every((d) => d.keyId === null)).toBe(true);
+      expect((await store.listDeliveries({ limit: 1000 })).map((d) => d.id)).toEqual(expect.arrayContaining(ds.map((d) => d.id)));
+    });
+
+    it('removing an endpoint settles its pending deliveries as failed and keeps the log', async () => {
+      const k = key();
+      await store.insertKey(k, secret(k.id));
+      const e = endpoint({ keyId: k.id });
+      await store.insertWebhookEndpoint(e);
+      const pending = delivery({ endpointId: e.id, keyId: k.id, nextAttemptAt: '2099-01-01T00:00:00.000Z' });
+      const delivered = delivery({ endpointId: e.id, keyId: k.id, status: 'delivered', nextAttemptAt: null, attempts: 1, lastStatus: 200, deliveredAt: now });
+      await store.insertDelivery(pending);
+      await store.insertDelivery(delivered);
+      expect(await store.deleteWebhookEndpoint(e.id)).toBe(true);
+      expect(await store.getDelivery(pending.id)).toMatchObject({ status: 'failed', nextAttemptAt: null, lastError: 'endpoint removed' });
+      expect(await store.getDelivery(delivered.id)).toEqual(delivered);
+    });
+
+    it('claims due pending deliveries once, under a lease, even with concurrent claimers', async () => {
+      // Park every pending row the other tests left, so this test sees only its own.
+      await store.claimDueDeliveries('2100-01-01T00:00:00.000Z', 100_000, '2200-01-01T00:00:00.000Z');
+      const endpointId = `wh_claim${Math.floor(Math.random() * 1e9)}`;
+      const at = (min: number): string => new Date(Date.parse('2100-02-01T00:00:00.000Z') + min * 60_000).toISOString();
+      const due = Array.from({ length: 30 }, (_, i) => delivery({ endpointId, nextAttemptAt: at(i % 10) }));
+      const future = delivery({ endpointId, nextAttemptAt: at(60) });
+      const settled = delivery({ endpointId, status: 'failed', nextAttemptAt: at(0) });
+      const unscheduled = delivery({ endpointId, nextAttemptAt: null });
+      for (const d of [...due, future, settled, unscheduled]) await store.insertDelivery(d);
+
+      const now = at(10);
+      const lease = at(20);
+      const first = await store.claimDueDeliveries(now, 4, lease);
+      expect(first.length).toBe(4);
+      // Oldest due first; returned as claimed.
+      expect(first.every((d) => d.nextAttemptAt === lease && d.status === 'pending' && d.payload === due[0]!.payload)).toBe(true);
+      const oldest = [...due].sort((x, y) => x.nextAttemptAt!.localeCompare(y.nextAttemptAt!) || x.id.localeCompare(y.id)).slice(0, 4);
+      expect(first.map((d) => d.id).sort()).toEqual(oldest.map((d) => d.id).sort());
+
+      const rest = (await Promise.all(Array.from({ length: 6 }, () => store.claimDueDeliveries(now, 5, lease)))).flat();
+      const claimed = [...first, ...rest].map((d) => d.id);
+      expect(new Set(claimed).size).toBe(claimed.length);
+      expect(claimed.sort()).toEqual(due.map((d) => d.id).sort());
+      expect(await store.claimDueDeliveries(now, 100, lease)).toEqual([]);
+
+      // When the lease ends without a result (the claimer died), the delivery is due again.
+      const again = await store.claimDueDeliveries(at(20), 100, at(1000));
+      expect(again.map((d) => d.id).sort()).toEqual(due.map((d) => d.id).sort());
+      // A later claim also reaches the future one; settled and unscheduled rows never.
+      const later = await store.claimDueDeliveries(at(60), 100, at(70));
+      expect(later.map((d) => d.id)).toEqual([future.id]);
+      expect(await store.getDelivery(settled.id)).toEqual(settled);
+      expect(await store.getDelivery(unscheduled.id)).toEqual(unscheduled);
     });
 
     it('refuses a number owned by a key that does not exist', async () => {

@@ -80,6 +80,74 @@ export interface CallRecord {
 }
 export type CallPatch = Partial<Pick<CallRecord, 'status' | 'answeredAt' | 'endedAt' | 'endReason' | 'endedBy' | 'billableSeconds' | 'details'>>;
 
+/** A carrier SIP trunk for outbound calls. The password is sealed by the caller (AES-256-GCM); the store keeps it opaque. */
+export interface TrunkRecord {
+  /** 'trk_' + random. */
+  readonly id: string;
+  readonly name: string;
+  /** IP address or DNS name of the carrier's SIP server. */
+  readonly host: string;
+  readonly port: number;
+  readonly transport: 'udp' | 'tcp' | 'tls';
+  readonly srtp: 'required' | 'optional' | 'off';
+  /** Digest username towards the carrier, or null when the trunk authenticates by IP. */
+  readonly username: string | null;
+  /** Sealed digest password (opaque text), or null. */
+  readonly passwordSealed: string | null;
+  readonly codecs: readonly ('PCMU' | 'PCMA')[];
+  /** Calls per second the carrier accepts on this trunk. */
+  readonly maxCps: number;
+  /** E.164 destination prefixes this trunk serves; empty = every destination. */
+  readonly prefixes: readonly string[];
+  /** Lower is tried first. */
+  readonly priority: number;
+  readonly enabled: boolean;
+  readonly createdAt: string;
+  readonly updatedAt: string;
+}
+/** Fields updateTrunk may change; the caller sets updatedAt. */
+export type TrunkPatch = Partial<Omit<TrunkRecord, 'id' | 'createdAt'>>;
+
+/** Where a key's (or the account's) webhook events are POSTed. */
+export interface WebhookEndpoint {
+  /** 'wh_' + random. */
+  readonly id: string;
+  /** The owning key, or null for an account-wide endpoint (managed by keys:admin; gets every key's events). */
+  readonly keyId: string | null;
+  readonly url: string;
+  /** Event types (e.g. 'call.ended'), or '*' for every type. */
+  readonly events: readonly string[];
+  readonly enabled: boolean;
+  readonly createdAt: string;
+  readonly updatedAt: string;
+}
+
+export type WebhookDeliveryStatus = 'pending' | 'delivered' | 'failed';
+/** One event sent to one endpoint: the delivery log, and the durable queue the delivery loop works from. */
+export interface WebhookDelivery {
+  /** 'whd_' + random. */
+  readonly id: string;
+  readonly endpointId: string;
+  /** The endpoint's owner (null = account-wide): whose signing secret signs it and who may see it. */
+  readonly keyId: string | null;
+  readonly eventId: string;
+  readonly eventType: string;
+  /** The exact JSON body sent (and signed) on every attempt. */
+  readonly payload: string;
+  readonly status: WebhookDeliveryStatus;
+  readonly attempts: number;
+  /** When a pending delivery is due (or until when an attempt in flight holds it); null once settled. */
+  readonly nextAttemptAt: string | null;
+  /** HTTP status of the last attempt, null when it got no response. */
+  readonly lastStatus: number | null;
+  /** Why the last attempt failed (never the URL or the body). */
+  readonly lastError: string | null;
+  readonly createdAt: string;
+  readonly updatedAt: string;
+  readonly deliveredAt: string | null;
+}
+export type WebhookDeliveryPatch = Partial<Pick<WebhookDelivery, 'status' | 'attempts' | 'nextAttemptAt' | 'lastStatus' | 'lastError' | 'updatedAt' | 'deliveredAt'>>;
+
 export interface KeyListFilter {
   status?: KeyStatus | undefined;
   mode?: KeyMode | undefined;
@@ -89,7 +157,7 @@ export interface KeyListFilter {
 }
 
 /**
- * Persistence for keys, secrets, audit, usage, numbers, call records and single-use token ids. Two implementations:
+ * Persistence for keys, secrets, audit, usage, numbers, call records, trunks, webhooks and single-use token ids. Two implementations:
  * SqliteStore (embedded default) and PostgresStore (cluster); store/store-contract.ts runs the
  * same tests against both. Methods throw StoreError on faults; "not found" is null, not an error.
  */
@@ -139,6 +207,49 @@ export interface Store {
    * alone pages by time.
    */
   listCalls(opts: { keyId?: string | undefined; limit: number; before?: string | undefined; beforeId?: string | undefined }): Promise<CallRecord[]>;
+
+  insertTrunk(t: TrunkRecord): Promise<void>;
+  /** Applies the patch; null when there is no such trunk. */
+  updateTrunk(id: string, patch: TrunkPatch): Promise<TrunkRecord | null>;
+  getTrunk(id: string): Promise<TrunkRecord | null>;
+  /** By id, keyset-paged with `after`. */
+  listTrunks(opts: { limit: number; after?: string | undefined }): Promise<TrunkRecord[]>;
+  deleteTrunk(id: string): Promise<boolean>;
+
+  insertWebhookEndpoint(e: WebhookEndpoint): Promise<void>;
+  /** By id, keyset-paged with `after`. keyId: a key's endpoints; null: account-wide ones only; undefined: all. */
+  listWebhookEndpoints(opts: { keyId?: string | null | undefined; limit: number; after?: string | undefined }): Promise<WebhookEndpoint[]>;
+  getWebhookEndpoint(id: string): Promise<WebhookEndpoint | null>;
+  /** Removes the endpoint and settles its pending deliveries as failed ('endpoint removed'); the log stays. */
+  deleteWebhookEndpoint(id: string): Promise<boolean>;
+  /**
+   * Enabled endpoints that receive `eventType` about `keyId`: the key's own plus the account-wide
+   * ones, each subscribed to the type or to '*'. With keyId null, only account-wide endpoints.
+   */
+  endpointsFor(keyId: string | null, eventType: string): Promise<WebhookEndpoint[]>;
+
+  insertDelivery(d: WebhookDelivery): Promise<void>;
+  /** Applies the patch; null when there is no such delivery. */
+  updateDelivery(id: string, patch: WebhookDeliveryPatch): Promise<WebhookDelivery | null>;
+  getDelivery(id: string): Promise<WebhookDelivery | null>;
+  /**
+   * Newest first (created_at DESC, id DESC). keyId as in listWebhookEndpoints. Paging: `before`
+   * (a createdAt) and `beforeId` (the last id of the previous page) continue exactly after it.
+   */
+  listDeliveries(opts: {
+    keyId?: string | null | undefined;
+    endpointId?: string | undefined;
+    status?: WebhookDeliveryStatus | undefined;
+    limit: number;
+    before?: string | undefined;
+    beforeId?: string | undefined;
+  }): Promise<WebhookDelivery[]>;
+  /**
+   * Atomically takes up to `limit` pending deliveries due at or before `nowIso` (oldest due
+   * first) and moves their next_attempt_at to `leaseUntilIso`, so no other claimer (process or
+   * node) gets them until the lease ends. Returns them as claimed (nextAttemptAt = the lease).
+   */
+  claimDueDeliveries(nowIso: string, limit: number, leaseUntilIso: string): Promise<WebhookDelivery[]>;
 
   /** Records a single-use token id; false when it was already used. */
   consumeTokenId(jti: string, expiresAt: string): Promise<boolean>;
