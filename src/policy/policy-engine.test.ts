@@ -120,14 +120,20 @@ describe('PolicyEngine.authorize', () => {
     expect((await s.policy.authorize(outbound(key))).ok).toBe(true);
   });
 
-  it('reserves max duration × rate against the budget and gives the slot back when the budget refuses', async () => {
+  it('reserves max duration × rate; a budget that covers less admits the call for what it covers; below 10 s it refuses and frees the slot', async () => {
     const key = await keyWith({ maxConcurrentCalls: 1, budget: { amount: 100, period: 'month' } });
-    const refused = await s.policy.authorize(outbound(key, { requestedMaxDurationSec: 3001, ratePerMinute: 2 }));
-    expect(refused).toMatchObject({ ok: false, code: 'BUDGET_EXHAUSTED' });
-    // The concurrency slot taken before the budget check was released.
-    const v = await s.policy.authorize(outbound(key, { requestedMaxDurationSec: 3000, ratePerMinute: 2 }));
-    expect(v.ok).toBe(true);
-    if (v.ok) expect(v.grant?.budget?.reserved).toBe(100);
+    const capped = await s.policy.authorize(outbound(key, { requestedMaxDurationSec: 3001, ratePerMinute: 2 }));
+    if (!capped.ok || !capped.grant) throw new Error('expected a grant');
+    expect(capped.grant).toMatchObject({ maxDurationSec: 3000, limitedBy: 'budget', budget: { reserved: 100 } });
+    await s.policy.release(capped.grant);
+    const full = await s.policy.authorize(outbound(key, { requestedMaxDurationSec: 3000, ratePerMinute: 2 }));
+    if (!full.ok || !full.grant) throw new Error('expected a grant');
+    expect(full.grant).toMatchObject({ maxDurationSec: 3000, limitedBy: 'max-duration', budget: { reserved: 100 } });
+    await s.policy.release(full.grant);
+    // 1 unit at 12/min covers 5 s: refused, and the concurrency slot taken before the budget check is free again.
+    const poor = await keyWith({ maxConcurrentCalls: 1, budget: { amount: 1, period: 'month' } });
+    expect(await s.policy.authorize(outbound(poor, { requestedMaxDurationSec: 60, ratePerMinute: 12 }))).toMatchObject({ ok: false, code: 'BUDGET_EXHAUSTED' });
+    expect((await s.policy.authorize(outbound(poor, { requestedMaxDurationSec: 5, ratePerMinute: 12 }))).ok).toBe(true);
   });
 
   it('settles the real seconds, writes usage, and counts usage already in the store', async () => {
@@ -138,16 +144,15 @@ describe('PolicyEngine.authorize', () => {
     expect(await s.policy.complete(v.grant, 20.2)).toEqual({ cost: 0 }); // idempotent
     const day = new Date().toISOString().slice(0, 10);
     expect(await s.store.sumUsage(key.id, `${day}T00:00:00.000Z`, `${day}T23:59:59.999Z`)).toEqual({ seconds: 21, amount: 3, calls: 1 });
-    // 7 left: 70 s at 6/min costs 7 and fits; 71 s would not.
-    expect(await s.policy.authorize(outbound(key, { requestedMaxDurationSec: 71, ratePerMinute: 6 }))).toMatchObject({ ok: false, code: 'BUDGET_EXHAUSTED' });
-    expect((await s.policy.authorize(outbound(key, { requestedMaxDurationSec: 70, ratePerMinute: 6 }))).ok).toBe(true);
+    // 7 left: 71 s at 6/min would cost 8, so the call gets the 70 s that 7 covers.
+    expect(await s.policy.authorize(outbound(key, { requestedMaxDurationSec: 71, ratePerMinute: 6 }))).toMatchObject({ ok: true, grant: { maxDurationSec: 70, limitedBy: 'budget' } });
   });
 
   it('seeds a budget from usage recorded before this process started', async () => {
     const key = await keyWith({ budget: { amount: 10, period: 'total' } });
     await s.store.insertUsage({ id: 'use_old', keyId: key.id, callId: 'old', direction: 'outbound', seconds: 300, amount: 9, createdAt: new Date().toISOString() });
-    expect(await s.policy.authorize(outbound(key, { requestedMaxDurationSec: 60, ratePerMinute: 2 }))).toMatchObject({ ok: false, code: 'BUDGET_EXHAUSTED' });
-    expect((await s.policy.authorize(outbound(key, { requestedMaxDurationSec: 30, ratePerMinute: 2 }))).ok).toBe(true);
+    // 1 left of 10 after the old usage: 30 s at 2/min, not the 60 asked.
+    expect(await s.policy.authorize(outbound(key, { requestedMaxDurationSec: 60, ratePerMinute: 2 }))).toMatchObject({ ok: true, grant: { maxDurationSec: 30, limitedBy: 'budget' } });
   });
 
   it('caps the duration at the key maximum and refuses a nonsensical one', async () => {

@@ -9,7 +9,8 @@ import { systemClock, toIso, type Clock } from '../util/time.js';
 import type { Counters } from './counters.js';
 import { actorOf, type Principal } from './principal.js';
 import { sourceAllowed } from './source-address.js';
-import { costOf, periodBounds } from './budget-period.js';
+import { periodBounds } from './budget-period.js';
+import { billedSeconds, costOf as rateCost, flatRate, reserveFor, type RateTable, type Rate } from './rate-table.js';
 
 export type PolicyAction = 'api' | 'call.inbound' | 'call.outbound';
 export type Transport = 'udp' | 'tcp' | 'tls' | 'ws' | 'wss' | 'http' | 'https';
@@ -52,12 +53,31 @@ export type DenyCode =
   | 'BUDGET_EXHAUSTED';
 
 /** What a call may use once admitted; pass it back to renew() while it runs and complete() at the end. */
+/** A call the budget cannot cover for this long is refused rather than admitted for seconds. */
+export const MIN_BUDGET_SECONDS = 10;
+
+/** The longest call (≤ max) whose reservation fits in `remaining` (reserveFor only grows with time). */
+function affordableSeconds(rate: Rate, remaining: number, max: number): number {
+  let lo = 0;
+  let hi = max;
+  while (lo < hi) {
+    const mid = Math.ceil((lo + hi) / 2);
+    if (reserveFor(rate, mid) <= remaining) lo = mid;
+    else hi = mid - 1;
+  }
+  return lo;
+}
+
 export interface CallGrant {
   readonly callId: string;
   readonly keyId: string;
   readonly direction: 'inbound' | 'outbound';
   readonly maxDurationSec: number;
+  /** What ends the call at maxDurationSec: the key's maximum duration, or the budget running out. */
+  readonly limitedBy: 'max-duration' | 'budget';
   readonly ratePerMinute: number;
+  /** The price the call is reserved and settled at (increments, connection fee). */
+  readonly rate: Rate;
   readonly leasePool: string;
   readonly budget: { readonly account: string; readonly reservationId: string; readonly reserved: number } | null;
 }
@@ -70,6 +90,8 @@ export interface PolicyEngineOptions {
   leaseTtlSec: number;
   defaultRatePerMinute: number;
   blockedPrefixes: readonly string[];
+  /** Prices by destination prefix (docs/rates.md); without one every call costs defaultRatePerMinute. */
+  rates?: RateTable | null;
 }
 
 const TLS_TRANSPORTS: ReadonlySet<Transport> = new Set(['tls', 'wss', 'https']);
@@ -165,30 +187,54 @@ export class PolicyEngine {
       return this.deny('CONCURRENCY_LIMITED', `already ${lease.active} of ${key.maxConcurrentCalls} concurrent calls`, 1000);
     }
 
-    const ratePerMinute = req.ratePerMinute ?? this.opts.defaultRatePerMinute;
+    const direction = req.action === 'call.inbound' ? 'inbound' : 'outbound';
+    let rate: Rate;
+    if (req.ratePerMinute !== undefined) rate = flatRate(req.ratePerMinute, direction);
+    else if (this.opts.rates) {
+      const priced = req.destination ? this.opts.rates.lookup(req.destination, direction) : null;
+      if (!priced && direction === 'outbound') {
+        await this.counters.releaseLease(leasePool, callId);
+        return this.deny('DESTINATION_NOT_ALLOWED', 'the rate table has no price for this destination');
+      }
+      rate = priced ?? flatRate(this.opts.defaultRatePerMinute, direction);
+    } else rate = flatRate(this.opts.defaultRatePerMinute, direction);
     let budget: CallGrant['budget'] = null;
+    let grantedSec = maxDurationSec;
+    let limitedBy: CallGrant['limitedBy'] = 'max-duration';
     if (key.budget) {
       const period = periodBounds(key.budget.period, now);
       const account = `budget:${key.id}:${period.id}`;
-      const amount = costOf(maxDurationSec, ratePerMinute);
       // The reservation lives as long as the call may, plus a lease period of slack.
-      const ttlMs = maxDurationSec * 1000 + leaseTtlMs;
-      let r = await this.counters.reserveBudget(account, callId, amount, key.budget.amount, ttlMs);
+      const reserve = async (seconds: number, seed?: number) =>
+        this.counters.reserveBudget(account, callId, reserveFor(rate, seconds), key.budget!.amount, seconds * 1000 + leaseTtlMs, seed);
+      let r = await reserve(grantedSec);
+      let seedUsed: number | undefined;
       if (r.kind === 'needs_seed') {
-        const used = await this.store.sumUsage(key.id, period.from, period.to);
-        r = await this.counters.reserveBudget(account, callId, amount, key.budget.amount, ttlMs, used.amount);
+        seedUsed = (await this.store.sumUsage(key.id, period.from, period.to)).amount;
+        r = await reserve(grantedSec, seedUsed);
+      }
+      if (r.kind === 'insufficient') {
+        // Not enough for the whole maximum duration: admit the call for what the budget still
+        // covers (at least MIN_BUDGET_SECONDS); it is hung up when that runs out.
+        const remaining = Math.max(0, key.budget.amount - r.spent - r.reserved);
+        const affordable = affordableSeconds(rate, remaining, grantedSec);
+        if (affordable >= MIN_BUDGET_SECONDS && affordable < grantedSec) {
+          grantedSec = affordable;
+          limitedBy = 'budget';
+          r = await reserve(grantedSec, seedUsed);
+        }
       }
       if (r.kind !== 'reserved') {
         await this.counters.releaseLease(leasePool, callId);
         const remaining = r.kind === 'insufficient' ? Math.max(0, key.budget.amount - r.spent - r.reserved) : 0;
-        return this.deny('BUDGET_EXHAUSTED', `the remaining budget (${remaining}) cannot cover ${maxDurationSec} s at ${ratePerMinute}/min (${amount})`);
+        return this.deny('BUDGET_EXHAUSTED', `the remaining budget (${remaining}) cannot cover ${MIN_BUDGET_SECONDS} s at ${rate.ratePerMinute}/min`);
       }
-      budget = { account, reservationId: callId, reserved: amount };
+      budget = { account, reservationId: callId, reserved: reserveFor(rate, grantedSec) };
     }
 
     return {
       ok: true,
-      grant: { callId, keyId: key.id, direction: req.action === 'call.inbound' ? 'inbound' : 'outbound', maxDurationSec, ratePerMinute, leasePool, budget },
+      grant: { callId, keyId: key.id, direction, maxDurationSec: grantedSec, limitedBy, ratePerMinute: rate.ratePerMinute, rate, leasePool, budget },
     };
   }
 
@@ -219,8 +265,10 @@ export class PolicyEngine {
     if (this.completed.has(grant.callId)) return { cost: 0 };
     this.completed.add(grant.callId);
     if (this.completed.size > 100_000) this.completed.clear();
-    const seconds = Math.max(0, Math.ceil(billableSeconds));
-    const cost = costOf(seconds, grant.ratePerMinute);
+    // A call cut at its limit may measure a few ms over: never bill past the granted duration.
+    const real = Math.min(Math.max(0, billableSeconds), grant.maxDurationSec);
+    const seconds = billedSeconds(grant.rate, real);
+    const cost = rateCost(grant.rate, real);
     try {
       await this.store.insertUsage({
         id: `use_${grant.callId}`,
