@@ -13,8 +13,11 @@ import { LocalRevocationBus, MemoryCounters } from './policy/memory-counters.js'
 import { RedisCounters, RedisRevocationBus } from './policy/redis-counters.js';
 import type { Counters, RevocationBus } from './policy/counters.js';
 import { PolicyEngine } from './policy/policy-engine.js';
+import { rateTableFor } from './policy/rate-table.js';
+import { blockedPrefixes } from './policy/prefix-lists.js';
 import { ensureDevCertificate } from './transport/dev-certificate.js';
 import { NumberService } from './calls/number-service.js';
+import { WebhookService } from './webhooks/index.js';
 
 /** Every long-lived object of one gateway, built from config (no module-level singletons). */
 export interface Gateway {
@@ -29,6 +32,7 @@ export interface Gateway {
   readonly tokens: TokenService;
   readonly policy: PolicyEngine;
   readonly numbers: NumberService;
+  readonly webhooks: WebhookService;
   readonly tls: { certFile: string; keyFile: string } | null;
   close(): Promise<void>;
 }
@@ -83,6 +87,10 @@ export async function buildGateway(config: Config, opts: BuildOptions = {}): Pro
     }
 
     const audit = new AuditLog(store, deriveAuditKey(config.secrets.masterKey), log, undefined, () => metrics.auditEntries.inc());
+    // Built before the key service, which tells it about rotations and revocations. The
+    // delivery loop runs only in `serve`; one-shot CLI commands just queue deliveries.
+    const webhooks = new WebhookService(store, audit, { ...config.webhooks, masterKey: config.secrets.masterKey }, log.child({ component: 'webhooks' }));
+    closers.push(() => webhooks.stop());
     const keys = new KeyService(
       store,
       audit,
@@ -94,6 +102,7 @@ export async function buildGateway(config: Config, opts: BuildOptions = {}): Pro
         rotationGraceSec: config.keys.rotationGraceSec,
         cache: config.keys.cache,
         defaults: config.keys.defaults,
+        onEvent: (type, keyId, data) => webhooks.emit(type, keyId, data),
       },
       log,
       undefined,
@@ -106,7 +115,7 @@ export async function buildGateway(config: Config, opts: BuildOptions = {}): Pro
       defaultTtlSec: config.tokens.defaultTtlSec,
       maxTtlSec: config.tokens.maxTtlSec,
     });
-    const policy = new PolicyEngine(counters, store, audit, config.policy, log, undefined, (action, verdict) =>
+    const policy = new PolicyEngine(counters, store, audit, { ...config.policy, blockedPrefixes: blockedPrefixes(config), rates: rateTableFor(config) }, log, undefined, (action, verdict) =>
       metrics.policyDecisions.inc({ action, verdict }),
     );
 
@@ -120,7 +129,8 @@ export async function buildGateway(config: Config, opts: BuildOptions = {}): Pro
       tls = { certFile: dev.certFile, keyFile: dev.keyFile };
     }
 
-    return { config, log, metrics, store, counters, bus, audit, keys, tokens, policy, numbers, tls, close };
+    if (purpose === 'serve') webhooks.start();
+    return { config, log, metrics, store, counters, bus, audit, keys, tokens, policy, numbers, webhooks, tls, close };
   } catch (err) {
     await close();
     throw err;

@@ -9,6 +9,7 @@ import { parseKeySecret } from '../keys/key-format.js';
 import { TokenService } from '../keys/token-service.js';
 import { keyPrincipal, tokenPrincipal, type Principal } from '../policy/principal.js';
 import { httpStatusFor } from '../api/http-status.js';
+import { isTollgateError } from '../errors/index.js';
 import { AgentSession, CLOSE } from './agent-session.js';
 import { accountSidFor, signingSecretFor } from './ids.js';
 import { tollgateSignature, twilioSignature } from './signature.js';
@@ -31,6 +32,16 @@ export interface BridgeCall {
   readonly verstat: StartInfo['verstat'];
   /** Ends the call because the agent asked or left (BYE; CDR says the agent ended it). */
   agentHangup(how: string): void;
+}
+
+/** What the bridge needs of the outbound call service for the dial message. */
+export interface OutboundDialer {
+  place(
+    principal: Principal,
+    input: unknown,
+    source: { ip: string | null; transport: 'http' | 'https' },
+    stream: { adopt(call: BridgeCall): Promise<ConnectResult>; notAnswered(reason: string): void },
+  ): Promise<{ callSid: string; trunk: string }>;
 }
 
 export type ConnectResult = { readonly ok: true; readonly format: AgentFormat } | { readonly ok: false; readonly reason: string };
@@ -74,6 +85,7 @@ export class AgentBridge {
   private readonly wss: WebSocketServer;
   private readonly unattached = new Set<WebSocket>();
   private publicBase = '';
+  private outbound: OutboundDialer | null = null;
   private closed = false;
 
   constructor(
@@ -281,6 +293,22 @@ export class AgentBridge {
     return session;
   }
 
+  /** Lets agents on /v1/stream place calls (the dial message). */
+  setOutbound(outbound: OutboundDialer): void {
+    this.outbound = outbound;
+  }
+
+  /** Binds a stream that is already open (an agent that dialled) to its call once answered. */
+  adopt(call: BridgeCall, ws: WebSocket, protocol: AgentProtocol, format: AgentFormat): Promise<ConnectResult> {
+    if (this.closed || ws.readyState !== ws.OPEN) return Promise.resolve({ ok: false, reason: 'the agent stream closed before the answer' });
+    const entry: Entry = { call, session: null, waiter: null, ended: false, pending: null };
+    this.bySid.set(call.callSid, entry);
+    this.byMedia.set(call.mediaId, entry);
+    this.bind(entry, ws, protocol, format);
+    this.gw.metrics.agentConnects.inc({ outcome: 'attached' });
+    return Promise.resolve({ ok: true, format });
+  }
+
   /** Media worker events for agent calls. */
   onMedia(m: AgentMessage): void {
     this.byMedia.get(m.callId)?.session?.onMedia(m);
@@ -384,15 +412,52 @@ export class AgentBridge {
       for (const m of queue.splice(0)) session.receive(m.data, m.isBinary);
       e.waiter({ ok: true, format: f });
     };
+    // The agent places a call on this stream: it starts when the callee answers.
+    const dial = async (request: Readonly<Record<string, unknown>>): Promise<void> => {
+      state = 'attaching';
+      this.unattached.delete(ws);
+      const outbound = this.outbound;
+      if (!outbound) {
+        state = 'done';
+        return refuse(CLOSE.BAD_MESSAGE, 'outbound calls are not running on this node');
+      }
+      const { audio, ...rest } = request as { audio?: AgentFormat } & Record<string, unknown>;
+      const format: AgentFormat = protocol.name === 'native' && audio && typeof audio === 'object' ? audio : { encoding: 'PCMU', sampleRate: 8000 };
+      try {
+        const placed = await outbound.place(p, rest, { ip, transport: 'http' }, {
+          adopt: async (call) => {
+            const r = await this.adopt(call, ws, protocol, format);
+            if (r.ok) {
+              ws.off('message', onPre);
+              const session = this.bySid.get(call.callSid)?.session;
+              for (const m of queue.splice(0)) session?.receive(m.data, m.isBinary);
+            }
+            return r;
+          },
+          notAnswered: (reason) => {
+            if (ws.readyState !== ws.OPEN) return;
+            ws.send(protocol.stop(reason));
+            ws.close(CLOSE.NORMAL, 'call not answered');
+          },
+        });
+        state = 'done';
+        this.gw.log.info({ callSid: placed.callSid }, 'agent stream dialled');
+        ws.send(protocol.name === 'native' ? JSON.stringify({ type: 'dialing', callId: placed.callSid, trunk: placed.trunk }) : JSON.stringify({ event: 'dialing', callSid: placed.callSid }));
+      } catch (err) {
+        state = 'done';
+        const code = isTollgateError(err) ? err.code : 'INTERNAL';
+        const status = isTollgateError(err) ? err.httpStatus : 500;
+        const close = status === 401 ? CLOSE.UNAUTHENTICATED : status === 403 || status === 402 ? CLOSE.FORBIDDEN : status === 429 ? CLOSE.OVER_LIMIT : CLOSE.BAD_MESSAGE;
+        refuse(close, `${code}: ${isTollgateError(err) ? err.message : 'internal error'}`.slice(0, 120));
+      }
+    };
     pump = () => {
       while (state === 'waiting' && queue.length) {
         const m = queue.shift()!;
         const cmd = protocol.decode(m.data, m.isBinary);
         if (cmd.kind === 'attach') void attach(cmd.callSid, cmd.format);
-        else if (cmd.kind === 'dial') {
-          state = 'done';
-          refuse(CLOSE.BAD_MESSAGE, 'dial is not available yet: outbound calls arrive with POST /v1/calls');
-        } else if (cmd.kind === 'invalid') {
+        else if (cmd.kind === 'dial') void dial(cmd.request);
+        else if (cmd.kind === 'invalid') {
           state = 'done';
           refuse(CLOSE.BAD_MESSAGE, cmd.reason);
         }

@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { keyCreateSchema, keyUpdateSchema, rotateSchema, revokeSchema } from '../keys/key-input.js';
 import { mintSchema } from '../keys/token-service.js';
 import { numberInputSchema } from '../calls/number-service.js';
+import { webhookCreateSchema } from './routes/webhooks-routes.js';
 
 const schema = (s: z.ZodType): Record<string, unknown> => z.toJSONSchema(s, { io: 'input', unrepresentable: 'any' });
 
@@ -105,6 +106,42 @@ export function openApiDocument(version: string): Record<string, unknown> {
       },
       '/v1/numbers/{number}': {
         delete: { summary: 'Remove a number (keys:admin); the + is written %2B', security: secured, parameters: [{ name: 'number', in: 'path', required: true, schema: { type: 'string' } }], responses: { '204': { description: 'Removed' }, '404': errorResponse, ...errors } },
+      },
+      '/v1/webhooks': {
+        post: { summary: 'Add a webhook endpoint (docs/webhooks.md): a key for itself; keyId of another key, or null (account-wide), needs keys:admin', security: secured, requestBody: body(webhookCreateSchema), responses: { '201': ok('Endpoint'), '409': errorResponse, ...errors } },
+        get: {
+          summary: 'List webhook endpoints (a key: its own; keys:admin: all, or one key\'s)',
+          security: secured,
+          parameters: [
+            { name: 'keyId', in: 'query', schema: { type: 'string' } },
+            { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 1000 } },
+            { name: 'after', in: 'query', schema: { type: 'string' } },
+          ],
+          responses: { '200': ok('Endpoints'), ...errors },
+        },
+      },
+      '/v1/webhooks/{id}': {
+        delete: { summary: 'Remove a webhook endpoint; its pending deliveries end failed (its owner key, or keys:admin)', security: secured, parameters: idParam, responses: { '204': { description: 'Removed' }, '404': errorResponse, ...errors } },
+      },
+      '/v1/webhooks/signing-secret': {
+        get: { summary: 'The secret account-wide endpoints\' deliveries are signed with (keys:admin)', security: secured, responses: { '200': ok('Signing secret'), ...errors } },
+      },
+      '/v1/webhooks/deliveries': {
+        get: {
+          summary: 'The delivery log, newest first (a key: its endpoints\'; keys:admin: all)',
+          security: secured,
+          parameters: [
+            { name: 'status', in: 'query', schema: { type: 'string', enum: ['pending', 'delivered', 'failed'] } },
+            { name: 'endpointId', in: 'query', schema: { type: 'string' } },
+            { name: 'keyId', in: 'query', schema: { type: 'string' } },
+            { name: 'limit', in: 'query', schema: { type: 'integer', minimum: 1, maximum: 1000 } },
+            { name: 'before', in: 'query', schema: { type: 'string' }, description: 'the next cursor of the previous page, or a date-time' },
+          ],
+          responses: { '200': ok('Deliveries'), ...errors },
+        },
+      },
+      '/v1/webhooks/deliveries/{id}/retry': {
+        post: { summary: 'Send a failed or delivered delivery again, now (its owner key, or keys:admin)', security: secured, parameters: idParam, responses: { '202': ok('Queued'), '404': errorResponse, '409': errorResponse, ...errors } },
       },
       '/v1/calls': {
         get: {

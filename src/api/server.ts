@@ -14,7 +14,11 @@ import { registerAuthorizationRoutes } from './routes/authorizations-routes.js';
 import { registerNumberRoutes } from './routes/numbers-routes.js';
 import { registerTwilioRoutes } from './routes/twilio-routes.js';
 import { registerCallRoutes } from './routes/calls-routes.js';
+import { registerWebhookRoutes } from './routes/webhooks-routes.js';
 import type { AgentBridge } from '../agents/agent-bridge.js';
+import type { StirSigning } from '../stir/index.js';
+import type { OutboundCalls } from '../calls/outbound-calls.js';
+import type { TrunkService } from '../calls/trunk-service.js';
 
 /** The package version, read once from package.json (two levels up from src/api or dist/api). */
 export const VERSION: string = (JSON.parse(readFileSync(resolve(dirname(fileURLToPath(import.meta.url)), '../../package.json'), 'utf8')) as { version: string }).version;
@@ -29,7 +33,7 @@ export interface HttpServer {
  * The REST API (fastify). Request logs carry method, route, status and time only: never the
  * query string or headers, so a credential misplaced in a URL is not written anywhere.
  */
-export function buildHttpServer(gw: Gateway, opts: { bridge?: AgentBridge | null } = {}): HttpServer {
+export function buildHttpServer(gw: Gateway, opts: { bridge?: AgentBridge | null; outbound?: OutboundCalls | null; trunks?: TrunkService | null; stir?: { readonly current: StirSigning | null } } = {}): HttpServer {
   const app = Fastify({
     logger: false,
     bodyLimit: gw.config.http.bodyLimitBytes,
@@ -88,7 +92,17 @@ export function buildHttpServer(gw: Gateway, opts: { bridge?: AgentBridge | null
   registerUsageRoutes(app, gw);
   registerAuthorizationRoutes(app, gw);
   registerNumberRoutes(app, gw);
-  registerCallRoutes(app, gw);
+  registerWebhookRoutes(app, gw);
+  registerCallRoutes(app, gw, opts.outbound ?? null, opts.trunks ?? null);
+  // The STIR/SHAKEN certificate chain at the x5u of tollgate's Identity headers (public, like any x5u).
+  app.get('/v1/stir/cert.pem', (req, reply) => {
+    const stir = opts.stir?.current;
+    if (!stir) return reply.code(404).send(errorBody('NOT_FOUND', 'no STIR/SHAKEN certificate is configured'));
+    const { pem, etag } = stir.certificatePem();
+    reply.header('etag', etag).header('cache-control', 'public, max-age=3600');
+    if (req.headers['if-none-match'] === etag) return reply.code(304).send();
+    return reply.header('content-type', 'application/pem-certificate-chain').send(pem);
+  });
   registerTwilioRoutes(app, gw, opts.bridge ?? null);
 
   return { app, drain: () => void (draining = true) };

@@ -11,6 +11,7 @@ export function endedBy(reason: EndReason): CallEndedBy {
     case 'agent-hangup':
       return 'agent';
     case 'max-duration':
+    case 'budget-exhausted':
       return 'policy';
     case 'local-hangup':
     case 'ack-timeout':

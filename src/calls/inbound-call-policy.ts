@@ -27,6 +27,8 @@ export class InboundCallPolicy implements CallPolicy<InboundGrant> {
     private readonly keys: KeyService,
     private readonly policy: PolicyEngine,
     private readonly numbers: NumberService,
+    /** Queues limit.exceeded webhooks. */
+    private readonly notify?: (type: 'limit.exceeded', keyId: string, data: Record<string, unknown>) => void,
   ) {}
 
   async ha1(username: string, algorithm: DigestAlgorithm): Promise<string[] | null> {
@@ -48,8 +50,15 @@ export class InboundCallPolicy implements CallPolicy<InboundGrant> {
       sourceIp: req.sourceIp,
       transport: req.transport,
       callId: req.callId,
+      // Inbound calls are priced on the dialled number (the key's own DID).
+      destination: normaliseDialled(req.dialled),
     });
-    if (!verdict.ok) return { ok: false, code: asCallDeny(verdict.code), message: verdict.message, ...(verdict.retryAfterMs !== undefined ? { retryAfterMs: verdict.retryAfterMs } : {}) };
+    if (!verdict.ok) {
+      if (verdict.code === 'RATE_LIMITED' || verdict.code === 'CONCURRENCY_LIMITED' || verdict.code === 'BUDGET_EXHAUSTED') {
+        this.notify?.('limit.exceeded', key.id, { limit: verdict.code, action: 'call.inbound', to: req.dialled, message: verdict.message });
+      }
+      return { ok: false, code: asCallDeny(verdict.code), message: verdict.message, ...(verdict.retryAfterMs !== undefined ? { retryAfterMs: verdict.retryAfterMs } : {}) };
+    }
     const grant = verdict.grant!;
     const number = await this.numbers.lookup(normaliseDialled(req.dialled));
     if (!number || number.keyId !== key.id) {
@@ -57,7 +66,7 @@ export class InboundCallPolicy implements CallPolicy<InboundGrant> {
       return { ok: false, code: number ? 'NUMBER_NOT_OWNED' : 'NUMBER_NOT_FOUND', message: 'no such number for this trunk' };
     }
     const srtp = key.requireTls ? 'required' : number.srtp;
-    return { ok: true, grant: { policy: grant, number, srtp }, target: number.target, maxDurationSec: grant.maxDurationSec };
+    return { ok: true, grant: { policy: grant, number, srtp }, target: number.target, maxDurationSec: grant.maxDurationSec, limitedBy: grant.limitedBy };
   }
 
   async release(grant: InboundGrant): Promise<void> {

@@ -8,8 +8,15 @@ import type { AgentBridge } from '../agents/agent-bridge.js';
 import { newCallSid } from '../agents/ids.js';
 import type { InboundGrant } from './inbound-call-policy.js';
 import { endedBy, type CallRecords } from './call-records.js';
+import type { StirVerifier, Verstat } from '../stir/index.js';
+
+/** Queues a signed webhook (WebhookService.notify): never waits, never throws. */
+export type NotifyFn = (type: 'call.started' | 'call.answered' | 'call.ended' | 'identity.failed', keyId: string, data: Record<string, unknown>) => void;
 
 export interface MediaCallHandlerOptions {
+  notify?: NotifyFn;
+  /** Verifies inbound Identity headers (null: none is checked, verstat No-TN-Validation). */
+  stir?: { verifier: StirVerifier; rejectFailed: boolean } | null;
   codecs: readonly Codec[];
   /** SDES suites we accept (the offerer's first supported line wins). */
   suites: readonly SrtpSuite[];
@@ -37,10 +44,11 @@ interface Live {
   fallbackTone: boolean;
   readonly details: Record<string, unknown>;
   readonly timers: Set<ReturnType<typeof setTimeout>>;
+  readonly verstat: Verstat;
 }
 
 /** The media worker's view of a negotiated stream. */
-function toSpec(m: NegotiatedMedia, app: MediaApp, agent: AgentAudio | undefined): MediaSpec {
+export function toSpec(m: NegotiatedMedia, app: MediaApp, agent: AgentAudio | undefined): MediaSpec {
   return {
     app,
     codec: m.codec,
@@ -140,6 +148,22 @@ export class MediaCallHandler implements CallHandler<InboundGrant> {
       details: {},
     });
     if (!recorded) return { ok: false, code: 'RECORD_UNAVAILABLE', message: 'call records are unavailable' };
+    // STIR/SHAKEN: verify the caller's Identity header (RFC 8224); the result goes to the agent and the CDR.
+    let verstat: Verstat = 'No-TN-Validation';
+    const identity: Record<string, unknown> = {};
+    if (this.opts.stir) {
+      const v = await this.opts.stir.verifier.verify({ identity: call.identity, from: call.assertedFrom ?? call.from, to: call.dialled });
+      verstat = v.verstat;
+      Object.assign(identity, { verstat: v.verstat, ...(v.attest ? { attest: v.attest } : {}), ...(v.reason ? { reason: v.reason } : {}) });
+      if (v.verstat === 'TN-Validation-Failed') {
+        this.log.info({ callId: call.id, callSid, reason: v.reason }, 'inbound Identity failed verification');
+        this.opts.notify?.('identity.failed', call.keyId, { callId: callSid, from: call.assertedFrom ?? call.from, to: call.dialled, reason: v.reason, rejected: this.opts.stir.rejectFailed });
+        if (this.opts.stir.rejectFailed) {
+          await this.records.update(callSid, { status: 'failed', endedAt: iso(Date.now()), endReason: 'identity-invalid', endedBy: 'gateway', details: { identity } });
+          return { ok: false, code: 'IDENTITY_INVALID', message: v.reason ?? 'the Identity header failed verification' };
+        }
+      }
+    }
     let local: { address: string; port: number };
     try {
       local = await this.media.open(call.id);
@@ -160,11 +184,13 @@ export class MediaCallHandler implements CallHandler<InboundGrant> {
       spec: null,
       failReason: null,
       fallbackTone: false,
-      details: {},
+      details: { identity },
       timers: new Set(),
+      verstat,
     };
     // From here on ended() completes the record, whatever happens.
     this.live.set(call.id, l);
+    this.opts.notify?.('call.started', call.keyId, { callId: callSid, direction: 'inbound', from: call.from, to: call.dialled, target: call.target, identity: verstat });
     const result = this.answer(l, sdp);
     if (!result.ok) {
       l.failReason = 'sdp-not-acceptable';
@@ -197,7 +223,7 @@ export class MediaCallHandler implements CallHandler<InboundGrant> {
         direction: 'inbound',
         target,
         route,
-        verstat: 'No-TN-Validation',
+        verstat: l.verstat,
         agentHangup: (how) => this.agentHangup(l, how),
       })
       : { ok: false as const, reason: 'the number has no agent route' };
@@ -243,12 +269,13 @@ export class MediaCallHandler implements CallHandler<InboundGrant> {
     const l = this.live.get(call.id);
     if (!l) return;
     void this.records.update(l.callSid, { status: 'answered', answeredAt: iso(call.answeredAt ?? Date.now()) });
+    this.opts.notify?.('call.answered', call.keyId, { callId: l.callSid, direction: 'inbound', from: call.from, to: call.dialled });
     if (l.fallbackTone) this.after(l, this.opts.agents.fallbackToneMs, () => void call.hangup('agent-unavailable'));
     const warnMs = this.opts.agents.warningBeforeEndSec * 1000;
     if (l.app === 'agent' && warnMs > 0 && this.bridge) {
       const bridge = this.bridge;
       const at = Math.max(0, call.maxDurationSec * 1000 - warnMs);
-      this.after(l, at, () => bridge.warn(call.id, 'max-duration', Math.min(warnMs, call.maxDurationSec * 1000)));
+      this.after(l, at, () => bridge.warn(call.id, call.limitedBy === 'budget' ? 'budget' : 'max-duration', Math.min(warnMs, call.maxDurationSec * 1000)));
     }
   }
 
@@ -280,6 +307,7 @@ export class MediaCallHandler implements CallHandler<InboundGrant> {
       billableSeconds: Math.round(billable * 1000) / 1000,
       details: l.details,
     };
+    this.opts.notify?.('call.ended', call.keyId, { callId: l.callSid, direction: 'inbound', from: call.from, to: call.dialled, ...patch, details: undefined });
     const write = closing
       .then((stats) => {
         if (!stats) return;

@@ -29,7 +29,7 @@ function nonceKey(masterKey: Buffer): Buffer {
  */
 export async function startSip(gw: Gateway, handler: CallHandler<InboundGrant>): Promise<SipService> {
   const c = gw.config.sip;
-  const policy = new InboundCallPolicy(gw.keys, gw.policy, gw.numbers);
+  const policy = new InboundCallPolicy(gw.keys, gw.policy, gw.numbers, (type, keyId, data) => gw.webhooks.notify(type, keyId, data));
   const server = new SipServer<InboundGrant>(
     {
       realm: c.realm,

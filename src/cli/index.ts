@@ -7,7 +7,12 @@ import { createLogger } from '../observability/logger.js';
 import { buildHttpServer, VERSION } from '../api/server.js';
 import { startVoice } from '../calls/voice.js';
 import { withoutQuery } from '../calls/number-service.js';
+import { TrunkService } from '../calls/trunk-service.js';
+import { readFileSync } from 'node:fs';
 import { accountSidFor, signingSecretFor } from '../agents/ids.js';
+import { loadStirSigning, stirX5u, type StirSigning } from '../stir/index.js';
+import { registerCertsCommands } from './certs-command.js';
+import { registerWebhooksCommands } from './webhooks-command.js';
 import { TollgateError } from '../errors/index.js';
 import type { KeyRecord } from '../keys/key-record.js';
 import { scanGit, scanPaths, type Finding } from '../keys/leak-scanner.js';
@@ -226,6 +231,124 @@ export function buildProgram(): Command {
       });
     });
 
+  registerCertsCommands(program, { json: () => !!g().json, loadConfig: () => config() });
+  registerWebhooksCommands(program, { json: () => !!g().json, withGateway, actor });
+
+  const trunkService = (gw: Gateway): TrunkService => new TrunkService(gw.store, gw.audit, gw.counters, gw.config.secrets.masterKey, gw.log);
+  const trunks = program.command('trunks').description('carrier trunks outbound calls leave through');
+  trunks
+    .command('add <name>')
+    .description('add a carrier trunk (its digest password is stored sealed under the master key)')
+    .requiredOption('--host <host>', 'carrier address or DNS name')
+    .option('--port <port>', 'SIP port (default 5061 for tls, else 5060)', num)
+    .addOption(new Option('--transport <t>', 'SIP transport towards the carrier').choices(['udp', 'tcp', 'tls']).default('tls'))
+    .addOption(new Option('--srtp <mode>', 'SRTP towards the carrier').choices(['required', 'optional', 'off']).default('optional'))
+    .option('--username <user>', 'digest username towards the carrier')
+    .option('--password-file <file>', 'file holding the digest password (never a flag: shells keep history)')
+    .option('--codecs <list>', 'PCMU,PCMA', list)
+    .option('--max-cps <n>', 'the carrier\'s calls-per-second ceiling', num)
+    .option('--prefixes <list>', 'destination E.164 prefixes this trunk serves (default: all)', list)
+    .option('--priority <n>', 'lower wins among trunks with the same prefix length', num)
+    .action(async (name: string, o: { host: string; port?: number; transport: 'udp' | 'tcp' | 'tls'; srtp: 'required' | 'optional' | 'off'; username?: string; passwordFile?: string; codecs?: string[]; maxCps?: number; prefixes?: string[]; priority?: number }) => {
+      const password = o.passwordFile ? readFileSync(o.passwordFile, 'utf8').trim() : undefined;
+      await withGateway(async (gw) => {
+        const t = await trunkService(gw).add({
+          name, host: o.host, transport: o.transport, srtp: o.srtp,
+          ...(o.port !== undefined ? { port: o.port } : {}), ...(o.username ? { username: o.username } : {}), ...(password ? { password } : {}),
+          ...(o.codecs ? { codecs: o.codecs as ('PCMU' | 'PCMA')[] } : {}), ...(o.maxCps !== undefined ? { maxCps: o.maxCps } : {}),
+          ...(o.prefixes ? { prefixes: o.prefixes } : {}), ...(o.priority !== undefined ? { priority: o.priority } : {}),
+        }, actor());
+        makeOut(!!g().json).print(`trunk ${t.id} → ${t.transport} ${t.host}:${t.port} (${t.prefixes.join(', ') || 'all destinations'})`, { trunk: t });
+      });
+    });
+  trunks
+    .command('list')
+    .description('list trunks')
+    .action(async () => {
+      await withGateway(async (gw) => {
+        const all = await trunkService(gw).list({ limit: 1000 });
+        makeOut(!!g().json).print(table(all.map((t) => ({ id: t.id, name: t.name, target: `${t.transport} ${t.host}:${t.port}`, prefixes: t.prefixes.join(',') || '*', enabled: t.enabled, auth: t.hasPassword })), ['id', 'name', 'target', 'prefixes', 'enabled', 'auth']), { trunks: all });
+      });
+    });
+  trunks
+    .command('remove <id>')
+    .description('remove a trunk')
+    .action(async (id: string) => {
+      await withGateway(async (gw) => {
+        await trunkService(gw).remove(id, actor());
+        makeOut(!!g().json).print(`trunk ${id} removed`, { removed: id });
+      });
+    });
+  for (const [cmd, enabled] of [['enable', true], ['disable', false]] as const) {
+    trunks
+      .command(`${cmd} <id>`)
+      .description(`${cmd} a trunk`)
+      .action(async (id: string) => {
+        await withGateway(async (gw) => {
+          const t = await trunkService(gw).setEnabled(id, enabled, actor());
+          makeOut(!!g().json).print(`trunk ${t.id} ${enabled ? 'enabled' : 'disabled'}`, { trunk: t });
+        });
+      });
+  }
+
+  const calls = program.command('calls').description('call detail records');
+  calls
+    .command('list')
+    .description('newest calls first')
+    .option('--key-id <id>', 'only this key\'s calls')
+    .option('--limit <n>', 'at most this many', num, 50)
+    .action(async (o: { keyId?: string; limit: number }) => {
+      await withGateway(async (gw) => {
+        const rows = await gw.store.listCalls({ keyId: o.keyId, limit: o.limit });
+        makeOut(!!g().json).print(table(rows.map((c) => ({ id: c.id, dir: c.direction, from: c.from, to: c.to, status: c.status, started: c.startedAt, seconds: c.billableSeconds, ended: c.endReason ?? '-', by: c.endedBy ?? '-' })), ['id', 'dir', 'from', 'to', 'status', 'started', 'seconds', 'ended', 'by']), { calls: rows });
+      });
+    });
+  calls
+    .command('show <id>')
+    .description('one call record')
+    .action(async (id: string) => {
+      await withGateway(async (gw) => {
+        const c = await gw.store.getCall(id);
+        if (!c) throw new TollgateError('NOT_FOUND', `no call ${id}`);
+        makeOut(!!g().json).print(Object.entries(c).map(([k, v]) => `${k.padEnd(16)} ${typeof v === 'object' && v !== null ? JSON.stringify(v) : String(v ?? '-')}`).join('\n'), { call: c });
+      });
+    });
+
+  program
+    .command('usage')
+    .description('metered usage per key for a period (default: this UTC month)')
+    .option('--key-id <id>', 'one key (default: all)')
+    .option('--from <iso>', 'start (inclusive)')
+    .option('--to <iso>', 'end (exclusive)')
+    .option('--csv', 'CSV on stdout')
+    .action(async (o: { keyId?: string; from?: string; to?: string; csv?: boolean }) => {
+      const now = new Date();
+      const iso = (v: string, flag: string): string => {
+        const t = Date.parse(v);
+        if (Number.isNaN(t)) throw new TollgateError('VALIDATION_FAILED', `${flag}: not an ISO 8601 date`);
+        return new Date(t).toISOString();
+      };
+      const from = o.from ? iso(o.from, '--from') : new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), 1)).toISOString();
+      const to = o.to ? iso(o.to, '--to') : new Date(now.getTime() + 1000).toISOString();
+      await withGateway(async (gw) => {
+        const rows = await gw.store.listUsage({ keyId: o.keyId, fromIso: from, toIso: to, limit: 100_000 });
+        if (o.csv) {
+          process.stdout.write(['id,key_id,call_id,direction,seconds,amount,created_at', ...rows.map((r) => [r.id, r.keyId, r.callId, r.direction, r.seconds, r.amount, r.createdAt].join(','))].join('\r\n') + '\r\n');
+          return;
+        }
+        const perKey = new Map<string, { keyId: string; calls: number; seconds: number; amount: number }>();
+        for (const r of rows) {
+          const t = perKey.get(r.keyId) ?? { keyId: r.keyId, calls: 0, seconds: 0, amount: 0 };
+          t.calls++;
+          t.seconds += r.seconds;
+          t.amount += r.amount;
+          perKey.set(r.keyId, t);
+        }
+        const totals = [...perKey.values()];
+        makeOut(!!g().json).print(totals.length ? table(totals, ['keyId', 'calls', 'seconds', 'amount']) : `no usage from ${from} to ${to}`, { from, to, totals });
+      });
+    });
+
   const numbers = program.command('numbers').description('the dialled-number table: number → target, owned by a key');
   numbers
     .command('add <number>')
@@ -360,10 +483,11 @@ export function buildProgram(): Command {
 async function serve(config: Config): Promise<void> {
   const gw = await buildGateway(config, { purpose: 'serve' });
   let voice: Awaited<ReturnType<typeof startVoice>> | null = null;
+  const stirCertificate: { current: StirSigning | null } = { current: null };
   let http: ReturnType<typeof buildHttpServer> | null = null;
   try {
     voice = await startVoice(gw);
-    http = buildHttpServer(gw, { bridge: voice.bridge });
+    http = buildHttpServer(gw, { bridge: voice.bridge, outbound: voice.outbound, trunks: voice.trunks, stir: stirCertificate });
     await http.app.listen({ host: config.http.host, port: config.http.port });
   } catch (err) {
     // Nothing may keep the process alive after a failed start.
@@ -380,6 +504,10 @@ async function serve(config: Config): Promise<void> {
   const hostForUrl = config.http.host.includes(':') ? `[${config.http.host}]` : config.http.host;
   const base = `http://${hostForUrl}:${port}`;
   const bridge = running.bridge;
+  // STIR/SHAKEN signing: the default x5u is this gateway's own /v1/stir/cert.pem.
+  const stir = loadStirSigning(config, { x5u: stirX5u(config, base), log: gw.log.child({ component: 'stir' }) });
+  running.outbound.setStir(stir);
+  stirCertificate.current = stir;
   bridge.setPublicBase(base);
   // Agents dial in over WebSocket on the same port as the REST API (/v1/stream).
   web.app.server.on('upgrade', (req, socket, head) => {

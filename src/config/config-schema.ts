@@ -90,6 +90,31 @@ export const configSchema = z
       twilioAuthTokenFile: z.string().optional(),
       publicUrl: z.string().refine((v) => v === '' || /^https?:\/\/[^\s?#]+$/.test(v), 'an http(s) URL without query, or empty'),
     }),
+    stir: z.strictObject({
+      /** Sign outbound INVITEs with an Identity header (RFC 8224/8225/8588). */
+      sign: z.boolean(),
+      keyFile: z.string(),
+      certFile: z.string(),
+      chainFile: z.string(),
+      /** Where verifiers fetch the certificate; empty = tollgate serves it at <publicUrl>/v1/stir/cert.pem. */
+      x5u: z.string(),
+      /** Attestation for traffic where the key neither owns the calling number nor is a known customer. */
+      defaultAttestation: z.enum(['A', 'B', 'C']),
+      verify: z.strictObject({
+        enabled: z.boolean(),
+        /** PEM bundle of trusted STI-CA roots; empty = the development CA under <dataDir>/stir when present. */
+        trustFile: z.string(),
+        /** iat must be within this many seconds of now, either way. */
+        maxAgeSec: z.number().int().min(1).max(3600),
+        fetchTimeoutMs: z.number().int().min(100).max(30_000),
+        cacheTtlSec: z.number().int().min(0).max(86_400),
+        cacheMaxEntries: z.number().int().min(1).max(1_000_000),
+        /** Accept http:// x5u URLs (tests and labs only). */
+        allowHttpX5u: z.boolean(),
+        /** Refuse inbound calls whose Identity fails verification with 438. */
+        rejectFailed: z.boolean(),
+      }),
+    }),
     keys: z.strictObject({
       rotationGraceSec: z.number().int().min(0).max(30 * 86400),
       cache: z.strictObject({
@@ -114,6 +139,19 @@ export const configSchema = z
       leaseTtlSec: z.number().int().min(5).max(3600),
       defaultRatePerMinute: z.number().int().min(0),
       blockedPrefixes: z.array(e164Prefix),
+      /** Files of blocked E.164 prefixes (one per line, # comments), added to blockedPrefixes. */
+      blockedPrefixFiles: z.array(z.string()),
+      /** Rate table by destination prefix (YAML); empty = defaultRatePerMinute for everything. */
+      rateTableFile: z.string(),
+    }),
+    webhooks: z.strictObject({
+      maxAttempts: z.number().int().min(1).max(50),
+      initialBackoffMs: z.number().int().min(10).max(3_600_000),
+      maxBackoffMs: z.number().int().min(10).max(86_400_000),
+      timeoutMs: z.number().int().min(100).max(60_000),
+      concurrency: z.number().int().min(1).max(256),
+      /** Accept http:// endpoint URLs (tests and labs only; production wants https). */
+      allowHttp: z.boolean(),
     }),
   })
   .superRefine((c, ctx) => {
@@ -144,6 +182,11 @@ export const PATH_FIELDS: ReadonlySet<string> = new Set([
   'tls.certFile',
   'tls.keyFile',
   'agents.twilioAuthTokenFile',
+  'stir.keyFile',
+  'stir.certFile',
+  'stir.chainFile',
+  'stir.verify.trustFile',
+  'policy.rateTableFile',
 ]);
 
 export type RawConfig = z.infer<typeof configSchema>;

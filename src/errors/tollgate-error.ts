@@ -30,6 +30,8 @@ export const ERROR_CODES = {
   BUDGET_EXHAUSTED: { httpStatus: 402, retryable: false },
   DURATION_INVALID: { httpStatus: 400, retryable: false },
   SCAN_FAILED: { httpStatus: 500, retryable: false },
+  NO_ROUTE: { httpStatus: 503, retryable: true },
+  RECORDING_UNAVAILABLE: { httpStatus: 501, retryable: false },
   INTERNAL: { httpStatus: 500, retryable: false },
 } as const satisfies Record<string, { httpStatus: number; retryable: boolean }>;
 

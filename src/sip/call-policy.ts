@@ -30,6 +30,8 @@ export type CallDenyCode =
   | 'AGENT_SERVICE_UNAVAILABLE'
   /** The call record could not be written: no call runs unrecorded. */
   | 'RECORD_UNAVAILABLE'
+  /** The Identity header failed verification and stir.verify.rejectFailed is on (RFC 8224). */
+  | 'IDENTITY_INVALID'
   | 'DRAINING';
 
 export interface InboundCallRequest {
@@ -43,7 +45,7 @@ export interface InboundCallRequest {
 }
 
 export type CallVerdict<Grant> =
-  | { readonly ok: true; readonly grant: Grant; readonly target: string; readonly maxDurationSec: number }
+  | { readonly ok: true; readonly grant: Grant; readonly target: string; readonly maxDurationSec: number; readonly limitedBy?: 'max-duration' | 'budget' }
   | { readonly ok: false; readonly code: CallDenyCode; readonly message: string; readonly retryAfterMs?: number };
 
 export interface CallPolicy<Grant> {
@@ -100,6 +102,8 @@ export function sipRefusalFor(code: CallDenyCode, retryAfterMs?: number): SipRef
     case 'AGENT_SERVICE_UNAVAILABLE':
     case 'RECORD_UNAVAILABLE':
       return { status: 503, reason: 'Service Unavailable' };
+    case 'IDENTITY_INVALID':
+      return { status: 438, reason: 'Invalid Identity Header' };
     case 'DRAINING':
       return { status: 503, reason: 'Service Unavailable', retryAfterSec: 30 };
     default: {

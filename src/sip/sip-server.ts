@@ -12,6 +12,7 @@ import { AuthBlocker, type AuthBlockerOptions } from './auth-blocker.js';
 import { sipRefusalFor, type CallDenyCode, type CallPolicy } from './call-policy.js';
 import { dialogKey, type Dialog } from './dialog.js';
 import { newBranch, newTag } from './sip-ids.js';
+import { SipUac } from './sip-uac.js';
 
 export const ALLOWED_METHODS = ['INVITE', 'ACK', 'CANCEL', 'BYE', 'OPTIONS', 'UPDATE', 'INFO', 'REGISTER'] as const;
 const ALLOW = ALLOWED_METHODS.join(', ');
@@ -38,6 +39,8 @@ export type EndReason =
   | 'media-timeout'
   | 'media-lost'
   | 'max-duration'
+  /** The key's budget ran out (the call was admitted for what the budget covered). */
+  | 'budget-exhausted'
   | 'shutdown'
   | 'refused'
   /** The agent hung up: a hangup message, REST, or its socket closed. */
@@ -52,9 +55,15 @@ export interface InboundCall<Grant> {
   readonly dialled: string;
   readonly target: string;
   readonly from: string;
+  /** The user part of P-Asserted-Identity, when present (STIR verification uses it over From). */
+  readonly assertedFrom: string | null;
+  /** The Identity header (RFC 8224), when present. */
+  readonly identity: string | null;
   readonly peer: Peer;
   readonly grant: Grant;
   readonly maxDurationSec: number;
+  /** What ends the call at maxDurationSec. */
+  readonly limitedBy: 'max-duration' | 'budget';
   readonly receivedAt: number;
   answeredAt: number | null;
   endedAt: number | null;
@@ -118,6 +127,8 @@ export class SipServer<Grant> {
   private readonly limits: ParseLimits;
   private draining = false;
   private closed = false;
+  /** Outbound legs (calls tollgate places) share the transports and transaction layer. */
+  readonly uac: SipUac;
 
   constructor(
     private readonly opts: SipServerOptions,
@@ -136,9 +147,16 @@ export class SipServer<Grant> {
     this.txl = new TransactionLayer((m, p) => this.send(m, p), {
       onRequest: (tx) => void this.onRequest(tx).catch((err: unknown) => this.onHandlerError(tx, err)),
       onStrayAck: (req) => this.onAck(req),
-      onStrayResponse: () => {},
+      onStrayResponse: (res) => void this.uac.onStrayResponse(res),
       onServerTimeout: () => {},
     }, this.timers);
+    this.uac = new SipUac({
+      txl: this.txl,
+      send: (m, p) => this.send(m, p),
+      localAddress: (p) => this.localAddress(p),
+      userAgent: opts.userAgent,
+      log: this.log,
+    });
   }
 
   get activeCalls(): number {
@@ -226,6 +244,8 @@ export class SipServer<Grant> {
     if (require.length > 0 && req.method !== 'CANCEL' && req.method !== 'ACK') {
       return this.respond(tx, 420, 'Bad Extension', { headers: [['Unsupported', require.join(', ')]] });
     }
+    // In-dialog requests of calls tollgate placed (the callee's BYE, re-INVITE, …).
+    if (tagOf(req.headers.get('To')) && this.uac.handleInDialog(tx)) return;
     switch (req.method) {
       case 'OPTIONS':
         return this.respond(tx, 200, 'OK', { headers: [['Allow', ALLOW], ['Accept', 'application/sdp'], ['Supported', '']] });
@@ -329,9 +349,12 @@ export class SipServer<Grant> {
         dialled,
         target: verdict.target,
         from: fromAddr?.uri.user ?? '',
+        assertedFrom: parseNameAddr(req.headers.get('P-Asserted-Identity') ?? '')?.uri.user ?? null,
+        identity: req.headers.get('Identity') ?? null,
         peer: tx.peer,
         grant: verdict.grant,
         maxDurationSec: verdict.maxDurationSec,
+        limitedBy: verdict.limitedBy ?? 'max-duration',
         receivedAt: Date.now(),
         answeredAt: null,
         endedAt: null,
@@ -392,7 +415,7 @@ export class SipServer<Grant> {
     }
     this.retransmitOk(state, this.timers.t1);
     state.ackTimer = setTimeout(() => void this.ackTimeout(state), timerH(this.timers));
-    state.endTimer = setTimeout(() => void this.hangup(state, 'max-duration'), state.call.maxDurationSec * 1000);
+    state.endTimer = setTimeout(() => void this.hangup(state, state.call.limitedBy === 'budget' ? 'budget-exhausted' : 'max-duration'), state.call.maxDurationSec * 1000);
   }
 
   /**
@@ -548,6 +571,7 @@ export class SipServer<Grant> {
   async close(): Promise<void> {
     if (this.closed) return;
     for (const state of [...this.calls.values()]) await this.hangup(state, 'shutdown');
+    this.uac.close();
     this.closed = true;
     // Give the BYEs a moment on the wire before the transports close.
     await new Promise((r) => setTimeout(r, 50));

@@ -120,3 +120,146 @@ export async function toneFile(seconds = 1): Promise<string> {
   });
   return f;
 }
+
+export interface SippUasOptions {
+  /** "wait": answer tollgate's BYE; "bye": hang up after holdMs; or a final status to refuse with (e.g. 486). */
+  ending: 'wait' | 'bye' | number;
+  holdMs?: number;
+  /** Challenge the INVITE with 407 and check tollgate's digest against these credentials. */
+  auth?: { username: string; password: string };
+  /** Echo the RTP it receives (-rtp_echo). */
+  echo?: boolean;
+  timeoutSec?: number;
+}
+
+export interface SippUas {
+  readonly port: number;
+  /** Resolves when SIPp exits: its result and every message it saw (-trace_msg). */
+  readonly done: Promise<SippRun & { messages: string }>;
+  stop(): void;
+}
+
+/** SIPp as a carrier UAS on 127.0.0.1 (UDP) taking one call from tollgate. */
+export function startSippUas(o: SippUasOptions): SippUas {
+  const dir = mkdtempSync(join(tmpdir(), 'tollgate-sipp-uas-'));
+  let xml = readFileSync(join(SCENARIOS, 'uas-carrier.xml'), 'utf8');
+  const hold = String(o.holdMs ?? 10_000);
+  const reply = (status: number, reason: string, extra = '') => `  <send>
+    <![CDATA[
+      SIP/2.0 ${status} ${reason}
+      [last_Via:]
+      [last_From:]
+      [last_To:];tag=[pid]SIPpTag01[call_number]
+      [last_Call-ID:]
+      [last_CSeq:]
+${extra}      Content-Length: 0
+
+    ]]>
+  </send>
+`;
+  const challenge = '      WWW-Authenticate: Digest realm="carrier.test", nonce="n0nce-[call_number]-[pid]", algorithm=MD5, qop="auth"\n';
+  const authBlock = o.auth
+    ? [
+      reply(401, 'Unauthorized', challenge),
+      '  <recv request="ACK"/>',
+      '  <recv request="INVITE" crlf="true" rrs="true">',
+      '    <action>',
+      `      <verifyauth assign_to="authvalid" username="${o.auth.username}" password="${o.auth.password}"/>`,
+      '    </action>',
+      '  </recv>',
+      '  <nop hide="true" test="authvalid" next="authok"/>',
+      reply(403, 'Forbidden'),
+      '  <nop hide="true" next="theend"/>',
+      '  <label id="authok"/>',
+      '',
+    ].join('\n')
+    : '';
+  let endingBlock: string;
+  if (typeof o.ending === 'number') {
+    endingBlock = '';
+  } else if (o.ending === 'wait') {
+    endingBlock = `  <recv request="BYE" timeout="${hold}"/>
+  <send>
+    <![CDATA[
+      SIP/2.0 200 OK
+      [last_Via:]
+      [last_From:]
+      [last_To:]
+      [last_Call-ID:]
+      [last_CSeq:]
+      Content-Length: 0
+
+    ]]>
+  </send>
+`;
+  } else {
+    // For a BYE of its own, SIPp takes the dialog's From/To from the ACK, swapped.
+    xml = xml.replace('  <recv request="ACK" optional="false" rtd="true" crlf="true"/>', [
+      '  <recv request="ACK" optional="false" rtd="true" crlf="true">',
+      '    <action>',
+      '      <ereg regexp=".*" search_in="hdr" header="From:" assign_to="remote_from"/>',
+      '      <ereg regexp=".*" search_in="hdr" header="To:" assign_to="local_to"/>',
+      '    </action>',
+      '  </recv>',
+    ].join('\n'));
+    endingBlock = `  <pause milliseconds="${hold}"/>
+  <send retrans="500">
+    <![CDATA[
+      BYE [next_url] SIP/2.0
+      Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]
+      From:[$local_to]
+      To:[$remote_from]
+      [last_Call-ID:]
+      CSeq: 2 BYE
+      Max-Forwards: 70
+      Content-Length: 0
+
+    ]]>
+  </send>
+  <recv response="200"/>
+`;
+  }
+  if (typeof o.ending === 'number') {
+    // Refuse the INVITE: 100, then the final status; tollgate ACKs it.
+    const start = xml.indexOf('  <send>');
+    xml = xml.slice(0, start) + reply(o.ending, 'Refused') + '  <recv request="ACK"/>\n  <label id="theend"/>\n  <timewait milliseconds="200"/>\n</scenario>\n';
+  } else {
+    xml = xml.replace('__ENDING_BLOCK__', endingBlock + '  <label id="theend"/>');
+  }
+  xml = xml.replace('__AUTH_BLOCK__', authBlock);
+  const sf = join(dir, 'scenario.xml');
+  writeFileSync(sf, xml);
+  const base = 20_000 + ((process.pid * 7 + ++counter * 211) % 20_000);
+  const port = base + 2000;
+  const args = ['-sf', sf, '-t', 'u1', '-m', '1', '-i', '127.0.0.1', '-p', String(port), '-mi', '127.0.0.1', '-mp', String(base), '-nostdin',
+    '-timeout', `${o.timeoutSec ?? 30}s`, '-timeout_error', '-trace_err', '-trace_msg', '-trace_stat', '-stf', join(dir, 'stat.csv')];
+  if (o.echo) args.push('-rtp_echo');
+  const child = spawn('sipp', args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (stdout += d.toString()));
+  const killer = setTimeout(() => child.kill('SIGKILL'), ((o.timeoutSec ?? 30) + 15) * 1000);
+  const done = new Promise<SippRun & { messages: string }>((res, rej) => {
+    child.on('error', rej);
+    child.on('close', (code) => {
+      clearTimeout(killer);
+      const files = readdirSync(dir);
+      const read = (suffix: string) => {
+        const f = files.find((n) => n.endsWith(suffix));
+        return f ? readFileSync(join(dir, f), 'utf8') : '';
+      };
+      let successful = 0;
+      let failed = 0;
+      const statFile = join(dir, 'stat.csv');
+      if (existsSync(statFile)) {
+        const lines = readFileSync(statFile, 'utf8').trim().split('\n');
+        const head = lines[0]!.split(';');
+        const last = lines[lines.length - 1]!.split(';');
+        successful = Number(last[head.indexOf('SuccessfulCall(C)')]);
+        failed = Number(last[head.indexOf('FailedCall(C)')]);
+      }
+      res({ code, stdout, errors: read('_errors.log'), successful, failed, messages: read('_messages.log') });
+    });
+  });
+  return { port, done, stop: () => child.kill('SIGTERM') };
+}

@@ -58,6 +58,7 @@ export function registerAuthorizationRoutes(app: FastifyInstance, gw: Gateway): 
     return reply.code(201).send({
       callId: grant.callId,
       maxDurationSec: grant.maxDurationSec,
+      limitedBy: grant.limitedBy,
       ratePerMinute: grant.ratePerMinute,
       reserved: grant.budget?.reserved ?? 0,
       leaseTtlSec: gw.config.policy.leaseTtlSec,
