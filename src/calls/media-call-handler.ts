@@ -9,6 +9,7 @@ import { newCallSid } from '../agents/ids.js';
 import type { InboundGrant } from './inbound-call-policy.js';
 import { endedBy, type CallRecords } from './call-records.js';
 import type { StirVerifier, Verstat } from '../stir/index.js';
+import { costOf as rateCost } from '../policy/rate-table.js';
 
 /** Queues a signed webhook (WebhookService.notify): never waits, never throws. */
 export type NotifyFn = (type: 'call.started' | 'call.answered' | 'call.ended' | 'identity.failed', keyId: string, data: Record<string, unknown>) => void;
@@ -299,6 +300,10 @@ export class MediaCallHandler implements CallHandler<InboundGrant> {
     const endedAt = call.endedAt ?? Date.now();
     const billable = call.answeredAt ? Math.max(0, endedAt - call.answeredAt) / 1000 : 0;
     const endReason = reason === 'refused' && l.failReason ? l.failReason : reason;
+    // The same price the policy engine settles at (rate, increments, connection fee; never past the grant).
+    const grant = call.grant.policy;
+    l.details.cost = call.answeredAt ? rateCost(grant.rate, Math.min(billable, grant.maxDurationSec)) : 0;
+    l.details.rate = { prefix: grant.rate.prefix, perMinute: grant.rate.ratePerMinute, increment: `${grant.rate.increment.first}/${grant.rate.increment.next}` };
     const patch = {
       status: call.answeredAt ? ('ended' as const) : ('failed' as const),
       endedAt: iso(endedAt),

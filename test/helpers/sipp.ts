@@ -34,6 +34,8 @@ export interface SippOptions {
    * pcap starts playing (default: the pcap's length plus 300 ms).
    */
   holdMs?: number;
+  /** Extra headers in the INVITEs (e.g. Identity, P-Asserted-Identity), as [name, value]. */
+  headers?: readonly (readonly [string, string])[];
   /** For uac-auth-pcap: the RTP capture SIPp replays after the ACK (see test/helpers/pcap.ts). */
   pcapFile?: string;
   /** Raw µ-law file streamed as RTP after the answer (uac-auth-echo). */
@@ -51,6 +53,8 @@ export function runSipp(o: SippOptions): Promise<SippRun> {
   const holdMs = o.holdMs ?? (o.scenario.startsWith('uac-auth-pcap') && o.pcapFile ? pcapPlayMs(o.pcapFile) + 300 : 0);
   xml = xml.replaceAll('__EXPECT__', String(o.expect ?? 200)).replaceAll('__RTP_STREAM__', `${o.rtpFile ?? ''},-1,0`).replaceAll('__HOLD_MS__', String(holdMs));
   if (o.pcapFile) xml = xml.replaceAll('__PCAP__', resolve(o.pcapFile));
+  // A marker line in the INVITEs: removed (an empty line would end the headers) or replaced.
+  xml = xml.replaceAll('      __EXTRA_HEADERS__\n', (o.headers ?? []).map(([k, v]) => `      ${k}: ${v}\n`).join(''));
   const sf = join(dir, 'scenario.xml');
   writeFileSync(sf, xml);
   const base = 20_000 + ((process.pid * 7 + ++counter * 211) % 20_000);
