@@ -192,7 +192,7 @@ export class OutboundCalls {
     const origTn = canonicalTn(input.from);
     const destTn = canonicalTn(input.to);
     if (this.stir && origTn && destTn) {
-      const attest = attestationFor({ ownsNumber: ownedNumber || key.callerIds.includes(input.from), knownCustomer: true, defaultAttestation: this.opts.defaultAttestation });
+      const attest = attestationFor({ ownsNumber: ownedNumber || key.callerIds.includes(input.from), knownCustomer: true, override: key.attestation, defaultAttestation: this.opts.defaultAttestation });
       headers.push(['Identity', this.stir.identity({ attest, origTn, destTn: [destTn], iat: Math.floor(Date.now() / 1000), origid: randomUUID() })]);
       l.details.identity = { attest, x5u: this.stir.x5u };
     }

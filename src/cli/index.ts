@@ -56,6 +56,7 @@ function withPolicyOptions(cmd: Command): Command {
     .option('--budget <amount/period/currency>', 'budget in the smallest currency unit, e.g. 5000/month/USD, or none', budget)
     .option('--max-duration <sec>', 'maximum call duration in seconds', num)
     .option('--caller-ids <list>', 'E.164 numbers the key owns', list)
+    .option('--attestation <level>', 'STIR/SHAKEN attestation of its outbound calls: A, B, C, or auto (A for its own numbers)')
     .option('--require-tls', 'SIP trunks of this key must use TLS')
     .option('--no-require-tls', 'allow SIP trunks of this key without TLS')
     .option('--expires <iso>', 'expiry date-time (ISO 8601), or none');
@@ -72,6 +73,7 @@ function policyFrom(o: Record<string, unknown>): Record<string, unknown> {
   if (o.role !== undefined) out.role = o.role === 'none' ? null : o.role;
   if (o.budget === 'none') out.budget = null;
   if (o.expires !== undefined) out.expiresAt = o.expires === 'none' ? null : o.expires;
+  if (typeof o.attestation === 'string') out.attestation = o.attestation === 'auto' ? null : o.attestation.toUpperCase();
   return out;
 }
 

@@ -46,6 +46,7 @@ const policyFields = {
   maxCallDurationSec: z.number().int().min(1).max(86_400),
   callerIds: z.array(e164).max(10_000),
   requireTls: z.boolean(),
+  attestation: z.enum(['A', 'B', 'C']).nullable(),
   expiresAt: isoDate.nullable(),
 };
 
@@ -65,6 +66,7 @@ export const keyCreateSchema = z.strictObject({
   maxCallDurationSec: policyFields.maxCallDurationSec.optional(),
   callerIds: policyFields.callerIds.optional(),
   requireTls: policyFields.requireTls.optional(),
+  attestation: policyFields.attestation.optional(),
   expiresAt: policyFields.expiresAt.optional(),
 });
 export type KeyCreateInput = z.input<typeof keyCreateSchema>;

@@ -34,6 +34,8 @@ export interface KeyRecord {
   readonly callerIds: readonly string[];
   /** SIP trunks of this key must use TLS. */
   readonly requireTls: boolean;
+  /** STIR/SHAKEN attestation of this key's outbound calls; null = automatic (A for its own numbers). */
+  readonly attestation: 'A' | 'B' | 'C' | null;
   /** Shown in listings to recognise a key without revealing it: "tg_live_AbCd…wxyz". */
   readonly hint: string;
   readonly expiresAt: string | null;
@@ -75,6 +77,7 @@ export type KeyPatch = Partial<
     | 'maxCallDurationSec'
     | 'callerIds'
     | 'requireTls'
+    | 'attestation'
     | 'expiresAt'
     | 'lastUsedAt'
     | 'revokedAt'

@@ -135,6 +135,7 @@ export class KeyService {
       maxCallDurationSec: p.maxCallDurationSec ?? d.maxCallDurationSec,
       callerIds: p.callerIds ?? [],
       requireTls: p.requireTls ?? false,
+      attestation: p.attestation ?? null,
       hint: keyHint(secret),
       expiresAt: p.expiresAt ?? null,
       createdAt: now,
@@ -323,6 +324,7 @@ export function publicPolicy(k: KeyRecord): Record<string, unknown> {
     maxCallDurationSec: k.maxCallDurationSec,
     callerIds: k.callerIds,
     requireTls: k.requireTls,
+    attestation: k.attestation,
     expiresAt: k.expiresAt,
   };
 }

@@ -20,6 +20,7 @@ function keyWith(allowedCidrs: string[]): KeyRecord {
     maxCallDurationSec: 3600,
     callerIds: [],
     requireTls: false,
+    attestation: null,
     hint: 'tg_test_AbCd…wxyz',
     expiresAt: null,
     createdAt: '2025-01-01T00:00:00.000Z',

@@ -158,6 +158,9 @@ CREATE INDEX webhook_deliveries_created ON webhook_deliveries(created_at, id);
 CREATE INDEX webhook_deliveries_key_created ON webhook_deliveries(key_id, created_at);
 CREATE INDEX webhook_deliveries_endpoint_created ON webhook_deliveries(endpoint_id, created_at);
 ` },
+  { version: 5, sql: `
+ALTER TABLE api_keys ADD COLUMN attestation TEXT CHECK (attestation IN ('A','B','C'));
+` },
 ];
 
 export const POSTGRES_MIGRATIONS: readonly Migration[] = [
@@ -310,5 +313,8 @@ CREATE INDEX webhook_deliveries_due ON webhook_deliveries(next_attempt_at) WHERE
 CREATE INDEX webhook_deliveries_created ON webhook_deliveries(created_at, id);
 CREATE INDEX webhook_deliveries_key_created ON webhook_deliveries(key_id, created_at);
 CREATE INDEX webhook_deliveries_endpoint_created ON webhook_deliveries(endpoint_id, created_at);
+` },
+  { version: 5, sql: `
+ALTER TABLE api_keys ADD COLUMN attestation TEXT CHECK (attestation IN ('A','B','C'));
 ` },
 ];

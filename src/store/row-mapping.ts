@@ -19,6 +19,7 @@ export interface KeyRow {
   max_call_duration_sec: number | string;
   caller_ids: unknown;
   require_tls: number | boolean;
+  attestation: string | null;
   hint: string;
   expires_at: string | Date | null;
   created_at: string | Date;
@@ -32,6 +33,7 @@ export const KEY_COLUMNS = [
   'id', 'name', 'mode', 'status', 'role', 'scopes', 'allowed_cidrs', 'allowed_countries', 'blocked_prefixes',
   'calls_per_second', 'cps_burst', 'max_concurrent_calls', 'budget', 'max_call_duration_sec', 'caller_ids',
   'require_tls', 'hint', 'expires_at', 'created_at', 'created_by', 'updated_at', 'last_used_at', 'revoked_at',
+  'attestation',
 ] as const;
 
 /** KeyPatch field → column. */
@@ -39,7 +41,7 @@ export const PATCH_COLUMNS: Record<string, string> = {
   name: 'name', status: 'status', role: 'role', scopes: 'scopes', allowedCidrs: 'allowed_cidrs',
   allowedCountries: 'allowed_countries', blockedPrefixes: 'blocked_prefixes', callsPerSecond: 'calls_per_second',
   cpsBurst: 'cps_burst', maxConcurrentCalls: 'max_concurrent_calls', budget: 'budget',
-  maxCallDurationSec: 'max_call_duration_sec', callerIds: 'caller_ids', requireTls: 'require_tls',
+  maxCallDurationSec: 'max_call_duration_sec', callerIds: 'caller_ids', requireTls: 'require_tls', attestation: 'attestation',
   expiresAt: 'expires_at', lastUsedAt: 'last_used_at', revokedAt: 'revoked_at', hint: 'hint',
 };
 export const JSON_COLUMNS = new Set(['scopes', 'allowed_cidrs', 'allowed_countries', 'blocked_prefixes', 'budget', 'caller_ids']);
@@ -75,6 +77,7 @@ export function rowToKey(r: KeyRow): KeyRecord {
     maxCallDurationSec: Number(r.max_call_duration_sec),
     callerIds: json<string[]>(r.caller_ids),
     requireTls: Boolean(r.require_tls),
+    attestation: (r.attestation ?? null) as KeyRecord['attestation'],
     hint: r.hint,
     expiresAt: isoOrNull(r.expires_at),
     createdAt: iso(r.created_at),
@@ -92,6 +95,7 @@ export function keyToValues(k: KeyRecord, bool: (b: boolean) => unknown): unknow
     JSON.stringify(k.allowedCountries), JSON.stringify(k.blockedPrefixes), k.callsPerSecond, k.cpsBurst,
     k.maxConcurrentCalls, JSON.stringify(k.budget), k.maxCallDurationSec, JSON.stringify(k.callerIds),
     bool(k.requireTls), k.hint, k.expiresAt, k.createdAt, k.createdBy, k.updatedAt, k.lastUsedAt, k.revokedAt,
+    k.attestation,
   ];
 }
 

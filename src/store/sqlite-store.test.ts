@@ -37,7 +37,7 @@ describe('SqliteStore migrations', () => {
     try {
       await store.migrate();
       expect(await store.getNumber('+14155550111')).toEqual({ number: '+14155550111', target: 'echo', keyId: 'key_old', srtp: 'off', agent: null, createdAt: 't0', updatedAt: 't1' });
-      expect(SQLITE_MIGRATIONS.map((m) => m.version)).toEqual([1, 2, 3, 4]);
+      expect(SQLITE_MIGRATIONS.map((m) => m.version)).toEqual([1, 2, 3, 4, 5]);
       expect(await store.listCalls({ limit: 10 })).toEqual([]);
     } finally {
       await store.close();

@@ -35,6 +35,7 @@ export function storeContract(name: string, make: () => Promise<Store>, cleanup?
       maxCallDurationSec: 600,
       callerIds: ['+12025550100'],
       requireTls: true,
+      attestation: 'B',
       hint: 'tg_live_AbCd…wxyz',
       expiresAt: null,
       createdAt: now,

@@ -142,11 +142,15 @@ describe('outbound calls through a carrier trunk (SIPp as the carrier)', () => {
   it('busy and carrier hang-up are told apart in the CDR; digest towards the carrier works', async () => {
     const busyUas = startSippUas({ ending: 486 });
     const busyTrunk = await trunkTo(busyUas.port, { prefixes: ['+1303'] });
-    const k = await caller();
+    // This key's calls are signed with attestation C whatever the number (a per-key override).
+    const k = await caller({ attestation: 'C' });
     const busy = await api(gw, 'POST', '/v1/calls', { auth: k.secret, body: { to: '+13035550100', from: k.from, target: 'echo' } });
     expect(busy.status, busy.text).toBe(201);
     expect(await record(k.secret, busy.body.call.id)).toMatchObject({ status: 'failed', endReason: 'busy', endedBy: 'callee', progress: 'busy', details: { sipStatus: 486, trunk: busyTrunk } });
-    expect((await busyUas.done).code).toBe(0);
+    const busyRun = await busyUas.done;
+    expect(busyRun.code).toBe(0);
+    const jws = /^Identity: ([^;]+);/m.exec(busyRun.messages)?.[1];
+    expect(JSON.parse(Buffer.from(jws!.split('.')[1]!, 'base64url').toString())).toMatchObject({ attest: 'C', orig: { tn: k.from.slice(1) }, dest: { tn: ['13035550100'] } });
 
     const password = 'carrier-secret-0123456789';
     const authUas = startSippUas({ ending: 'bye', holdMs: 1000, auth: { username: 'tollgate', password } });
