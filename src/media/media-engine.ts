@@ -216,7 +216,11 @@ export class MediaEngine {
   /** app 'agent': queues the agent's audio (its format, any length) for playout to the caller. */
   play(callId: string, audio: Uint8Array): void {
     const slot = this.where.get(callId);
-    if (slot?.alive) slot.worker.postMessage({ type: 'play', callId, audio } satisfies ToWorker);
+    if (!slot?.alive) return;
+    // Small Buffers are views of Node's shared 8 KB pool, and postMessage would clone the whole
+    // pool for each frame: give the worker its own exact-size copy, transferred, not cloned.
+    const own = audio.byteOffset === 0 && audio.byteLength === audio.buffer.byteLength && audio.buffer instanceof ArrayBuffer ? audio : new Uint8Array(audio);
+    slot.worker.postMessage({ type: 'play', callId, audio: own } satisfies ToWorker, [own.buffer as ArrayBuffer]);
   }
 
   /** app 'agent': a mark after the audio queued so far (reported through onAgent when played). */

@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { randomInt } from 'node:crypto';
 import { mkdtempSync, readFileSync, writeFileSync, existsSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -43,10 +44,23 @@ export interface SippOptions {
   timeoutSec?: number;
 }
 
-let counter = 0;
+/**
+ * A random base for SIPp's ports (SIP base+2000, control base+1000, media base…base+3): random
+ * rather than derived from the pid, so SIPp runs of concurrent processes rarely meet.
+ */
+function sippBasePort(): number {
+  return 20_000 + randomInt(0, 3_800) * 10;
+}
 
 /** Runs SIPp (Debian's sip-tester) once, bounded in calls and time, all on 127.0.0.1. */
-export function runSipp(o: SippOptions): Promise<SippRun> {
+export async function runSipp(o: SippOptions): Promise<SippRun> {
+  const r = await runSippOnce(o);
+  // Its random ports were taken by another process: once more on other ports.
+  if (r.code !== 0 && /Address already in use|Unable to bind/.test(r.stdout + r.errors)) return runSippOnce(o);
+  return r;
+}
+
+function runSippOnce(o: SippOptions): Promise<SippRun> {
   if (o.scenario.startsWith('uac-auth-pcap') && !o.pcapFile) return Promise.reject(new Error('runSipp: uac-auth-pcap needs pcapFile'));
   const dir = mkdtempSync(join(tmpdir(), 'tollgate-sipp-'));
   let xml = readFileSync(join(SCENARIOS, `${o.scenario}.xml`), 'utf8');
@@ -57,7 +71,7 @@ export function runSipp(o: SippOptions): Promise<SippRun> {
   xml = xml.replaceAll('      __EXTRA_HEADERS__\n', (o.headers ?? []).map(([k, v]) => `      ${k}: ${v}\n`).join(''));
   const sf = join(dir, 'scenario.xml');
   writeFileSync(sf, xml);
-  const base = 20_000 + ((process.pid * 7 + ++counter * 211) % 20_000);
+  const base = sippBasePort();
   const args = [
     `${o.target.address}:${o.target.port}`,
     '-sf', sf,
@@ -233,7 +247,7 @@ ${extra}      Content-Length: 0
   xml = xml.replace('__AUTH_BLOCK__', authBlock);
   const sf = join(dir, 'scenario.xml');
   writeFileSync(sf, xml);
-  const base = 20_000 + ((process.pid * 7 + ++counter * 211) % 20_000);
+  const base = sippBasePort();
   const port = base + 2000;
   const args = ['-sf', sf, '-t', 'u1', '-m', '1', '-i', '127.0.0.1', '-p', String(port), '-mi', '127.0.0.1', '-mp', String(base), '-nostdin',
     '-timeout', `${o.timeoutSec ?? 30}s`, '-timeout_error', '-trace_err', '-trace_msg', '-trace_stat', '-stf', join(dir, 'stat.csv')];

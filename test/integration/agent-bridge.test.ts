@@ -94,7 +94,7 @@ describe('agent bridge: phone calls to AI agents over WebSocket', () => {
     await agent.waitForEvent('stop', 5000);
     const closed = await agent.waitForClose();
     expect(closed.code).toBe(1000);
-    expect(agent.protocolErrors).toEqual([]);
+    expect(agent.protocolErrors, agent.protocolErrors.join('\n')).toEqual([]);
     expect(agent.mediaProblems({ toleranceMs: 1000 })).toEqual([]);
     expect(agent.media.length).toBeGreaterThan(100);
     // The caller's 440 Hz tone reached the agent; the digit too.
