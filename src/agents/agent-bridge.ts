@@ -217,6 +217,8 @@ export class AgentBridge {
 
   /** Posts the signed call.incoming webhook with a single-call token; a failure reason or null. */
   private async notify(call: BridgeCall): Promise<string | null> {
+    // The webhook carries a single-call token: never in clear text unless the operator allows it.
+    if (call.route.webhookUrl?.startsWith('http:') && !this.gw.config.webhooks.allowHttp) return 'the attach webhook URL is http:// and webhooks.allowHttp is off';
     const key = await this.gw.keys.getCurrent(call.keyId);
     if (!key) return 'the key no longer exists';
     const ttlSec = Math.min(this.gw.config.tokens.maxTtlSec, Math.max(5, Math.ceil(this.gw.config.agents.connectTimeoutMs / 1000) + 5));

@@ -16,6 +16,8 @@ const ENV = {
   TOLLGATE_AGENTS__CONNECT_TIMEOUT_MS: '2000',
   TOLLGATE_AGENTS__FALLBACK_TONE_MS: '1000',
   TOLLGATE_AGENTS__TWILIO_AUTH_TOKEN: TWILIO_TOKEN,
+  // The attach webhook receiver is a plain http:// server on 127.0.0.1.
+  TOLLGATE_WEBHOOKS__ALLOW_HTTP: 'true',
 };
 
 describe('agent bridge: phone calls to AI agents over WebSocket', () => {
