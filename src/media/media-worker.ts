@@ -154,7 +154,9 @@ function open(callId: string): Promise<void> {
       remoteRtcp: null,
       srtpIn: null,
       srtpOut: null,
-      out: { marker: true, payloadType: 0, sequenceNumber: randomInt(0, 65536), timestamp: randomInt(0, 2 ** 32), ssrc: randomBytes(4).readUInt32BE(0) },
+      // RFC 3711 §3.3.1: a random initial sequence number below 2^15, so a receiver that misses
+      // the first packets cannot be left one rollover behind (and refuse the whole call).
+      out: { marker: true, payloadType: 0, sequenceNumber: randomInt(0, 32768), timestamp: randomInt(0, 2 ** 32), ssrc: randomBytes(4).readUInt32BE(0) },
       playout: new JitterBuffer({ frameMs: FRAME_MS, initialDelayMs: Math.max(20, init.jitterTargetMs) }),
       rxStats: null,
       dtmf: new DtmfReceiver({
