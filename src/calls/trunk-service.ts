@@ -42,7 +42,7 @@ export interface TrunkHealth {
 /** How a call reaches a trunk. */
 export interface TrunkRoute {
   readonly trunk: TrunkRecord;
-  readonly peer: { protocol: 'udp' | 'tcp' | 'tls'; address: string; port: number };
+  readonly peer: { protocol: 'udp' | 'tcp' | 'tls'; address: string; port: number; serverName?: string };
   readonly credentials: { username: string; password: string } | null;
 }
 
@@ -132,7 +132,9 @@ export class TrunkService {
       if (!address) continue;
       let credentials: TrunkRoute['credentials'] = null;
       if (t.username && t.passwordSealed) credentials = { username: t.username, password: open(this.masterKey, t.passwordSealed, aadOf(t.id)) };
-      return { trunk: t, peer: { protocol: t.transport, address, port: t.port }, credentials };
+      // Over TLS the carrier's certificate is checked against its DNS name, not the resolved address.
+      const serverName = t.transport === 'tls' && !isIP(t.host.replace(/^\[|\]$/g, '')) ? t.host : undefined;
+      return { trunk: t, peer: { protocol: t.transport, address, port: t.port, ...(serverName ? { serverName } : {}) }, credentials };
     }
     return null;
   }

@@ -11,6 +11,8 @@ export interface Peer {
   readonly port: number;
   /** For connection-oriented transports: the connection a request arrived on, so the response goes back on it. */
   readonly connectionId?: string;
+  /** TLS client connections: the name the peer's certificate must carry (SNI too), e.g. a carrier's DNS name. */
+  readonly serverName?: string;
 }
 
 export interface InboundMessage {

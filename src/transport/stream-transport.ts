@@ -113,7 +113,7 @@ export class StreamTransport implements SipTransport {
     return new Promise((resolve, reject) => {
       const onError = (err: Error): void => reject(err);
       const socket = this.opts.tls
-        ? tlsConnect({ host: peer.address, port: peer.port, minVersion: 'TLSv1.2', rejectUnauthorized: this.opts.tlsClient?.rejectUnauthorized ?? true, ...(this.opts.tlsClient?.ca ? { ca: this.opts.tlsClient.ca } : {}) }, () => {
+        ? tlsConnect({ host: peer.address, port: peer.port, ...(peer.serverName ? { servername: peer.serverName } : {}), minVersion: 'TLSv1.2', rejectUnauthorized: this.opts.tlsClient?.rejectUnauthorized ?? true, ...(this.opts.tlsClient?.ca ? { ca: this.opts.tlsClient.ca } : {}) }, () => {
             socket.off('error', onError);
             resolve(this.adopt(socket));
           })
