@@ -9,6 +9,11 @@
  *
  * Other modules extend the output through stirFigures() (e.g. outbound call setup rate with
  * signing on), keeping `signing` and `verification` as they are.
+ *
+ * `outboundSetup` (bench/outbound-setup.ts): outbound call setup rate through policy + signing
+ * to a SIPp UAS, against the compiled gateway (needs dist/: the script runs npm run build
+ * first) and SIPp. `--quick` runs fewer, shorter rounds; `--rates 400,800` and `--seconds 5`
+ * choose the offered rates and the length of each; `--no-outbound` skips it.
  */
 import { createPrivateKey } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -20,6 +25,7 @@ import { PassportSigner, signPassport, type PassportClaims } from '../src/stir/p
 import { parseCertificates } from '../src/stir/certificate-chain.js';
 import { StirVerifier } from '../src/stir/verifier.js';
 import { summarise, timeOps } from './stats.js';
+import { outboundSetupFigures, sippAvailable } from './outbound-setup.js';
 
 const X5U = 'https://certs.tollgate.test/stir/cert.pem';
 const SIGN_TARGET = 10_000;
@@ -100,6 +106,19 @@ export async function stirFigures(opts: { quick?: boolean } = {}): Promise<StirF
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  const figures = await stirFigures({ quick: process.argv.includes('--quick') });
-  process.stdout.write(JSON.stringify({ node: process.version, singleThreaded: true, ...figures }, null, 2) + '\n');
+  const quick = process.argv.includes('--quick');
+  const arg = (name: string): string | undefined => {
+    const i = process.argv.indexOf(name);
+    return i >= 0 ? process.argv[i + 1] : undefined;
+  };
+  const rates = arg('--rates')?.split(',').map(Number).filter((n) => n > 0);
+  const seconds = Number(arg('--seconds')) || undefined;
+  const figures = await stirFigures({ quick });
+  // Signing and verification ran single-threaded in this process; the outbound round is multi-process.
+  const outboundSetup = process.argv.includes('--no-outbound')
+    ? { skipped: '--no-outbound' }
+    : sippAvailable()
+      ? await outboundSetupFigures({ quick, ...(rates?.length ? { rates } : {}), ...(seconds ? { seconds } : {}) })
+      : { skipped: 'sipp is not installed (Debian: sip-tester)' };
+  process.stdout.write(JSON.stringify({ node: process.version, singleThreaded: true, ...figures, outboundSetup }, null, 2) + '\n');
 }
