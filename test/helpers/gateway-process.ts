@@ -97,15 +97,19 @@ export async function startGateway(opts: GatewayEnv = {}): Promise<RunningGatewa
       rej(new Error(`gateway did not start in 30 s: ${stderr.slice(-2000)}`));
     }, 30_000);
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.stdout.on('data', (d: Buffer) => {
+    // Only until the listening line: the log keeps growing, and re-splitting all of it on every
+    // chunk for the life of the process costs a core at high call rates.
+    const onData = (d: Buffer): void => {
       buf += d.toString();
       for (const line of buf.split('\n')) {
         if (!line.includes('tollgate listening')) continue;
         clearTimeout(timer);
+        child.stdout.off('data', onData);
         res(JSON.parse(line) as { url: string; sip: RunningGateway['sip'] });
         return;
       }
-    });
+    };
+    child.stdout.on('data', onData);
     void exited.then((code) => {
       clearTimeout(timer);
       rej(new Error(`gateway exited with ${code} before listening: ${stderr.slice(-2000)}`));
