@@ -88,6 +88,8 @@ function rejectionReason(status: number): string {
  */
 export class OutboundCalls {
   private readonly live = new Map<string, Live>();
+  /** Record completions in flight (awaited by flush before the store closes). */
+  private readonly writes = new Set<Promise<unknown>>();
   /** STIR/SHAKEN signing (set once the HTTP address, the default x5u, is known); null: unsigned. */
   private stir: StirSigning | null = null;
 
@@ -337,7 +339,7 @@ export class OutboundCalls {
     if (l.stream && !l.answeredAt) l.stream.notAnswered(outcome.reason);
     const closing = this.media.close(l.callSid);
     const settle = l.answeredAt ? this.gw.policy.complete(l.grant, seconds) : this.gw.policy.release(l.grant).then(() => ({ cost: 0 }));
-    void Promise.all([closing.catch(() => null), settle.catch((err: unknown) => {
+    const write = Promise.all([closing.catch(() => null), settle.catch((err: unknown) => {
       this.log.error({ err, callSid: l.callSid }, 'could not settle an outbound call');
       return { cost: 0 };
     })]).then(([, settled]) =>
@@ -350,12 +352,23 @@ export class OutboundCalls {
         details: { ...l.details, trunk: l.trunkId ?? 'test-sink', progress: 'ended', cost: settled.cost },
       }),
     );
+    this.writes.add(write);
+    void write.finally(() => this.writes.delete(write));
     this.log.info({ callSid: l.callSid, reason: outcome.reason, by: outcome.by, seconds: Math.round(seconds * 10) / 10 }, 'outbound call ended');
     this.gw.webhooks.notify('call.ended', l.keyId, { callId: l.callSid, direction: 'outbound', from: l.input.from, to: l.input.to, status: l.answeredAt ? 'ended' : 'failed', endReason: outcome.reason, endedBy: outcome.by, billableSeconds: Math.round(seconds * 1000) / 1000 });
   }
 
   /** Ends every live call (shutdown). */
   close(): void {
-    for (const l of [...this.live.values()]) this.end(l, 'shutdown', 'gateway');
+    for (const l of [...this.live.values()]) {
+      this.end(l, 'shutdown', 'gateway');
+      // A ringing call's CANCEL may never be answered now: complete its record anyway.
+      this.finish(l, { reason: 'shutdown', by: 'gateway' }, l.answeredAt ? (Date.now() - l.answeredAt) / 1000 : 0);
+    }
+  }
+
+  /** Waits for every ended call's settlement and record (before the store closes). */
+  async flush(): Promise<void> {
+    while (this.writes.size) await Promise.allSettled([...this.writes]);
   }
 }

@@ -97,6 +97,7 @@ export async function startVoice(gw: Gateway): Promise<Voice> {
       await sip.close();
       b.close();
       await h.flush();
+      await outbound.flush();
       await sink.stop();
       await media.stop();
     },
