@@ -8,6 +8,7 @@ import { writeRtpPcap } from '../helpers/pcap.js';
 import { BurstAgent, NativeAgent, PipecatLikeAgent } from '../helpers/agents.js';
 import { detectTone, sine } from '../helpers/audio.js';
 import { verifyTollgateSignature, twilioSignature } from '../../src/agents/signature.js';
+import { generateKeySecret } from '../../src/keys/key-format.js';
 
 /** SIPp 3.6 reads only the first challenge and knows only MD5. */
 const TWILIO_TOKEN = 'test-twilio-auth-token-0123456789';
@@ -232,7 +233,10 @@ describe('agent bridge: phone calls to AI agents over WebSocket', () => {
     };
     const t = await route('attach', { webhookUrl: 'http://127.0.0.1:9/never', protocol: 'native' });
     expect(await closeOf({})).toBe(4401);
-    expect(await closeOf({ authorization: 'Bearer tg_live_notarealkeynotarealkeynotarealkeynotarealke000000' })).toBe(4401);
+    // A well-formed key (valid checksum) that the gateway never issued.
+    const unknown = generateKeySecret('live');
+    rememberSecret(unknown);
+    expect(await closeOf({ authorization: `Bearer ${unknown}` })).toBe(4401);
     expect(await closeOf({ authorization: 'Bearer garbage' })).toBe(4401);
     expect(await closeOf({ authorization: `Bearer ${t.secret}` }, `${streamUrl}?token=${encodeURIComponent('abc')}`)).toBe(4400);
     expect(await closeOf({ authorization: `Bearer ${t.secret}` }, streamUrl, { type: 'attach', callId: 'CA' + '0'.repeat(32) })).toBe(4404);
