@@ -13,6 +13,7 @@ import { sipRefusalFor, type CallDenyCode, type CallPolicy } from './call-policy
 import { dialogKey, type Dialog } from './dialog.js';
 import { newBranch, newTag } from './sip-ids.js';
 import { SipUac } from './sip-uac.js';
+import { sdpBody, tagOf, transportParam } from './message-parts.js';
 
 export const ALLOWED_METHODS = ['INVITE', 'ACK', 'CANCEL', 'BYE', 'OPTIONS', 'UPDATE', 'INFO', 'REGISTER'] as const;
 const ALLOW = ALLOWED_METHODS.join(', ');
@@ -104,13 +105,6 @@ interface CallState<Grant> {
   endTimer: ReturnType<typeof setTimeout> | null;
   ended: boolean;
 }
-
-const sdpBody = (m: SipMessage): Buffer | null => {
-  const ct = m.headers.get('Content-Type')?.split(';')[0]?.trim().toLowerCase();
-  return ct === 'application/sdp' && m.body.length > 0 ? m.body : null;
-};
-
-const tagOf = (header: string | undefined): string | null => (header ? parseNameAddr(header)?.params.get('tag') ?? null : null);
 
 /**
  * tollgate's SIP user agent server: the inbound end of the back-to-back user agent. Calls end
@@ -577,8 +571,4 @@ export class SipServer<Grant> {
     await new Promise((r) => setTimeout(r, 50));
     this.txl.close();
   }
-}
-
-function transportParam(p: TransportProtocol): string {
-  return p === 'udp' ? '' : `;transport=${p}`;
 }

@@ -6,6 +6,7 @@ import { parseAuthParams, parseCSeq, parseNameAddr } from './sip-grammar.js';
 import type { ServerTransaction, TransactionLayer } from './transactions.js';
 import { digestResponse, type DigestAlgorithm } from './digest-auth.js';
 import { dialogKey } from './dialog.js';
+import { sdpBody, tagOf, transportParam } from './message-parts.js';
 import { newBranch, newCallId, newTag } from './sip-ids.js';
 import { randomBytes } from 'node:crypto';
 
@@ -83,12 +84,6 @@ export interface SipUacHost {
   readonly log: Logger;
 }
 
-const tagOf = (header: string | undefined): string | null => (header ? parseNameAddr(header)?.params.get('tag') ?? null : null);
-const sdpOf = (m: SipMessage): Buffer | null => {
-  const ct = m.headers.get('Content-Type')?.split(';')[0]?.trim().toLowerCase();
-  return ct === 'application/sdp' && m.body.length > 0 ? m.body : null;
-};
-const transportParam = (p: TransportProtocol): string => (p === 'udp' ? '' : `;transport=${p}`);
 
 /**
  * The outbound end of the back-to-back user agent: a UAC core (RFC 3261 §13.2) for calls
@@ -192,7 +187,7 @@ export class SipUac {
       if (res.status > 100) {
         leg.gotProvisional = true;
         if (leg.state === 'calling') leg.state = 'early';
-        leg.opts.events.onProgress?.(res.status, sdpOf(res));
+        leg.opts.events.onProgress?.(res.status, sdpBody(res));
       } else leg.gotProvisional = true;
       if (leg.cancelPending) this.sendCancel(leg);
       return;
@@ -259,7 +254,7 @@ export class SipUac {
       return;
     }
     leg.state = 'answered';
-    leg.opts.events.onAnswer(sdpOf(res) ?? Buffer.alloc(0));
+    leg.opts.events.onAnswer(sdpBody(res) ?? Buffer.alloc(0));
   }
 
   private inDialogRequest(leg: Leg, method: string, cseq: number): SipRequest {
@@ -353,7 +348,7 @@ export class SipUac {
           reply(481, 'Call/Transaction Does Not Exist');
           return true;
         }
-        const offer = sdpOf(req);
+        const offer = sdpBody(req);
         if (!offer) {
           reply(200);
           return true;
