@@ -5,10 +5,9 @@ import { WebSocket, WebSocketServer } from 'ws';
 import type { Gateway } from '../main.js';
 import type { MediaEngine, AgentMessage } from '../media/media-engine.js';
 import type { AgentRoute } from '../store/store.js';
-import { parseKeySecret } from '../keys/key-format.js';
-import { TokenService } from '../keys/token-service.js';
-import { keyPrincipal, tokenPrincipal, type Principal } from '../policy/principal.js';
+import type { Principal } from '../policy/principal.js';
 import { httpStatusFor } from '../api/http-status.js';
+import { CREDENTIAL_PARAMS, verifyCredential } from '../api/authenticate.js';
 import { isTollgateError } from '../errors/index.js';
 import { AgentSession, CLOSE } from './agent-session.js';
 import { accountSidFor, signingSecretFor } from './ids.js';
@@ -56,8 +55,6 @@ interface Entry {
   pending: WebSocket | null;
 }
 
-/** Credential params that must never be in a URL (they end up in proxy logs). */
-const CREDENTIAL_PARAMS = ['key', 'api_key', 'apikey', 'token', 'access_token', 'secret', 'auth'];
 
 function routeFormat(route: AgentRoute): AgentFormat {
   if (route.protocol === 'twilio' || route.sampleRate === 0) return { encoding: 'PCMU', sampleRate: 8000 };
@@ -386,9 +383,9 @@ export class AgentBridge {
     if (CREDENTIAL_PARAMS.some((p) => query.has(p))) return refuse(CLOSE.BAD_MESSAGE, 'credentials must be sent in the Authorization header or a subprotocol, never in the URL');
     const credential = this.credentialOf(req);
     if (!credential) return refuse(CLOSE.UNAUTHENTICATED, 'send an API key or token as Authorization: Bearer <credential> or subprotocol tollgate.auth.<credential>');
-    const principal = await this.identify(credential, ip);
-    if (!principal.ok) return refuse(principal.close, principal.reason);
-    const p = principal.principal;
+    const verified = await verifyCredential(this.gw, credential, ip);
+    if (!verified.ok) return refuse(CLOSE.UNAUTHENTICATED, verified.wellFormed ? verified.code.toLowerCase().replaceAll('_', ' ') : 'not an API key or token');
+    const p = verified.principal;
     const allowed = await this.gw.policy.authorize({ principal: p, action: 'api', scope: null, sourceIp: ip, transport: 'http' });
     if (!allowed.ok) return refuse(closeCodeFor(allowed.code), allowed.message);
 
@@ -484,26 +481,6 @@ export class AgentBridge {
     const protos = (req.headers['sec-websocket-protocol'] ?? '').split(',').map((s) => s.trim());
     const p = protos.find((s) => s.startsWith(AUTH_SUBPROTOCOL_PREFIX));
     return p ? p.slice(AUTH_SUBPROTOCOL_PREFIX.length) : null;
-  }
-
-  private async identify(credential: string, ip: string): Promise<{ ok: true; principal: Principal } | { ok: false; close: number; reason: string }> {
-    if (parseKeySecret(credential)) {
-      const v = await this.gw.keys.verify(credential);
-      if (!v.ok) {
-        this.gw.log.info({ code: v.code, keyId: v.keyId, ip }, 'authentication refused');
-        return { ok: false, close: CLOSE.UNAUTHENTICATED, reason: v.code.toLowerCase().replaceAll('_', ' ') };
-      }
-      return { ok: true, principal: keyPrincipal(v.key) };
-    }
-    if (TokenService.looksLikeToken(credential)) {
-      const v = await this.gw.tokens.verify(credential);
-      if (!v.ok) {
-        this.gw.log.info({ code: v.code, keyId: v.keyId, ip }, 'authentication refused');
-        return { ok: false, close: CLOSE.UNAUTHENTICATED, reason: v.code.toLowerCase().replaceAll('_', ' ') };
-      }
-      return { ok: true, principal: tokenPrincipal(v.key, v.claims) };
-    }
-    return { ok: false, close: CLOSE.UNAUTHENTICATED, reason: 'not an API key or token' };
   }
 
   /** Closes every agent socket (calls end separately through SIP). */

@@ -13,7 +13,7 @@ declare module 'fastify' {
 }
 
 /** Query parameters that would put a credential in a URL (and so in proxy and access logs). */
-const CREDENTIAL_PARAMS = ['key', 'api_key', 'apikey', 'token', 'access_token', 'secret', 'auth'];
+export const CREDENTIAL_PARAMS = ['key', 'api_key', 'apikey', 'token', 'access_token', 'secret', 'auth'];
 
 export function sendRefusal(reply: FastifyReply, code: Parameters<typeof httpStatusFor>[0], message: string, retryAfterMs?: number): FastifyReply {
   const status = httpStatusFor(code);
@@ -56,29 +56,38 @@ export async function identify(gw: Gateway, req: FastifyRequest, reply: FastifyR
     sendRefusal(reply, 'UNAUTHENTICATED', 'send an API key or token as Authorization: Bearer <credential>');
     return null;
   }
-  const credential = m[1]!;
-  let principal: Principal;
-  if (parseKeySecret(credential)) {
-    const v = await gw.keys.verify(credential);
-    if (!v.ok) {
-      gw.log.info({ code: v.code, keyId: v.keyId, ip: req.ip }, 'authentication refused');
-      sendRefusal(reply, v.code, authMessage(v.code));
-      return null;
-    }
-    principal = keyPrincipal(v.key);
-  } else if (TokenService.looksLikeToken(credential)) {
-    const v = await gw.tokens.verify(credential);
-    if (!v.ok) {
-      gw.log.info({ code: v.code, keyId: v.keyId, ip: req.ip }, 'authentication refused');
-      sendRefusal(reply, v.code, authMessage(v.code));
-      return null;
-    }
-    principal = tokenPrincipal(v.key, v.claims);
-  } else {
-    sendRefusal(reply, 'UNAUTHENTICATED', authMessage('UNAUTHENTICATED'));
+  const v = await verifyCredential(gw, m[1]!, req.ip);
+  if (!v.ok) {
+    sendRefusal(reply, v.code, authMessage(v.code));
     return null;
   }
-  return principal;
+  return v.principal;
+}
+
+export type CredentialResult =
+  | { readonly ok: true; readonly principal: Principal }
+  /** wellFormed: false when the credential is neither an API key nor a token in shape. */
+  | { readonly ok: false; readonly code: Parameters<typeof authMessage>[0]; readonly wellFormed: boolean };
+
+/**
+ * Resolves an API key or a short-lived token to a principal: the one check behind every
+ * surface that takes a credential (REST, /v1/stream, Twilio-style Basic auth). Refusals of
+ * well-formed credentials are logged with ids only.
+ */
+export async function verifyCredential(gw: Gateway, credential: string, ip: string): Promise<CredentialResult> {
+  if (parseKeySecret(credential)) {
+    const v = await gw.keys.verify(credential);
+    if (v.ok) return { ok: true, principal: keyPrincipal(v.key) };
+    gw.log.info({ code: v.code, keyId: v.keyId, ip }, 'authentication refused');
+    return { ok: false, code: v.code, wellFormed: true };
+  }
+  if (TokenService.looksLikeToken(credential)) {
+    const v = await gw.tokens.verify(credential);
+    if (v.ok) return { ok: true, principal: tokenPrincipal(v.key, v.claims) };
+    gw.log.info({ code: v.code, keyId: v.keyId, ip }, 'authentication refused');
+    return { ok: false, code: v.code, wellFormed: true };
+  }
+  return { ok: false, code: 'UNAUTHENTICATED', wellFormed: false };
 }
 
 /** Asks the policy engine whether the principal may use `scope` (null: no scope needed) from this address. */

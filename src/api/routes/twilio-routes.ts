@@ -2,9 +2,8 @@ import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { Gateway } from '../../main.js';
 import type { AgentBridge } from '../../agents/agent-bridge.js';
 import { accountSidFor } from '../../agents/ids.js';
-import { parseKeySecret } from '../../keys/key-format.js';
-import { TokenService } from '../../keys/token-service.js';
-import { keyPrincipal, tokenPrincipal, type Principal } from '../../policy/principal.js';
+import type { Principal } from '../../policy/principal.js';
+import { verifyCredential } from '../authenticate.js';
 
 /** Twilio's error body: { code, message, more_info, status }. */
 function twilioError(reply: FastifyReply, status: number, code: number, message: string): FastifyReply {
@@ -62,17 +61,9 @@ async function basicAuth(gw: Gateway, header: string | undefined, accountSid: st
   if (i < 0) return null;
   const user = decoded.slice(0, i);
   const secret = decoded.slice(i + 1);
-  let principal: Principal | null = null;
-  if (parseKeySecret(secret)) {
-    const v = await gw.keys.verify(secret);
-    if (v.ok) principal = keyPrincipal(v.key);
-    else gw.log.info({ code: v.code, keyId: v.keyId, ip }, 'authentication refused');
-  } else if (TokenService.looksLikeToken(secret)) {
-    const v = await gw.tokens.verify(secret);
-    if (v.ok) principal = tokenPrincipal(v.key, v.claims);
-    else gw.log.info({ code: v.code, keyId: v.keyId, ip }, 'authentication refused');
-  }
-  if (!principal) return null;
+  const v = await verifyCredential(gw, secret, ip);
+  if (!v.ok) return null;
+  const principal = v.principal;
   const expected = accountSidFor(principal.key.id);
   return user === expected && accountSid === expected ? principal : null;
 }
