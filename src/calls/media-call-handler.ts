@@ -8,8 +8,10 @@ import type { AgentBridge } from '../agents/agent-bridge.js';
 import { newCallSid } from '../agents/ids.js';
 import type { InboundGrant } from './inbound-call-policy.js';
 import { endedBy, type CallRecords } from './call-records.js';
+import { CallTimers } from './call-timers.js';
 import type { StirVerifier, Verstat } from '../stir/index.js';
-import { costOf as rateCost } from '../policy/rate-table.js';
+import { settlementOf } from '../policy/policy-engine.js';
+import { toIso } from '../util/time.js';
 
 /** Queues a signed webhook (WebhookService.notify): never waits, never throws. */
 export type NotifyFn = (type: 'call.started' | 'call.answered' | 'call.ended' | 'identity.failed', keyId: string, data: Record<string, unknown>) => void;
@@ -44,7 +46,7 @@ interface Live {
   /** The agent could not be reached and the caller hears the fallback tone. */
   fallbackTone: boolean;
   readonly details: Record<string, unknown>;
-  readonly timers: Set<ReturnType<typeof setTimeout>>;
+  readonly timers: CallTimers;
   readonly verstat: Verstat;
 }
 
@@ -65,8 +67,6 @@ export function toSpec(m: NegotiatedMedia, app: MediaApp, agent: AgentAudio | un
     ...(agent ? { agent } : {}),
   };
 }
-
-const iso = (ms: number): string => new Date(ms).toISOString();
 
 /**
  * Joins the SIP side of a call to its media and its application: answers the caller's SDP
@@ -140,7 +140,7 @@ export class MediaCallHandler implements CallHandler<InboundGrant> {
       target: call.target,
       sipCallId: call.id,
       status: 'ringing',
-      startedAt: iso(call.receivedAt),
+      startedAt: toIso(call.receivedAt),
       answeredAt: null,
       endedAt: null,
       endReason: null,
@@ -160,7 +160,7 @@ export class MediaCallHandler implements CallHandler<InboundGrant> {
         this.log.info({ callId: call.id, callSid, reason: v.reason }, 'inbound Identity failed verification');
         this.opts.notify?.('identity.failed', call.keyId, { callId: callSid, from: call.assertedFrom ?? call.from, to: call.dialled, reason: v.reason, rejected: this.opts.stir.rejectFailed });
         if (this.opts.stir.rejectFailed) {
-          await this.records.update(callSid, { status: 'failed', endedAt: iso(Date.now()), endReason: 'identity-invalid', endedBy: 'gateway', details: { identity } });
+          await this.records.update(callSid, { status: 'failed', endedAt: toIso(Date.now()), endReason: 'identity-invalid', endedBy: 'gateway', details: { identity } });
           return { ok: false, code: 'IDENTITY_INVALID', message: v.reason ?? 'the Identity header failed verification' };
         }
       }
@@ -170,7 +170,7 @@ export class MediaCallHandler implements CallHandler<InboundGrant> {
       local = await this.media.open(call.id);
     } catch (err) {
       this.log.error({ err, callId: call.id }, 'no media port for the call');
-      await this.records.update(callSid, { status: 'failed', endedAt: iso(Date.now()), endReason: 'media-unavailable', endedBy: 'gateway' });
+      await this.records.update(callSid, { status: 'failed', endedAt: toIso(Date.now()), endReason: 'media-unavailable', endedBy: 'gateway' });
       return { ok: false, code: 'MEDIA_UNAVAILABLE', message: 'no media capacity' };
     }
     const app: MediaApp = call.target === 'tone' ? 'tone' : call.target === 'echo' ? 'echo' : 'agent';
@@ -186,7 +186,7 @@ export class MediaCallHandler implements CallHandler<InboundGrant> {
       failReason: null,
       fallbackTone: false,
       details: { identity },
-      timers: new Set(),
+      timers: new CallTimers(),
       verstat,
     };
     // From here on ended() completes the record, whatever happens.
@@ -252,31 +252,23 @@ export class MediaCallHandler implements CallHandler<InboundGrant> {
       l.app = 'tone';
       l.spec = { ...l.spec, app: 'tone' };
       this.media.configure(l.call.id, l.spec);
-      this.after(l, cfg.closeToneMs, () => void l.call.hangup('agent-hangup'));
+      l.timers.after(cfg.closeToneMs, () => void l.call.hangup('agent-hangup'));
       return;
     }
     void l.call.hangup('agent-hangup');
   }
 
-  private after(l: Live, ms: number, fn: () => void): void {
-    const t = setTimeout(() => {
-      l.timers.delete(t);
-      fn();
-    }, ms);
-    l.timers.add(t);
-  }
-
   answered(call: InboundCall<InboundGrant>): void {
     const l = this.live.get(call.id);
     if (!l) return;
-    void this.records.update(l.callSid, { status: 'answered', answeredAt: iso(call.answeredAt ?? Date.now()) });
+    void this.records.update(l.callSid, { status: 'answered', answeredAt: toIso(call.answeredAt ?? Date.now()) });
     this.opts.notify?.('call.answered', call.keyId, { callId: l.callSid, direction: 'inbound', from: call.from, to: call.dialled });
-    if (l.fallbackTone) this.after(l, this.opts.agents.fallbackToneMs, () => void call.hangup('agent-unavailable'));
+    if (l.fallbackTone) l.timers.after(this.opts.agents.fallbackToneMs, () => void call.hangup('agent-unavailable'));
     const warnMs = this.opts.agents.warningBeforeEndSec * 1000;
     if (l.app === 'agent' && warnMs > 0 && this.bridge) {
       const bridge = this.bridge;
       const at = Math.max(0, call.maxDurationSec * 1000 - warnMs);
-      this.after(l, at, () => bridge.warn(call.id, call.limitedBy === 'budget' ? 'budget' : 'max-duration', Math.min(warnMs, call.maxDurationSec * 1000)));
+      l.timers.after(at, () => bridge.warn(call.id, call.limitedBy === 'budget' ? 'budget' : 'max-duration', Math.min(warnMs, call.maxDurationSec * 1000)));
     }
   }
 
@@ -296,17 +288,17 @@ export class MediaCallHandler implements CallHandler<InboundGrant> {
     this.bridge?.ended(call.id, reason);
     const closing = this.media.close(call.id);
     if (!l) return;
-    for (const t of l.timers) clearTimeout(t);
+    l.timers.clear();
     const endedAt = call.endedAt ?? Date.now();
     const billable = call.answeredAt ? Math.max(0, endedAt - call.answeredAt) / 1000 : 0;
     const endReason = reason === 'refused' && l.failReason ? l.failReason : reason;
     // The same price the policy engine settles at (rate, increments, connection fee; never past the grant).
     const grant = call.grant.policy;
-    l.details.cost = call.answeredAt ? rateCost(grant.rate, Math.min(billable, grant.maxDurationSec)) : 0;
+    l.details.cost = call.answeredAt ? settlementOf(grant, billable).cost : 0;
     l.details.rate = { prefix: grant.rate.prefix, perMinute: grant.rate.ratePerMinute, increment: `${grant.rate.increment.first}/${grant.rate.increment.next}` };
     const patch = {
       status: call.answeredAt ? ('ended' as const) : ('failed' as const),
-      endedAt: iso(endedAt),
+      endedAt: toIso(endedAt),
       endReason,
       endedBy: endReason === 'agent-unavailable' ? ('gateway' as const) : endedBy(reason),
       billableSeconds: Math.round(billable * 1000) / 1000,

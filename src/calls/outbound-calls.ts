@@ -14,10 +14,12 @@ import type { AgentBridge, BridgeCall, ConnectResult } from '../agents/agent-bri
 import { newCallSid } from '../agents/ids.js';
 import { isE164 } from '../keys/key-input.js';
 import { parseInput } from '../util/parse-input.js';
+import { toIso } from '../util/time.js';
 import type { AgentRoute, CallEndedBy } from '../store/store.js';
 import { agentRouteSchema } from './number-service.js';
 import { toSpec } from './media-call-handler.js';
 import type { CallRecords } from './call-records.js';
+import { CallTimers } from './call-timers.js';
 import type { TrunkService } from './trunk-service.js';
 import type { TestSink } from './test-sink.js';
 import { attestationFor, canonicalTn, type Attestation, type StirSigning } from '../stir/index.js';
@@ -61,14 +63,12 @@ interface Live {
   answeredAt: number | null;
   /** Why we are ending it (set before the BYE/CANCEL goes out). */
   ending: { reason: string; by: CallEndedBy } | null;
-  readonly timers: Set<ReturnType<typeof setTimeout>>;
+  readonly timers: CallTimers;
   readonly details: Record<string, unknown>;
   done: boolean;
   /** The agent dialled from its stream: bound at the answer instead of dialled. */
   readonly stream: { adopt(call: BridgeCall): Promise<ConnectResult>; notAnswered(reason: string): void } | null;
 }
-
-const iso = (ms: number): string => new Date(ms).toISOString();
 
 /** SIP rejection → the CDR's end reason. */
 function rejectionReason(status: number): string {
@@ -164,11 +164,11 @@ export class OutboundCalls {
     }
     const l: Live = {
       callSid, keyId: key.id, input, grant, trunkId: route.trunk?.id ?? null, leg: null, offer: null, local: null,
-      progress: 'trying', startedAt: Date.now(), answeredAt: null, ending: null, timers: new Set(), details: {}, done: false, stream: stream ?? null,
+      progress: 'trying', startedAt: Date.now(), answeredAt: null, ending: null, timers: new CallTimers(), details: {}, done: false, stream: stream ?? null,
     };
     const recorded = await this.records.start({
       id: callSid, keyId: key.id, direction: 'outbound', from: input.from, to: input.to, target: input.target, sipCallId: null,
-      status: 'ringing', startedAt: iso(l.startedAt), answeredAt: null, endedAt: null, endReason: null, endedBy: null, billableSeconds: 0,
+      status: 'ringing', startedAt: toIso(l.startedAt), answeredAt: null, endedAt: null, endReason: null, endedBy: null, billableSeconds: 0,
       details: { trunk: route.trunk?.id ?? 'test-sink', progress: 'trying' },
     });
     if (!recorded) {
@@ -219,20 +219,12 @@ export class OutboundCalls {
       },
     });
     void this.records.update(callSid, { details: { trunk: l.trunkId ?? 'test-sink', progress: 'trying', sipCallId: l.leg.callId } });
-    this.after(l, input.ringTimeoutSec * 1000, () => {
+    l.timers.after(input.ringTimeoutSec * 1000, () => {
       if (l.progress === 'trying' || l.progress === 'ringing') this.end(l, 'no-answer', 'gateway');
     });
     this.log.info({ callSid, keyId: key.id, to: input.to, trunk: l.trunkId ?? 'test-sink' }, 'outbound call placed');
     this.gw.webhooks.notify('call.started', key.id, { callId: callSid, direction: 'outbound', from: input.from, to: input.to, trunk: l.trunkId ?? 'test-sink' });
     return { callSid, progress: l.progress, maxDurationSec: grant.maxDurationSec, trunk: l.trunkId ?? 'test-sink' };
-  }
-
-  private after(l: Live, ms: number, fn: () => void): void {
-    const t = setTimeout(() => {
-      l.timers.delete(t);
-      fn();
-    }, ms);
-    l.timers.add(t);
   }
 
   private async onAnswer(l: Live, sdp: Buffer): Promise<void> {
@@ -247,15 +239,13 @@ export class OutboundCalls {
     l.answeredAt = Date.now();
     const app: MediaApp = l.input.target === 'agent' ? 'agent' : l.input.target;
     let spec: MediaSpec = toSpec(neg, app === 'agent' ? 'echo' : app, undefined);
-    void this.records.update(l.callSid, { status: 'answered', answeredAt: iso(l.answeredAt), details: { ...l.details, trunk: l.trunkId ?? 'test-sink', progress: 'answered' } });
+    void this.records.update(l.callSid, { status: 'answered', answeredAt: toIso(l.answeredAt), details: { ...l.details, trunk: l.trunkId ?? 'test-sink', progress: 'answered' } });
     this.gw.webhooks.notify('call.answered', l.keyId, { callId: l.callSid, direction: 'outbound', from: l.input.from, to: l.input.to });
     const maxMs = l.grant.maxDurationSec * 1000;
-    this.after(l, maxMs, () => this.end(l, l.grant.limitedBy === 'budget' ? 'budget-exhausted' : 'max-duration', 'policy'));
+    l.timers.after(maxMs, () => this.end(l, l.grant.limitedBy === 'budget' ? 'budget-exhausted' : 'max-duration', 'policy'));
     // Keep the concurrency lease alive for long calls.
     const renewEvery = Math.max(1000, (this.opts.leaseTtlSec * 1000) / 3);
-    const renew = setInterval(() => void this.gw.policy.renew(l.grant).catch(() => false), renewEvery);
-    renew.unref();
-    l.timers.add(renew);
+    l.timers.every(renewEvery, () => void this.gw.policy.renew(l.grant).catch(() => false));
     if (app === 'agent') {
       const agent = l.input.agent ?? { url: null, protocol: 'twilio' as const, sampleRate: 0 as const, parameters: {} };
       const routeOf: AgentRoute = { url: agent.url ?? null, webhookUrl: null, protocol: agent.protocol, sampleRate: agent.sampleRate, parameters: { ...agent.parameters, ...l.input.parameters }, fallback: '480' };
@@ -283,7 +273,7 @@ export class OutboundCalls {
       }
       spec = { ...spec, app: 'agent', agent: { encoding: r.format.encoding, sampleRate: r.format.sampleRate, maxQueueMs: this.opts.maxQueueMs } };
       const warnMs = this.opts.warningBeforeEndSec * 1000;
-      if (warnMs > 0) this.after(l, Math.max(0, maxMs - warnMs), () => this.bridge.warn(l.callSid, l.grant.limitedBy === 'budget' ? 'budget' : 'max-duration', Math.min(warnMs, maxMs)));
+      if (warnMs > 0) l.timers.after(Math.max(0, maxMs - warnMs), () => this.bridge.warn(l.callSid, l.grant.limitedBy === 'budget' ? 'budget' : 'max-duration', Math.min(warnMs, maxMs)));
     }
     this.media.configure(l.callSid, spec);
   }
@@ -334,7 +324,7 @@ export class OutboundCalls {
     l.done = true;
     l.progress = 'ended';
     this.live.delete(l.callSid);
-    for (const t of l.timers) clearTimeout(t);
+    l.timers.clear();
     this.bridge.ended(l.callSid, outcome.reason);
     if (l.stream && !l.answeredAt) l.stream.notAnswered(outcome.reason);
     const closing = this.media.close(l.callSid);
@@ -345,7 +335,7 @@ export class OutboundCalls {
     })]).then(([, settled]) =>
       this.records.update(l.callSid, {
         status: l.answeredAt ? 'ended' : 'failed',
-        endedAt: iso(Date.now()),
+        endedAt: toIso(Date.now()),
         endReason: outcome.reason,
         endedBy: outcome.by,
         billableSeconds: Math.round(seconds * 1000) / 1000,

@@ -56,6 +56,16 @@ export type DenyCode =
 /** A call the budget cannot cover for this long is refused rather than admitted for seconds. */
 export const MIN_BUDGET_SECONDS = 10;
 
+/**
+ * What a call of `billableSeconds` is billed: seconds rounded up by the rate's increments and
+ * their cost with the connection fee. A call cut at its limit may measure a few ms over: it is
+ * never billed past the granted duration.
+ */
+export function settlementOf(grant: Pick<CallGrant, 'rate' | 'maxDurationSec'>, billableSeconds: number): { seconds: number; cost: number } {
+  const real = Math.min(Math.max(0, billableSeconds), grant.maxDurationSec);
+  return { seconds: billedSeconds(grant.rate, real), cost: rateCost(grant.rate, real) };
+}
+
 /** The longest call (≤ max) whose reservation fits in `remaining` (reserveFor only grows with time). */
 function affordableSeconds(rate: Rate, remaining: number, max: number): number {
   let lo = 0;
@@ -265,10 +275,7 @@ export class PolicyEngine {
     if (this.completed.has(grant.callId)) return { cost: 0 };
     this.completed.add(grant.callId);
     if (this.completed.size > 100_000) this.completed.clear();
-    // A call cut at its limit may measure a few ms over: never bill past the granted duration.
-    const real = Math.min(Math.max(0, billableSeconds), grant.maxDurationSec);
-    const seconds = billedSeconds(grant.rate, real);
-    const cost = rateCost(grant.rate, real);
+    const { seconds, cost } = settlementOf(grant, billableSeconds);
     try {
       await this.store.insertUsage({
         id: `use_${grant.callId}`,
