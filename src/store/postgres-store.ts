@@ -7,7 +7,7 @@ import type {
 } from './store.js';
 import {
   KEY_COLUMNS, PATCH_COLUMNS, keyToValues, patchValue, rowToAudit, rowToKey, rowToSecret, rowToUsage,
-  type AuditRow, type KeyRow, type NumberRow, type SecretRow, type UsageRow, rowToNumber, type CallRow, rowToCall, CALL_COLUMNS, callToValues, callPatchColumns, isoCursor,
+  type AuditRow, type KeyRow, type NumberRow, type SecretRow, type UsageRow, rowToNumber, type CallRow, rowToCall, CALL_COLUMNS, callToValues, callPatchColumns, isoCursor, olderThan,
   TRUNK_COLUMNS, rowToTrunk, trunkToValues, trunkPatchColumns, type TrunkRow,
   WEBHOOK_ENDPOINT_COLUMNS, rowToWebhookEndpoint, webhookEndpointToValues, subscribes, type WebhookEndpointRow,
   WEBHOOK_DELIVERY_COLUMNS, rowToWebhookDelivery, webhookDeliveryToValues, deliveryPatchColumns, type WebhookDeliveryRow, ENDPOINT_REMOVED,
@@ -308,10 +308,8 @@ export class PostgresStore implements Store {
       const arg = (v: unknown): string => `$${args.push(v)}`;
       const where: string[] = [];
       if (opts.keyId) where.push(`key_id = ${arg(opts.keyId)}`);
-      if (opts.before && opts.beforeId) {
-        const at = arg(isoCursor(opts.before));
-        where.push(`(started_at < ${at} OR (started_at = ${at} AND id < ${arg(opts.beforeId)}))`);
-      } else if (opts.before) where.push(`started_at < ${arg(isoCursor(opts.before))}`);
+      const older = olderThan('started_at', opts.before, opts.beforeId, arg);
+      if (older) where.push(older);
       const sql = `SELECT * FROM calls ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY started_at DESC, id DESC LIMIT ${arg(opts.limit)}`;
       return (await this.pool.query<CallRow>(sql, args)).rows.map(rowToCall);
     });
@@ -450,10 +448,8 @@ export class PostgresStore implements Store {
       else if (opts.keyId !== undefined) where.push(`key_id = ${arg(opts.keyId)}`);
       if (opts.endpointId) where.push(`endpoint_id = ${arg(opts.endpointId)}`);
       if (opts.status) where.push(`status = ${arg(opts.status)}`);
-      if (opts.before && opts.beforeId) {
-        const at = arg(isoCursor(opts.before));
-        where.push(`(created_at < ${at} OR (created_at = ${at} AND id < ${arg(opts.beforeId)}))`);
-      } else if (opts.before) where.push(`created_at < ${arg(isoCursor(opts.before))}`);
+      const older = olderThan('created_at', opts.before, opts.beforeId, arg);
+      if (older) where.push(older);
       const sql = `SELECT * FROM webhook_deliveries ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY created_at DESC, id DESC LIMIT ${arg(opts.limit)}`;
       return (await this.pool.query<WebhookDeliveryRow>(sql, args)).rows.map(rowToWebhookDelivery);
     });

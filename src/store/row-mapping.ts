@@ -59,6 +59,17 @@ export const isoCursor = (v: string): string => {
   return Number.isNaN(t) ? v : new Date(t).toISOString();
 };
 
+/**
+ * The WHERE condition of newest-first keyset paging on `column` (ordered `column DESC, id DESC`):
+ * rows strictly after the cursor `(before, beforeId)`, ties on `column` broken by id; `before`
+ * alone pages by time. `arg` adds a parameter and returns its placeholder (? or $n). Null: no cursor.
+ */
+export function olderThan(column: 'started_at' | 'created_at', before: string | undefined, beforeId: string | undefined, arg: (v: unknown) => string): string | null {
+  if (!before) return null;
+  if (!beforeId) return `${column} < ${arg(isoCursor(before))}`;
+  return `(${column} < ${arg(isoCursor(before))} OR (${column} = ${arg(isoCursor(before))} AND id < ${arg(beforeId)}))`;
+}
+
 export function rowToKey(r: KeyRow): KeyRecord {
   return {
     id: r.id,

@@ -9,7 +9,7 @@ import type {
 } from './store.js';
 import {
   KEY_COLUMNS, PATCH_COLUMNS, keyToValues, patchValue, rowToAudit, rowToKey, rowToSecret, rowToUsage,
-  type AuditRow, type KeyRow, type NumberRow, type SecretRow, type UsageRow, rowToNumber, type CallRow, rowToCall, CALL_COLUMNS, callToValues, callPatchColumns, isoCursor,
+  type AuditRow, type KeyRow, type NumberRow, type SecretRow, type UsageRow, rowToNumber, type CallRow, rowToCall, CALL_COLUMNS, callToValues, callPatchColumns, isoCursor, olderThan,
   TRUNK_COLUMNS, rowToTrunk, trunkToValues, trunkPatchColumns, type TrunkRow,
   WEBHOOK_ENDPOINT_COLUMNS, rowToWebhookEndpoint, webhookEndpointToValues, subscribes, type WebhookEndpointRow,
   WEBHOOK_DELIVERY_COLUMNS, rowToWebhookDelivery, webhookDeliveryToValues, deliveryPatchColumns, type WebhookDeliveryRow, ENDPOINT_REMOVED,
@@ -315,13 +315,11 @@ export class SqliteStore implements Store {
         where.push('key_id = ?');
         args.push(opts.keyId);
       }
-      if (opts.before && opts.beforeId) {
-        where.push('(started_at < ? OR (started_at = ? AND id < ?))');
-        args.push(isoCursor(opts.before), isoCursor(opts.before), opts.beforeId);
-      } else if (opts.before) {
-        where.push('started_at < ?');
-        args.push(isoCursor(opts.before));
-      }
+      const older = olderThan('started_at', opts.before, opts.beforeId, (v) => {
+        args.push(v);
+        return '?';
+      });
+      if (older) where.push(older);
       args.push(opts.limit);
       const sql = `SELECT * FROM calls ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY started_at DESC, id DESC LIMIT ?`;
       return (this.stmt(sql).all(...args) as CallRow[]).map(rowToCall);
@@ -465,13 +463,11 @@ export class SqliteStore implements Store {
         where.push('status = ?');
         args.push(opts.status);
       }
-      if (opts.before && opts.beforeId) {
-        where.push('(created_at < ? OR (created_at = ? AND id < ?))');
-        args.push(isoCursor(opts.before), isoCursor(opts.before), opts.beforeId);
-      } else if (opts.before) {
-        where.push('created_at < ?');
-        args.push(isoCursor(opts.before));
-      }
+      const older = olderThan('created_at', opts.before, opts.beforeId, (v) => {
+        args.push(v);
+        return '?';
+      });
+      if (older) where.push(older);
       args.push(opts.limit);
       const sql = `SELECT * FROM webhook_deliveries ${where.length ? 'WHERE ' + where.join(' AND ') : ''} ORDER BY created_at DESC, id DESC LIMIT ?`;
       return (this.stmt(sql).all(...args) as WebhookDeliveryRow[]).map(rowToWebhookDelivery);

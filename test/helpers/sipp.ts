@@ -44,6 +44,26 @@ export interface SippOptions {
   timeoutSec?: number;
 }
 
+/** What a finished SIPp run left in its directory: its log files by suffix, and its call counts (-stf stat.csv). */
+function sippOutput(dir: string): { read(suffix: string): string; successful: number; failed: number } {
+  const files = readdirSync(dir);
+  const read = (suffix: string): string => {
+    const f = files.find((n) => n.endsWith(suffix));
+    return f ? readFileSync(join(dir, f), 'utf8') : '';
+  };
+  let successful = 0;
+  let failed = 0;
+  const statFile = join(dir, 'stat.csv');
+  if (existsSync(statFile)) {
+    const lines = readFileSync(statFile, 'utf8').trim().split('\n');
+    const head = lines[0]!.split(';');
+    const last = lines[lines.length - 1]!.split(';');
+    successful = Number(last[head.indexOf('SuccessfulCall(C)')]);
+    failed = Number(last[head.indexOf('FailedCall(C)')]);
+  }
+  return { read, successful, failed };
+}
+
 /**
  * A random base for SIPp's ports (SIP base+2000, control base+1000, media base…base+3): random
  * rather than derived from the pid, so SIPp runs of concurrent processes rarely meet.
@@ -105,19 +125,8 @@ function runSippOnce(o: SippOptions): Promise<SippRun> {
     child.on('error', rej);
     child.on('close', (code) => {
       clearTimeout(killer);
-      const errFile = readdirSync(dir).find((f) => f.endsWith('_errors.log'));
-      const errors = errFile ? readFileSync(join(dir, errFile), 'utf8') : '';
-      let successful = 0;
-      let failed = 0;
-      const statFile = join(dir, 'stat.csv');
-      if (existsSync(statFile)) {
-        const lines = readFileSync(statFile, 'utf8').trim().split('\n');
-        const head = lines[0]!.split(';');
-        const last = lines[lines.length - 1]!.split(';');
-        successful = Number(last[head.indexOf('SuccessfulCall(C)')]);
-        failed = Number(last[head.indexOf('FailedCall(C)')]);
-      }
-      res({ code, stdout, errors, successful, failed });
+      const out = sippOutput(dir);
+      res({ code, stdout, errors: out.read('_errors.log'), successful: out.successful, failed: out.failed });
     });
   });
 }
@@ -261,22 +270,8 @@ ${extra}      Content-Length: 0
     child.on('error', rej);
     child.on('close', (code) => {
       clearTimeout(killer);
-      const files = readdirSync(dir);
-      const read = (suffix: string) => {
-        const f = files.find((n) => n.endsWith(suffix));
-        return f ? readFileSync(join(dir, f), 'utf8') : '';
-      };
-      let successful = 0;
-      let failed = 0;
-      const statFile = join(dir, 'stat.csv');
-      if (existsSync(statFile)) {
-        const lines = readFileSync(statFile, 'utf8').trim().split('\n');
-        const head = lines[0]!.split(';');
-        const last = lines[lines.length - 1]!.split(';');
-        successful = Number(last[head.indexOf('SuccessfulCall(C)')]);
-        failed = Number(last[head.indexOf('FailedCall(C)')]);
-      }
-      res({ code, stdout, errors: read('_errors.log'), successful, failed, messages: read('_messages.log') });
+      const out = sippOutput(dir);
+      res({ code, stdout, errors: out.read('_errors.log'), successful: out.successful, failed: out.failed, messages: out.read('_messages.log') });
     });
   });
   return { port, done, stop: () => child.kill('SIGTERM') };
