@@ -107,11 +107,6 @@ export class AgentBridge {
     return this.publicBase.replace(/^http/, 'ws') + '/v1/stream';
   }
 
-  get activeStreams(): number {
-    let n = 0;
-    for (const e of this.bySid.values()) if (e.session) n++;
-    return n;
-  }
 
   /** A live call by its SID (for REST hang-up). */
   find(callSid: string): BridgeCall | null {

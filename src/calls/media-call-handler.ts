@@ -92,10 +92,6 @@ export class MediaCallHandler implements CallHandler<InboundGrant> {
     return this.live.size;
   }
 
-  /** The call SID of a live call, by SIP Call-ID. */
-  callSidOf(callId: string): string | null {
-    return this.live.get(callId)?.callSid ?? null;
-  }
 
   /** A media worker reported no RTP for the timeout: hang up. */
   onMediaTimeout(callId: string): void {
