@@ -1,5 +1,6 @@
 import { describe, it, expect } from 'vitest';
 import { FrameForwarder, type FrameForwarderOptions } from './frame-forwarder.js';
+import { prng } from '../testing/prng.js';
 
 /** A payload that names its sequence number, so emissions can be told apart. */
 const frame = (seq: number) => Uint8Array.of(seq & 0xff, (seq >> 8) & 0xff);
@@ -14,17 +15,6 @@ function make(now = 0, opts?: FrameForwarderOptions): { ff: FrameForwarder; out:
   return { ff, out };
 }
 
-/** Deterministic PRNG (mulberry32) so a failing run can be replayed. */
-function prng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe('FrameForwarder', () => {
   it('hands on in-order frames at once with their arrival time, concealing nothing', () => {

@@ -1,6 +1,7 @@
 import { describe, it, expect } from 'vitest';
 import { createHmac } from 'node:crypto';
 import { HmacSha1 } from './hmac-sha1.js';
+import { prng } from '../testing/prng.js';
 
 const hex = (s: string) => Buffer.from(s.replace(/\s+/g, ''), 'hex');
 const ascii = (s: string) => Buffer.from(s, 'latin1');
@@ -11,17 +12,6 @@ function macHex(key: Uint8Array, data: Uint8Array, extra: Uint8Array | null = nu
   return out.toString('hex');
 }
 
-/** Deterministic PRNG (mulberry32) so a failing case can be replayed. */
-function prng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe('HMAC-SHA1 test cases of RFC 2202 §3', () => {
   const cases: [string, Buffer, Buffer, string][] = [

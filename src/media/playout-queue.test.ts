@@ -1,5 +1,6 @@
 import { describe, it, expect } from 'vitest';
 import { PlayoutQueue, type PlayoutQueueOptions, type ReleasedMark } from './playout-queue.js';
+import { prng } from '../testing/prng.js';
 
 const FRAME = 160;
 const SILENCE = 0xff;
@@ -24,17 +25,6 @@ function pop(q: PlayoutQueue, now: number): { frame: number[] | null; marks: Rel
   return { frame: ok ? [...out] : null, marks };
 }
 
-/** Deterministic PRNG (mulberry32) so a failing run can be replayed. */
-function prng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 describe('PlayoutQueue', () => {
   it('returns false with nothing queued', () => {

@@ -4,6 +4,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import * as sdpTransform from 'sdp-transform';
 import { TollgateError } from '../errors/index.js';
+import { prng } from '../testing/prng.js';
 import {
   buildAnswer,
   buildOffer,
@@ -656,18 +657,6 @@ describe('buildOffer and parseAnswer (our outbound calls, RFC 3264 §5, §7)', (
 });
 
 describe('robustness', () => {
-  /** mulberry32: a small seeded PRNG, so a failure reproduces. */
-  function prng(seed: number): () => number {
-    let a = seed >>> 0;
-    return () => {
-      a = (a + 0x6d2b79f5) >>> 0;
-      let t = a;
-      t = Math.imul(t ^ (t >>> 15), t | 1);
-      t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-      return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-    };
-  }
-
   const NASTY = [
     'a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:AAAA',
     `a=crypto:2 AEAD_AES_128_GCM inline:${randomBytes(28).toString('base64')}|2^48|`,
