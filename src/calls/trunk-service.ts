@@ -48,6 +48,9 @@ export interface TrunkRoute {
 
 const aadOf = (id: string): string => `trunk:${id}`;
 
+/** How long another node's trunk change can go unseen by this node's routing. */
+const ROUTES_TTL_MS = 5000;
+
 /**
  * Carrier trunks for termination: where outbound calls leave. Digest passwords towards the
  * carrier are sealed with the master key (AES-256-GCM, bound to the trunk id). A trunk is
@@ -56,6 +59,11 @@ const aadOf = (id: string): string => `trunk:${id}`;
  */
 export class TrunkService {
   private readonly health = new Map<string, TrunkHealth>();
+  /**
+   * The trunk table for routing, read at most every ROUTES_TTL_MS rather than once per call;
+   * a change made on this node drops it at once (like the number table's cache).
+   */
+  private routes: { at: number; trunks: Promise<TrunkRecord[]> } | null = null;
   private timer: ReturnType<typeof setInterval> | null = null;
 
   constructor(
@@ -94,6 +102,7 @@ export class TrunkService {
       updatedAt: now,
     };
     await this.store.insertTrunk(rec);
+    this.routes = null;
     await this.audit.append({ actor, action: 'trunk.added', target: id, details: { name: rec.name, host: rec.host, port: rec.port, transport: rec.transport, prefixes: rec.prefixes } });
     return this.toPublic(rec);
   }
@@ -104,12 +113,14 @@ export class TrunkService {
 
   async remove(id: string, actor: string): Promise<void> {
     if (!(await this.store.deleteTrunk(id))) throw new TollgateError('NOT_FOUND', `no trunk ${id}`);
+    this.routes = null;
     this.health.delete(id);
     await this.audit.append({ actor, action: 'trunk.removed', target: id, details: {} });
   }
 
   async setEnabled(id: string, enabled: boolean, actor: string): Promise<PublicTrunk> {
     const t = await this.store.updateTrunk(id, { enabled, updatedAt: toIso(this.clock()) });
+    this.routes = null;
     if (!t) throw new TollgateError('NOT_FOUND', `no trunk ${id}`);
     await this.audit.append({ actor, action: enabled ? 'trunk.enabled' : 'trunk.disabled', target: id, details: {} });
     return this.toPublic(t);
@@ -120,7 +131,7 @@ export class TrunkService {
    * when none can take the call now. Counts against the trunk's CPS ceiling.
    */
   async route(destination: string): Promise<TrunkRoute | null> {
-    const all = await this.store.listTrunks({ limit: 1000 });
+    const all = await this.routingTable();
     const match = (t: TrunkRecord): number => (t.prefixes.length === 0 ? 0 : Math.max(-1, ...t.prefixes.map((p) => (destination.startsWith(p) ? p.length : -1))));
     const candidates = all
       .filter((t) => t.enabled && match(t) >= 0 && this.health.get(t.id)?.status !== 'down')
@@ -137,6 +148,16 @@ export class TrunkService {
       return { trunk: t, peer: { protocol: t.transport, address, port: t.port, ...(serverName ? { serverName } : {}) }, credentials };
     }
     return null;
+  }
+
+  private routingTable(): Promise<TrunkRecord[]> {
+    const now = this.clock();
+    if (!this.routes || now - this.routes.at > ROUTES_TTL_MS) {
+      const trunks = this.store.listTrunks({ limit: 1000 });
+      this.routes = { at: now, trunks };
+      trunks.catch(() => (this.routes = null));
+    }
+    return this.routes.trunks;
   }
 
   private async resolve(host: string): Promise<string | null> {
