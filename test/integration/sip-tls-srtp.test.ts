@@ -74,8 +74,10 @@ describe('a softphone over TLS with mandatory SDES-SRTP (baresip)', () => {
       const dialling = dial(number, { id: k.body.key.id, secret: k.body.secret }, 'srtp-mand', 5);
       const agent = await server.agent(0, 10_000);
       await agent.waitForStart();
-      // The agent answers with 3 s of 1000 Hz, paced like Pipecat, and presses 7 on the caller's keypad.
-      await agent.speak(sine(1000, 8000, 3000, 12000), { chunkMs: 40 });
+      // The agent answers with 3 s of 1000 Hz, sent at once (the gateway's clock paces it, so a
+      // late agent on a loaded machine cannot leave gaps), and presses 7 on the caller's keypad.
+      await agent.speak(sine(1000, 8000, 3000, 12000), { chunkMs: 40, paced: false });
+      await agent.waitForAudio(3000);
       agent.sendDtmf('7');
       const call = await dialling;
       expect(call.output).toContain('Call established');
