@@ -13,6 +13,7 @@ import { LocalRevocationBus, MemoryCounters } from './policy/memory-counters.js'
 import { RedisCounters, RedisRevocationBus } from './policy/redis-counters.js';
 import type { Counters, RevocationBus } from './policy/counters.js';
 import { PolicyEngine } from './policy/policy-engine.js';
+import { CredentialVerifier } from './policy/credentials.js';
 import { rateTableFor } from './policy/rate-table.js';
 import { blockedPrefixes } from './policy/prefix-lists.js';
 import { ensureDevCertificate } from './transport/dev-certificate.js';
@@ -31,6 +32,8 @@ export interface Gateway {
   readonly keys: KeyService;
   readonly tokens: TokenService;
   readonly policy: PolicyEngine;
+  /** Resolves API keys and tokens to principals (REST, agent streams, Twilio-style Basic auth). */
+  readonly credentials: CredentialVerifier;
   readonly numbers: NumberService;
   readonly webhooks: WebhookService;
   readonly tls: { certFile: string; keyFile: string } | null;
@@ -130,7 +133,8 @@ export async function buildGateway(config: Config, opts: BuildOptions = {}): Pro
     }
 
     if (purpose === 'serve') webhooks.start();
-    return { config, log, metrics, store, counters, bus, audit, keys, tokens, policy, numbers, webhooks, tls, close };
+    const credentials = new CredentialVerifier(keys, tokens, log);
+    return { config, log, metrics, store, counters, bus, audit, keys, tokens, policy, credentials, numbers, webhooks, tls, close };
   } catch (err) {
     await close();
     throw err;

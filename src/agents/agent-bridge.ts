@@ -1,13 +1,17 @@
 import type { IncomingMessage } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { randomUUID } from 'node:crypto';
+import type { Logger } from 'pino';
 import { WebSocket, WebSocketServer } from 'ws';
-import type { Gateway } from '../main.js';
-import type { MediaEngine, AgentMessage } from '../media/media-engine.js';
+import type { AgentMessage, MediaEngine } from '../media/media-engine.js';
 import type { AgentRoute } from '../store/store.js';
 import type { Principal } from '../policy/principal.js';
-import { httpStatusFor } from '../api/http-status.js';
-import { CREDENTIAL_PARAMS, verifyCredential } from '../api/authenticate.js';
+import type { AuthorizeRequest, Verdict } from '../policy/policy-engine.js';
+import { CREDENTIAL_PARAMS, type CredentialVerifier, type RefusalCode } from '../policy/credentials.js';
+import type { KeyService } from '../keys/key-service.js';
+import type { TokenService } from '../keys/token-service.js';
+import type { Config } from '../config/index.js';
+import type { Metrics } from '../observability/metrics.js';
 import { isTollgateError } from '../errors/index.js';
 import { AgentSession, CLOSE } from './agent-session.js';
 import { accountSidFor, signingSecretFor } from './ids.js';
@@ -19,8 +23,7 @@ import {
 
 /** A call that an agent is (or will be) bridged to. */
 export interface BridgeCall {
-  /** The media engine's id for the call (the SIP Call-ID). */
-  readonly mediaId: string;
+  /** The gateway's id for the call: the media session, the record and the stream all use it. */
   readonly callSid: string;
   readonly keyId: string;
   readonly from: string;
@@ -31,6 +34,18 @@ export interface BridgeCall {
   readonly verstat: StartInfo['verstat'];
   /** Ends the call because the agent asked or left (BYE; CDR says the agent ended it). */
   agentHangup(how: string): void;
+}
+
+/** What the bridge uses, handed over by the composition root. */
+export interface AgentBridgeDeps {
+  readonly config: { readonly agents: Config['agents']; readonly masterKey: Buffer; readonly tokenMaxTtlSec: number; readonly allowHttpWebhooks: boolean };
+  readonly media: Pick<MediaEngine, 'play' | 'mark' | 'clear' | 'sendDtmf'>;
+  readonly credentials: Pick<CredentialVerifier, 'verify'>;
+  readonly policy: { authorize(req: AuthorizeRequest): Promise<Verdict> };
+  readonly keys: Pick<KeyService, 'getCurrent'>;
+  readonly tokens: Pick<TokenService, 'mint'>;
+  readonly metrics: Pick<Metrics, 'agentConnects' | 'agentStreams' | 'agentForwardLatency' | 'agentFramesDropped'>;
+  readonly log: Logger;
 }
 
 /** What the bridge needs of the outbound call service for the dial message. */
@@ -48,6 +63,9 @@ export type ConnectResult = { readonly ok: true; readonly format: AgentFormat } 
 interface Entry {
   readonly call: BridgeCall;
   session: AgentSession | null;
+  /** The agent's format once bound (start is sent when the call is answered). */
+  format: AgentFormat | null;
+  started: boolean;
   /** target attach: resolves when an agent attaches (or the wait ends). */
   waiter: ((r: ConnectResult) => void) | null;
   ended: boolean;
@@ -61,10 +79,36 @@ function routeFormat(route: AgentRoute): AgentFormat {
   return { encoding: 'L16', sampleRate: route.sampleRate };
 }
 
-/** WebSocket close code for a refusal: 401 → 4401, 403 → 4403, 429 → 4429, else 4400. */
-function closeCodeFor(code: Parameters<typeof httpStatusFor>[0]): number {
-  const s = httpStatusFor(code);
-  return s === 401 ? CLOSE.UNAUTHENTICATED : s === 403 ? CLOSE.FORBIDDEN : s === 429 ? CLOSE.OVER_LIMIT : s === 404 ? CLOSE.NO_SUCH_CALL : CLOSE.BAD_MESSAGE;
+/** The one mapping from a refusal to a WebSocket close code on agent streams (STYLE.md §4). */
+export function closeCodeFor(code: RefusalCode): number {
+  switch (code) {
+    case 'UNAUTHENTICATED':
+    case 'KEY_REVOKED':
+    case 'KEY_EXPIRED':
+    case 'KEY_QUARANTINED':
+    case 'TOKEN_INVALID':
+    case 'TOKEN_REPLAYED':
+      return CLOSE.UNAUTHENTICATED;
+    case 'SCOPE_NOT_GRANTED':
+    case 'SOURCE_IP_NOT_ALLOWED':
+    case 'TLS_REQUIRED':
+    case 'MODE_MISMATCH':
+    case 'DESTINATION_NOT_ALLOWED':
+    case 'DESTINATION_BLOCKED':
+    case 'CALLER_ID_NOT_OWNED':
+    case 'BUDGET_EXHAUSTED':
+      return CLOSE.FORBIDDEN;
+    case 'RATE_LIMITED':
+    case 'CONCURRENCY_LIMITED':
+      return CLOSE.OVER_LIMIT;
+    case 'DESTINATION_INVALID':
+    case 'DURATION_INVALID':
+      return CLOSE.BAD_MESSAGE;
+    default: {
+      const unmapped: never = code;
+      throw new Error(`no close code for ${String(unmapped)}`);
+    }
+  }
 }
 
 /**
@@ -78,20 +122,20 @@ function closeCodeFor(code: Parameters<typeof httpStatusFor>[0]): number {
  */
 export class AgentBridge {
   private readonly bySid = new Map<string, Entry>();
-  private readonly byMedia = new Map<string, Entry>();
   private readonly wss: WebSocketServer;
+  private readonly cfg: Config['agents'];
+  private readonly log: Logger;
   private readonly unattached = new Set<WebSocket>();
   private publicBase = '';
   private outbound: OutboundDialer | null = null;
   private closed = false;
 
-  constructor(
-    private readonly gw: Gateway,
-    private readonly media: MediaEngine,
-  ) {
+  constructor(private readonly deps: AgentBridgeDeps) {
+    this.cfg = deps.config.agents;
+    this.log = deps.log;
     this.wss = new WebSocketServer({
       noServer: true,
-      maxPayload: gw.config.agents.maxMessageBytes,
+      maxPayload: this.cfg.maxMessageBytes,
       perMessageDeflate: false,
       // Choose the audio protocol; a credential offered as a subprotocol is never echoed back.
       handleProtocols: (protocols) => (protocols.has(NATIVE_SUBPROTOCOL) ? NATIVE_SUBPROTOCOL : protocols.has(TWILIO_SUBPROTOCOL) ? TWILIO_SUBPROTOCOL : false),
@@ -100,43 +144,56 @@ export class AgentBridge {
 
   /** The HTTP base agents reach this gateway on (for the stream URL in webhooks). */
   setPublicBase(base: string): void {
-    this.publicBase = (this.gw.config.agents.publicUrl || base).replace(/\/+$/, '');
+    this.publicBase = (this.cfg.publicUrl || base).replace(/\/+$/, '');
   }
 
   get streamUrl(): string {
     return this.publicBase.replace(/^http/, 'ws') + '/v1/stream';
   }
 
-
-  /** A live call by its SID (for REST hang-up). */
-  find(callSid: string): BridgeCall | null {
-    const e = this.bySid.get(callSid);
-    return e && !e.ended ? e.call : null;
-  }
-
   /**
-   * Brings an agent to the call before it is answered: dials the agent URL, or notifies the
-   * webhook and waits for an attach. Resolves within agents.connectTimeoutMs either way.
+   * Brings an agent to the call: dials the agent URL, or notifies the webhook and waits for an
+   * attach. Resolves within agents.connectTimeoutMs either way, or at once when the call ends
+   * first (ended() aborts the dial or the wait). The agent is bound but hears nothing until
+   * start(): before the answer a cancelled call closes it before `start`.
    */
   async connect(call: BridgeCall): Promise<ConnectResult> {
     if (this.closed) return { ok: false, reason: 'shutting down' };
-    const entry: Entry = { call, session: null, waiter: null, ended: false, pending: null };
+    const entry: Entry = { call, session: null, format: null, started: false, waiter: null, ended: false, pending: null };
     this.bySid.set(call.callSid, entry);
-    this.byMedia.set(call.mediaId, entry);
     const r = call.target === 'agent' ? await this.dialOut(entry) : await this.awaitAttach(entry);
-    this.gw.metrics.agentConnects.inc({ outcome: r.ok ? (call.target === 'agent' ? 'connected' : 'attached') : 'failed' });
+    this.deps.metrics.agentConnects.inc({ outcome: r.ok ? (call.target === 'agent' ? 'connected' : 'attached') : 'failed' });
     if (!r.ok) this.forget(entry);
     return r;
+  }
+
+  /** The call is answered: the bound agent gets `connected` and `start` (Twilio) or `start` (native). */
+  start(callSid: string): void {
+    const e = this.bySid.get(callSid);
+    if (!e?.session || !e.format || e.started || e.ended) return;
+    e.started = true;
+    const { call } = e;
+    e.session.start({
+      callSid: call.callSid,
+      streamSid: call.callSid.replace(/^CA/, 'MZ'),
+      accountSid: accountSidFor(call.keyId),
+      from: call.from,
+      to: call.to,
+      direction: call.direction,
+      parameters: call.route.parameters,
+      verstat: call.verstat,
+      format: e.format,
+    });
   }
 
   private async dialOut(entry: Entry): Promise<ConnectResult> {
     const { call } = entry;
     const url = call.route.url;
     if (!url) return { ok: false, reason: 'the number has no agent URL' };
-    const cfg = this.gw.config.agents;
+    const cfg = this.cfg;
     const headers: Record<string, string> = {
       'User-Agent': 'tollgate',
-      'Tollgate-Signature': tollgateSignature(signingSecretFor(this.gw.config.secrets.masterKey, call.keyId), url),
+      'Tollgate-Signature': tollgateSignature(signingSecretFor(this.deps.config.masterKey, call.keyId), url),
     };
     if (cfg.twilioAuthToken) headers['X-Twilio-Signature'] = twilioSignature(cfg.twilioAuthToken, url);
     const native = call.route.protocol === 'native';
@@ -188,7 +245,7 @@ export class AgentBridge {
 
   private async awaitAttach(entry: Entry): Promise<ConnectResult> {
     const { call } = entry;
-    const cfg = this.gw.config.agents;
+    const cfg = this.cfg;
     const waited = new Promise<ConnectResult>((resolve) => {
       const timer = setTimeout(() => {
         entry.waiter = null;
@@ -210,11 +267,11 @@ export class AgentBridge {
   /** Posts the signed call.incoming webhook with a single-call token; a failure reason or null. */
   private async notify(call: BridgeCall): Promise<string | null> {
     // The webhook carries a single-call token: never in clear text unless the operator allows it.
-    if (call.route.webhookUrl?.startsWith('http:') && !this.gw.config.webhooks.allowHttp) return 'the attach webhook URL is http:// and webhooks.allowHttp is off';
-    const key = await this.gw.keys.getCurrent(call.keyId);
+    if (call.route.webhookUrl?.startsWith('http:') && !this.deps.config.allowHttpWebhooks) return 'the attach webhook URL is http:// and webhooks.allowHttp is off';
+    const key = await this.deps.keys.getCurrent(call.keyId);
     if (!key) return 'the key no longer exists';
-    const ttlSec = Math.min(this.gw.config.tokens.maxTtlSec, Math.max(5, Math.ceil(this.gw.config.agents.connectTimeoutMs / 1000) + 5));
-    const { token } = await this.gw.tokens.mint(key, { scopes: ['calls:inbound'], callId: call.callSid, ttlSec });
+    const ttlSec = Math.min(this.deps.config.tokenMaxTtlSec, Math.max(5, Math.ceil(this.cfg.connectTimeoutMs / 1000) + 5));
+    const { token } = await this.deps.tokens.mint(key, { scopes: ['calls:inbound'], callId: call.callSid, ttlSec });
     const body = JSON.stringify({
       id: `evt_${randomUUID().replaceAll('-', '')}`,
       type: 'call.incoming',
@@ -236,22 +293,24 @@ export class AgentBridge {
       headers: {
         'content-type': 'application/json',
         'user-agent': 'tollgate',
-        'tollgate-signature': tollgateSignature(signingSecretFor(this.gw.config.secrets.masterKey, call.keyId), body),
+        'tollgate-signature': tollgateSignature(signingSecretFor(this.deps.config.masterKey, call.keyId), body),
       },
       body,
       redirect: 'manual',
-      signal: AbortSignal.timeout(this.gw.config.agents.connectTimeoutMs),
+      signal: AbortSignal.timeout(this.cfg.connectTimeoutMs),
     });
     await res.arrayBuffer().catch(() => undefined);
     return res.ok ? null : `webhook answered HTTP ${res.status}`;
   }
 
+  /** Binds a socket to the call; the agent hears nothing until start(). */
   private bind(entry: Entry, ws: WebSocket, protocol: AgentProtocol, format: AgentFormat): AgentSession {
     const { call } = entry;
-    const log = this.gw.log.child({ component: 'agent', callSid: call.callSid });
-    const media = this.media;
-    const id = call.mediaId;
-    const metrics = this.gw.metrics;
+    const log = this.log.child({ component: 'agent', callSid: call.callSid });
+    const media = this.deps.media;
+    const id = call.callSid;
+    const metrics = this.deps.metrics;
+    entry.format = format;
     entry.session = new AgentSession(
       ws,
       protocol,
@@ -272,19 +331,7 @@ export class AgentBridge {
     );
     metrics.agentStreams.inc({ protocol: protocol.name });
     ws.once('close', () => metrics.agentStreams.dec({ protocol: protocol.name }));
-    const session = entry.session;
-    session.start({
-      callSid: call.callSid,
-      streamSid: call.callSid.replace(/^CA/, 'MZ'),
-      accountSid: accountSidFor(call.keyId),
-      from: call.from,
-      to: call.to,
-      direction: call.direction,
-      parameters: call.route.parameters,
-      verstat: call.verstat,
-      format,
-    });
-    return session;
+    return entry.session;
   }
 
   /** Lets agents on /v1/stream place calls (the dial message). */
@@ -292,44 +339,48 @@ export class AgentBridge {
     this.outbound = outbound;
   }
 
-  /** Binds a stream that is already open (an agent that dialled) to its call once answered. */
+  /** Binds a stream that is already open (an agent that dialled) to its call once answered; call start() next. */
   adopt(call: BridgeCall, ws: WebSocket, protocol: AgentProtocol, format: AgentFormat): Promise<ConnectResult> {
     if (this.closed || ws.readyState !== ws.OPEN) return Promise.resolve({ ok: false, reason: 'the agent stream closed before the answer' });
-    const entry: Entry = { call, session: null, waiter: null, ended: false, pending: null };
+    const entry: Entry = { call, session: null, format: null, started: false, waiter: null, ended: false, pending: null };
     this.bySid.set(call.callSid, entry);
-    this.byMedia.set(call.mediaId, entry);
     this.bind(entry, ws, protocol, format);
-    this.gw.metrics.agentConnects.inc({ outcome: 'attached' });
+    this.deps.metrics.agentConnects.inc({ outcome: 'attached' });
     return Promise.resolve({ ok: true, format });
   }
 
   /** Media worker events for agent calls. */
   onMedia(m: AgentMessage): void {
-    this.byMedia.get(m.callId)?.session?.onMedia(m);
+    this.bySid.get(m.callId)?.session?.onMedia(m);
   }
 
-  onDtmf(mediaId: string, digit: string, durationMs: number): void {
-    this.byMedia.get(mediaId)?.session?.dtmf(digit, durationMs);
+  onDtmf(callSid: string, digit: string, durationMs: number): void {
+    const e = this.bySid.get(callSid);
+    if (e?.started) e.session?.dtmf(digit, durationMs);
   }
 
-  warn(mediaId: string, reason: string, remainingMs: number): void {
-    this.byMedia.get(mediaId)?.session?.warning(reason, remainingMs);
+  warn(callSid: string, reason: string, remainingMs: number): void {
+    const e = this.bySid.get(callSid);
+    if (e?.started) e.session?.warning(reason, remainingMs);
   }
 
-  /** The call ended: the agent gets `stop` and the socket closes (or a pending wait ends). */
-  ended(mediaId: string, reason: string): void {
-    const e = this.byMedia.get(mediaId);
+  /**
+   * The call ended: a started agent gets `stop` and the socket closes; a bound agent that never
+   * got `start` is closed without one; a dial or an attach wait in progress is aborted.
+   */
+  ended(callSid: string, reason: string): void {
+    const e = this.bySid.get(callSid);
     if (!e) return;
     e.ended = true;
     e.waiter?.({ ok: false, reason: 'the call ended before an agent attached' });
     e.pending?.terminate();
-    e.session?.stop(reason);
+    if (e.started) e.session?.stop(reason);
+    else e.session?.close(CLOSE.NORMAL, 'call ended');
     this.forget(e);
   }
 
   private forget(e: Entry): void {
     if (this.bySid.get(e.call.callSid) === e) this.bySid.delete(e.call.callSid);
-    if (this.byMedia.get(e.call.mediaId) === e) this.byMedia.delete(e.call.mediaId);
   }
 
   // ---- dial-in: /v1/stream -------------------------------------------------------------
@@ -343,7 +394,7 @@ export class AgentBridge {
       return true;
     }
     this.wss.handleUpgrade(req, socket, head, (ws) => void this.onStream(ws, req).catch((err: unknown) => {
-      this.gw.log.error({ err }, 'agent stream failed');
+      this.log.error({ err }, 'agent stream failed');
       ws.close(1011, 'internal error');
     }));
     return true;
@@ -353,8 +404,8 @@ export class AgentBridge {
     const ip = req.socket.remoteAddress ?? '';
     const protocol: AgentProtocol = ws.protocol === NATIVE_SUBPROTOCOL ? new NativeProtocol() : new TwilioProtocol();
     const refuse = (code: number, reason: string): void => {
-      this.gw.log.info({ ip, code, reason }, 'agent stream refused');
-      this.gw.metrics.agentConnects.inc({ outcome: 'refused' });
+      this.log.info({ ip, code, reason }, 'agent stream refused');
+      this.deps.metrics.agentConnects.inc({ outcome: 'refused' });
       const e = protocol.error(String(code), reason);
       if (e && ws.readyState === ws.OPEN) ws.send(e);
       ws.close(code, reason);
@@ -378,10 +429,10 @@ export class AgentBridge {
     if (CREDENTIAL_PARAMS.some((p) => query.has(p))) return refuse(CLOSE.BAD_MESSAGE, 'credentials must be sent in the Authorization header or a subprotocol, never in the URL');
     const credential = this.credentialOf(req);
     if (!credential) return refuse(CLOSE.UNAUTHENTICATED, 'send an API key or token as Authorization: Bearer <credential> or subprotocol tollgate.auth.<credential>');
-    const verified = await verifyCredential(this.gw, credential, ip);
+    const verified = await this.deps.credentials.verify(credential, ip);
     if (!verified.ok) return refuse(CLOSE.UNAUTHENTICATED, verified.wellFormed ? verified.code.toLowerCase().replaceAll('_', ' ') : 'not an API key or token');
     const p = verified.principal;
-    const allowed = await this.gw.policy.authorize({ principal: p, action: 'api', scope: null, sourceIp: ip, transport: 'http' });
+    const allowed = await this.deps.policy.authorize({ principal: p, action: 'api', scope: null, sourceIp: ip, transport: 'http' });
     if (!allowed.ok) return refuse(closeCodeFor(allowed.code), allowed.message);
 
     this.unattached.add(ws);
@@ -396,7 +447,7 @@ export class AgentBridge {
       const e = this.bySid.get(callSid);
       if (!e || e.ended || e.call.keyId !== p.key.id) return fail(CLOSE.NO_SUCH_CALL, 'no such call waiting for this key');
       if (e.session || e.call.target !== 'attach' || !e.waiter) return fail(CLOSE.ALREADY_ATTACHED, 'the call already has an agent');
-      const v = await this.gw.policy.authorize({ principal: p, action: 'api', scope: 'calls:inbound', sourceIp: ip, transport: 'http', callId: callSid });
+      const v = await this.deps.policy.authorize({ principal: p, action: 'api', scope: 'calls:inbound', sourceIp: ip, transport: 'http', callId: callSid });
       if (!v.ok) return fail(closeCodeFor(v.code), v.message);
       if (!e.waiter || e.ended || ws.readyState !== ws.OPEN) return fail(CLOSE.NO_SUCH_CALL, 'the call is no longer waiting');
       const f = protocol.name === 'twilio' ? routeFormat({ ...e.call.route, protocol: 'twilio' }) : (format ?? routeFormat(e.call.route));
@@ -435,7 +486,7 @@ export class AgentBridge {
           },
         });
         state = 'done';
-        this.gw.log.info({ callSid: placed.callSid }, 'agent stream dialled');
+        this.log.info({ callSid: placed.callSid }, 'agent stream dialled');
         ws.send(protocol.name === 'native' ? JSON.stringify({ type: 'dialing', callId: placed.callSid, trunk: placed.trunk }) : JSON.stringify({ event: 'dialing', callSid: placed.callSid }));
       } catch (err) {
         state = 'done';
@@ -466,7 +517,7 @@ export class AgentBridge {
         state = 'done';
         refuse(CLOSE.BAD_MESSAGE, 'send attach (or dial) first');
       }
-    }, this.gw.config.agents.connectTimeoutMs).unref();
+    }, this.cfg.connectTimeoutMs).unref();
   }
 
   private credentialOf(req: IncomingMessage): string | null {
@@ -482,11 +533,7 @@ export class AgentBridge {
   close(): void {
     this.closed = true;
     for (const ws of this.unattached) ws.close(CLOSE.GOING_AWAY, 'shutting down');
-    for (const e of this.bySid.values()) {
-      e.waiter?.({ ok: false, reason: 'shutting down' });
-      e.pending?.terminate();
-      e.session?.stop('shutdown');
-    }
+    for (const e of [...this.bySid.values()]) this.ended(e.call.callSid, 'shutdown');
     this.wss.close();
   }
 }

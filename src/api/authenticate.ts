@@ -1,9 +1,8 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Gateway } from '../main.js';
 import type { Scope } from '../keys/scopes.js';
-import { parseKeySecret } from '../keys/key-format.js';
-import { TokenService } from '../keys/token-service.js';
-import { keyPrincipal, tokenPrincipal, type Principal } from '../policy/principal.js';
+import type { Principal } from '../policy/principal.js';
+import { CREDENTIAL_PARAMS } from '../policy/credentials.js';
 import { authMessage, errorBody, httpStatusFor } from './http-status.js';
 
 declare module 'fastify' {
@@ -12,8 +11,6 @@ declare module 'fastify' {
   }
 }
 
-/** Query parameters that would put a credential in a URL (and so in proxy and access logs). */
-export const CREDENTIAL_PARAMS = ['key', 'api_key', 'apikey', 'token', 'access_token', 'secret', 'auth'];
 
 export function sendRefusal(reply: FastifyReply, code: Parameters<typeof httpStatusFor>[0], message: string, retryAfterMs?: number): FastifyReply {
   const status = httpStatusFor(code);
@@ -56,38 +53,12 @@ export async function identify(gw: Gateway, req: FastifyRequest, reply: FastifyR
     sendRefusal(reply, 'UNAUTHENTICATED', 'send an API key or token as Authorization: Bearer <credential>');
     return null;
   }
-  const v = await verifyCredential(gw, m[1]!, req.ip);
+  const v = await gw.credentials.verify(m[1]!, req.ip);
   if (!v.ok) {
     sendRefusal(reply, v.code, authMessage(v.code));
     return null;
   }
   return v.principal;
-}
-
-export type CredentialResult =
-  | { readonly ok: true; readonly principal: Principal }
-  /** wellFormed: false when the credential is neither an API key nor a token in shape. */
-  | { readonly ok: false; readonly code: Parameters<typeof authMessage>[0]; readonly wellFormed: boolean };
-
-/**
- * Resolves an API key or a short-lived token to a principal: the one check behind every
- * surface that takes a credential (REST, /v1/stream, Twilio-style Basic auth). Refusals of
- * well-formed credentials are logged with ids only.
- */
-export async function verifyCredential(gw: Gateway, credential: string, ip: string): Promise<CredentialResult> {
-  if (parseKeySecret(credential)) {
-    const v = await gw.keys.verify(credential);
-    if (v.ok) return { ok: true, principal: keyPrincipal(v.key) };
-    gw.log.info({ code: v.code, keyId: v.keyId, ip }, 'authentication refused');
-    return { ok: false, code: v.code, wellFormed: true };
-  }
-  if (TokenService.looksLikeToken(credential)) {
-    const v = await gw.tokens.verify(credential);
-    if (v.ok) return { ok: true, principal: tokenPrincipal(v.key, v.claims) };
-    gw.log.info({ code: v.code, keyId: v.keyId, ip }, 'authentication refused');
-    return { ok: false, code: v.code, wellFormed: true };
-  }
-  return { ok: false, code: 'UNAUTHENTICATED', wellFormed: false };
 }
 
 /** Asks the policy engine whether the principal may use `scope` (null: no scope needed) from this address. */

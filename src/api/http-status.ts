@@ -1,9 +1,4 @@
-import type { DenyCode } from '../policy/policy-engine.js';
-import type { VerifyFailure } from '../keys/key-service.js';
-import type { TokenVerifyResult } from '../keys/token-service.js';
-
-type TokenFailure = Extract<TokenVerifyResult, { ok: false }>['code'];
-export type RefusalCode = DenyCode | VerifyFailure | TokenFailure;
+import type { CredentialFailure, RefusalCode } from '../policy/credentials.js';
 
 /**
  * The one mapping from a refusal to an HTTP status (STYLE.md §4). The `never` check makes the
@@ -42,7 +37,7 @@ export function httpStatusFor(code: RefusalCode): number {
 }
 
 /** Public messages for authentication failures: never say which part of a credential was wrong. */
-export function authMessage(code: VerifyFailure | TokenFailure): string {
+export function authMessage(code: CredentialFailure): string {
   switch (code) {
     case 'UNAUTHENTICATED':
       return 'invalid credentials';

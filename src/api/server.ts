@@ -15,7 +15,7 @@ import { registerNumberRoutes } from './routes/numbers-routes.js';
 import { registerTwilioRoutes } from './routes/twilio-routes.js';
 import { registerCallRoutes } from './routes/calls-routes.js';
 import { registerWebhookRoutes } from './routes/webhooks-routes.js';
-import type { AgentBridge } from '../agents/agent-bridge.js';
+import type { CallRegistry } from '../calls/call-registry.js';
 import type { StirSigning } from '../stir/index.js';
 import type { OutboundCalls } from '../calls/outbound-calls.js';
 import type { TrunkService } from '../calls/trunk-service.js';
@@ -33,7 +33,7 @@ export interface HttpServer {
  * The REST API (fastify). Request logs carry method, route, status and time only: never the
  * query string or headers, so a credential misplaced in a URL is not written anywhere.
  */
-export function buildHttpServer(gw: Gateway, opts: { bridge?: AgentBridge | null; outbound?: OutboundCalls | null; trunks?: TrunkService | null; stir?: { readonly current: StirSigning | null } } = {}): HttpServer {
+export function buildHttpServer(gw: Gateway, opts: { calls?: CallRegistry | null; outbound?: OutboundCalls | null; trunks?: TrunkService | null; stir?: { readonly current: StirSigning | null } } = {}): HttpServer {
   const app = Fastify({
     logger: false,
     bodyLimit: gw.config.http.bodyLimitBytes,
@@ -93,7 +93,7 @@ export function buildHttpServer(gw: Gateway, opts: { bridge?: AgentBridge | null
   registerAuthorizationRoutes(app, gw);
   registerNumberRoutes(app, gw);
   registerWebhookRoutes(app, gw);
-  registerCallRoutes(app, gw, opts.outbound ?? null, opts.trunks ?? null);
+  registerCallRoutes(app, gw, opts.outbound ?? null, opts.trunks ?? null, opts.calls ?? null);
   // The STIR/SHAKEN certificate chain at the x5u of tollgate's Identity headers (public, like any x5u).
   app.get('/v1/stir/cert.pem', (req, reply) => {
     const stir = opts.stir?.current;
@@ -103,7 +103,7 @@ export function buildHttpServer(gw: Gateway, opts: { bridge?: AgentBridge | null
     if (req.headers['if-none-match'] === etag) return reply.code(304).send();
     return reply.header('content-type', 'application/pem-certificate-chain').send(pem);
   });
-  registerTwilioRoutes(app, gw, opts.bridge ?? null);
+  registerTwilioRoutes(app, gw, opts.calls ?? null);
 
   return { app, drain: () => void (draining = true) };
 }

@@ -1,33 +1,5 @@
 import type { Logger } from 'pino';
-import type { CallEndedBy, CallPatch, CallRecord, Store } from '../store/store.js';
-import type { EndReason } from '../sip/sip-server.js';
-
-/** Who ended a call, from why it ended (the CDR's endedBy). */
-export function endedBy(reason: EndReason): CallEndedBy {
-  switch (reason) {
-    case 'remote-bye':
-    case 'cancelled':
-      return 'caller';
-    case 'agent-hangup':
-      return 'agent';
-    case 'max-duration':
-    case 'budget-exhausted':
-      return 'policy';
-    case 'local-hangup':
-    case 'ack-timeout':
-    case 'transport-error':
-    case 'media-timeout':
-    case 'media-lost':
-    case 'shutdown':
-    case 'refused':
-    case 'agent-unavailable':
-      return 'gateway';
-    default: {
-      const unmapped: never = reason;
-      throw new Error(`no endedBy for ${String(unmapped)}`);
-    }
-  }
-}
+import type { CallPatch, CallRecord, Store } from '../store/store.js';
 
 /**
  * Call detail records: inserted before a call is answered (a call that cannot be recorded is

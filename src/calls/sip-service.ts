@@ -7,10 +7,10 @@ import type { SipTransport, TransportProtocol } from '../transport/sip-transport
 import { UdpTransport } from '../transport/udp-transport.js';
 import { StreamTransport } from '../transport/stream-transport.js';
 import { WsTransport } from '../transport/ws-transport.js';
-import { InboundCallPolicy, type InboundGrant } from './inbound-call-policy.js';
+import { KeyCredentials } from './key-credentials.js';
 
 export interface SipService {
-  readonly server: SipServer<InboundGrant>;
+  readonly server: SipServer;
   /** Bound address of each enabled transport. */
   readonly listening: Partial<Record<TransportProtocol, { address: string; port: number }>>;
   drain(): void;
@@ -25,12 +25,11 @@ function nonceKey(masterKey: Buffer): Buffer {
 /**
  * Starts tollgate's SIP side from config: one transport per entry of sip.transports (TLS and
  * WSS with the configured or development certificate), a SipServer that authenticates with the
- * keys' digest credentials and authorises with the policy engine, and `handler` for media.
+ * keys' digest credentials, and `handler` (the inbound calls) for everything after that.
  */
-export async function startSip(gw: Gateway, handler: CallHandler<InboundGrant>): Promise<SipService> {
+export async function startSip(gw: Gateway, handler: CallHandler): Promise<SipService> {
   const c = gw.config.sip;
-  const policy = new InboundCallPolicy(gw.keys, gw.policy, gw.numbers, (type, keyId, data) => gw.webhooks.notify(type, keyId, data));
-  const server = new SipServer<InboundGrant>(
+  const server = new SipServer(
     {
       realm: c.realm,
       nonceKey: nonceKey(gw.config.secrets.masterKey),
@@ -41,7 +40,7 @@ export async function startSip(gw: Gateway, handler: CallHandler<InboundGrant>):
       limits: { maxMessageBytes: c.maxMessageBytes, maxHeaders: 100, maxLineBytes: 8192 },
       ...(c.advertisedAddress ? { advertisedAddress: c.advertisedAddress } : {}),
     },
-    policy,
+    new KeyCredentials(gw.keys),
     handler,
     gw.log.child({ component: 'sip' }),
     {
@@ -50,7 +49,7 @@ export async function startSip(gw: Gateway, handler: CallHandler<InboundGrant>):
       onCall: (outcome) => gw.metrics.sipCalls.inc({ outcome: outcome.startsWith('ended:') ? 'ended' : outcome }),
     },
   );
-  const onMessage = (m: Parameters<SipServer<InboundGrant>['handle']>[0]): void => server.handle(m);
+  const onMessage = (m: Parameters<SipServer['handle']>[0]): void => server.handle(m);
   const onError = (err: Error): void => gw.log.error({ err }, 'SIP transport error');
   const tlsFiles = gw.tls ? { cert: readFileSync(gw.tls.certFile), key: readFileSync(gw.tls.keyFile) } : null;
   const transports: SipTransport[] = [];

@@ -1,8 +1,11 @@
 import type { Gateway } from '../main.js';
 import { MediaEngine } from '../media/media-engine.js';
 import { AgentBridge } from '../agents/agent-bridge.js';
-import { MediaCallHandler } from './media-call-handler.js';
+import { keyPrincipal } from '../policy/principal.js';
 import { CallRecords } from './call-records.js';
+import { CallRegistry } from './call-registry.js';
+import type { Call, CallResources, EndReason } from './call.js';
+import { InboundCalls } from './inbound-calls.js';
 import { startSip, type SipService } from './sip-service.js';
 import { TestSink } from './test-sink.js';
 import { TrunkService } from './trunk-service.js';
@@ -12,27 +15,47 @@ import { createStirVerifier } from '../stir/index.js';
 export interface Voice {
   readonly sip: SipService;
   readonly media: MediaEngine;
-  readonly handler: MediaCallHandler;
+  readonly calls: CallRegistry;
   readonly bridge: AgentBridge;
   readonly trunks: TrunkService;
   readonly outbound: OutboundCalls;
   readonly sink: TestSink;
+  /** Refuse new calls of every kind from now on; running calls go on. */
+  drain(): void;
   close(): Promise<void>;
 }
 
+/** Why a key change ends a call, from the policy's verdict on the key as it is now. */
+function endReasonFor(code: string): EndReason {
+  switch (code) {
+    case 'KEY_REVOKED':
+      return 'key-revoked';
+    case 'KEY_QUARANTINED':
+      return 'key-quarantined';
+    case 'KEY_EXPIRED':
+      return 'key-expired';
+    default:
+      return 'key-policy-changed';
+  }
+}
+
 /**
- * Starts the media workers, the agent bridge and SIP on top of them. close() stops SIP first
- * (BYEs), closes agent sockets, writes the last call records, then stops media.
+ * Starts the media workers, the agent bridge, the call registry and SIP on top of them.
+ * close() ends every call (BYE or CANCEL, agents stopped, settlements and records written),
+ * then stops SIP and media.
  */
 export async function startVoice(gw: Gateway): Promise<Voice> {
   const m = gw.config.media;
-  let handler: MediaCallHandler | null = null;
+  const a = gw.config.agents;
+  let calls: CallRegistry | null = null;
   let bridge: AgentBridge | null = null;
   const media = new MediaEngine(
     { host: m.host, advertisedAddress: m.advertisedAddress, portMin: m.portMin, portMax: m.portMax, workers: m.workers, timeoutMs: m.timeoutSec * 1000, jitterTargetMs: m.jitterTargetMs },
     {
-      onTimeout: (id) => handler?.onMediaTimeout(id),
-      onLost: (ids) => handler?.onMediaLost(ids),
+      onTimeout: (id) => calls?.end(id, 'media-timeout', 'gateway'),
+      onLost: (ids) => {
+        for (const id of ids) calls?.end(id, 'media-lost', 'gateway');
+      },
       onDtmf: (id, digit, durationMs) => {
         gw.log.info({ callId: id, digit, durationMs }, 'DTMF');
         bridge?.onDtmf(id, digit, durationMs);
@@ -42,62 +65,104 @@ export async function startVoice(gw: Gateway): Promise<Voice> {
     gw.log.child({ component: 'media' }),
   );
   await media.start();
-  bridge = new AgentBridge(gw, media);
-  const a = gw.config.agents;
-  handler = new MediaCallHandler(
+  const b = new AgentBridge({
+    config: { agents: a, masterKey: gw.config.secrets.masterKey, tokenMaxTtlSec: gw.config.tokens.maxTtlSec, allowHttpWebhooks: gw.config.webhooks.allowHttp },
     media,
-    new CallRecords(gw.store, gw.log.child({ component: 'cdr' })),
-    bridge,
+    credentials: gw.credentials,
+    policy: gw.policy,
+    keys: gw.keys,
+    tokens: gw.tokens,
+    metrics: gw.metrics,
+    log: gw.log,
+  });
+  bridge = b;
+  const records = new CallRecords(gw.store, gw.log.child({ component: 'cdr' }));
+  const resources: CallResources = {
+    media,
+    agents: b,
+    renew: (grant) => gw.policy.renew(grant),
+    settle: (grant, seconds) => (seconds === null ? gw.policy.release(grant).then(() => ({ cost: 0 })) : gw.policy.complete(grant, seconds)),
+    records,
+    notify: (type, keyId, data) => gw.webhooks.notify(type, keyId, data),
+    renewEveryMs: Math.max(1000, (gw.config.policy.leaseTtlSec * 1000) / 3),
+    log: gw.log.child({ component: 'calls' }),
+    now: Date.now,
+  };
+  // A live call may go on under its key as the key is now (after a revoke, quarantine, expiry or policy change)?
+  const standing = async (call: Call): Promise<EndReason | null> => {
+    const key = await gw.keys.getCurrent(call.keyId);
+    if (!key) return 'key-revoked';
+    const v = gw.policy.recheck({
+      principal: keyPrincipal(key),
+      action: call.direction === 'inbound' ? 'call.inbound' : 'call.outbound',
+      scope: call.direction === 'inbound' ? 'calls:inbound' : 'calls:outbound',
+      // The source and destination were checked at admission; a changed allowlist or geofence
+      // applies from the next call (the carrier's address of a running call does not change).
+      sourceIp: null,
+      ...(call.direction === 'outbound' ? { destination: call.to } : {}),
+    });
+    return v.ok ? null : endReasonFor(v.code);
+  };
+  const registry = new CallRegistry(resources, standing, { onKeyChange: gw.config.policy.liveCalls }, gw.log.child({ component: 'calls' }));
+  calls = registry;
+  const unsubscribe = gw.bus.subscribe((keyId) => void registry.keyChanged(keyId));
+  const notify = (type: 'limit.exceeded' | 'identity.failed', keyId: string, data: Record<string, unknown>): void => gw.webhooks.notify(type, keyId, data);
+  const inbound = new InboundCalls(
+    {
+      keys: gw.keys,
+      policy: gw.policy,
+      numbers: gw.numbers,
+      registry,
+      media,
+      bridge: b,
+      stir: gw.config.stir.verify.enabled ? { verifier: createStirVerifier(gw.config), rejectFailed: gw.config.stir.verify.rejectFailed } : null,
+      notify,
+      log: gw.log.child({ component: 'calls' }),
+    },
     {
       codecs: m.codecs,
       suites: ['AES_CM_128_HMAC_SHA1_80', 'AES_CM_128_HMAC_SHA1_32', 'AEAD_AES_128_GCM'],
-      agents: { maxQueueMs: a.maxQueueMs, onAgentClose: a.onAgentClose, closeToneMs: a.closeToneMs, fallbackToneMs: a.fallbackToneMs, warningBeforeEndSec: a.warningBeforeEndSec },
-      notify: (type, keyId, data) => gw.webhooks.notify(type, keyId, data),
-      stir: gw.config.stir.verify.enabled ? { verifier: createStirVerifier(gw.config), rejectFailed: gw.config.stir.verify.rejectFailed } : null,
+      agents: { maxQueueMs: a.maxQueueMs, onAgentClose: a.onAgentClose, closeToneMs: a.closeToneMs, fallbackToneMs: a.fallbackToneMs, warningBeforeEndSec: a.warningBeforeEndSec, progress: a.progress },
     },
-    gw.log.child({ component: 'calls' }),
   );
   let sip: SipService;
   try {
-    sip = await startSip(gw, handler);
+    sip = await startSip(gw, inbound);
   } catch (err) {
-    bridge.close();
+    unsubscribe();
+    b.close();
     await media.stop();
     throw err;
   }
-  const h = handler;
-  const b = bridge;
   const sink = new TestSink(gw.log.child({ component: 'test-sink' }));
   await sink.start();
   const trunks = new TrunkService(gw.store, gw.audit, gw.counters, gw.config.secrets.masterKey, gw.log.child({ component: 'trunks' }));
   trunks.startHealthChecks((peer) => sip.server.uac.ping(peer));
   const outbound = new OutboundCalls(
-    gw,
-    sip.server,
-    media,
-    bridge,
-    new CallRecords(gw.store, gw.log.child({ component: 'cdr' })),
-    trunks,
-    sink,
-    { codecs: m.codecs, warningBeforeEndSec: a.warningBeforeEndSec, maxQueueMs: a.maxQueueMs, leaseTtlSec: gw.config.policy.leaseTtlSec, defaultAttestation: gw.config.stir.defaultAttestation },
-    gw.log.child({ component: 'outbound' }),
+    { numbers: gw.numbers, policy: gw.policy, audit: gw.audit, notify: (type, keyId, data) => gw.webhooks.notify(type, keyId, data), registry, uac: sip.server.uac, media, bridge: b, trunks, sink, log: gw.log.child({ component: 'outbound' }) },
+    { codecs: m.codecs, warningBeforeEndSec: a.warningBeforeEndSec, maxQueueMs: a.maxQueueMs, defaultAttestation: gw.config.stir.defaultAttestation },
   );
-  bridge.setOutbound(outbound);
+  b.setOutbound(outbound);
   return {
     sip,
     media,
-    handler: h,
+    calls: registry,
     bridge: b,
     trunks,
     outbound,
     sink,
+    drain() {
+      registry.drain();
+      sip.drain();
+    },
     async close() {
+      registry.drain();
+      unsubscribe();
       trunks.stop();
-      outbound.close();
+      // Every call ends here (BYE, CANCEL or a refusal), while SIP can still send them.
+      await registry.endAll('shutdown');
       await sip.close();
       b.close();
-      await h.flush();
-      await outbound.flush();
       await sink.stop();
       await media.stop();
     },

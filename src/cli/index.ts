@@ -489,7 +489,7 @@ async function serve(config: Config): Promise<void> {
   let http: ReturnType<typeof buildHttpServer> | null = null;
   try {
     voice = await startVoice(gw);
-    http = buildHttpServer(gw, { bridge: voice.bridge, outbound: voice.outbound, trunks: voice.trunks, stir: stirCertificate });
+    http = buildHttpServer(gw, { calls: voice.calls, outbound: voice.outbound, trunks: voice.trunks, stir: stirCertificate });
     await http.app.listen({ host: config.http.host, port: config.http.port });
   } catch (err) {
     // Nothing may keep the process alive after a failed start.
@@ -538,7 +538,7 @@ async function serve(config: Config): Promise<void> {
     stopping = true;
     gw.log.info({ signal }, 'draining');
     web.drain();
-    running.sip.drain();
+    running.drain();
     const drainMs = config.sip.drainTimeoutSec * 1000;
     const deadline = setTimeout(() => {
       gw.log.error('drain deadline passed; exiting');
@@ -546,9 +546,9 @@ async function serve(config: Config): Promise<void> {
     }, drainMs + 10_000);
     deadline.unref();
     void (async () => {
-      // Running calls may finish (new ones get 503) for up to sip.drainTimeoutSec; then BYE.
-      const until = Date.now() + drainMs;
-      while (running.sip.server.activeCalls > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 100));
+      // Running calls of every kind may finish (new ones are refused: SIP 503, DRAINING) for up
+      // to sip.drainTimeoutSec; then the rest end (BYE or CANCEL) with reason shutdown.
+      await running.calls.idle(drainMs);
       await web.app.close();
       await running.close();
       await gw.close();

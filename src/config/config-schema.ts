@@ -89,6 +89,11 @@ export const configSchema = z
       twilioAuthToken: z.string(),
       twilioAuthTokenFile: z.string().optional(),
       publicUrl: z.string().refine((v) => v === '' || /^https?:\/\/[^\s?#]+$/.test(v), 'an http(s) URL without query, or empty'),
+      /**
+       * What an inbound caller hears while the agent is reached: 'ringing' (180 Ringing),
+       * 'ringback' (183 Session Progress with the ringing tone as early media) or 'none'.
+       */
+      progress: z.enum(['ringing', 'ringback', 'none']).default('ringing'),
     }),
     stir: z.strictObject({
       /** Sign outbound INVITEs with an Identity header (RFC 8224/8225/8588). */
@@ -143,6 +148,12 @@ export const configSchema = z
       blockedPrefixFiles: z.array(z.string()),
       /** Rate table by destination prefix (YAML); empty = defaultRatePerMinute for everything. */
       rateTableFile: z.string(),
+      /**
+       * What a key change does to the key's calls in progress: 'end' ends those the key no
+       * longer allows (revoked, quarantined, expired, scope or allowlist changed) within a
+       * second, with reason key-revoked & co.; 'finish' lets them run to their end.
+       */
+      liveCalls: z.enum(['end', 'finish']).default('end'),
     }),
     webhooks: z.strictObject({
       maxAttempts: z.number().int().min(1).max(50),

@@ -32,6 +32,7 @@ export const ERROR_CODES = {
   SCAN_FAILED: { httpStatus: 500, retryable: false },
   NO_ROUTE: { httpStatus: 503, retryable: true },
   RECORDING_UNAVAILABLE: { httpStatus: 501, retryable: false },
+  DRAINING: { httpStatus: 503, retryable: true },
   INTERNAL: { httpStatus: 500, retryable: false },
 } as const satisfies Record<string, { httpStatus: number; retryable: boolean }>;
 

@@ -2,8 +2,11 @@
  * Messages between the main thread (control) and a media worker (per-packet work). The main
  * thread never touches RTP; a worker owns its slice of the port range and its sessions.
  */
-/** echo: the caller hears itself; tone: a 440 Hz tone; agent: audio to and from an agent bridge. */
-export type MediaApp = 'echo' | 'tone' | 'agent';
+/**
+ * echo: the caller hears itself; tone: a 440 Hz tone; ringback: the ringing tone (early media
+ * while an agent is dialled); agent: audio to and from an agent bridge.
+ */
+export type MediaApp = 'echo' | 'tone' | 'ringback' | 'agent';
 export type Codec = 'PCMU' | 'PCMA';
 export type SrtpSuite = 'AES_CM_128_HMAC_SHA1_80' | 'AES_CM_128_HMAC_SHA1_32' | 'AEAD_AES_128_GCM';
 

@@ -30,10 +30,15 @@ const FRAME_MS = 20;
 /** media.jitterTargetMs 0: echo frames go back as they arrive, with no playout clock. */
 const PASS_THROUGH = init.jitterTargetMs === 0;
 
-/** One second of a 440 Hz tone at 8 kHz is exactly 440 periods: 50 frames that loop seamlessly. */
-function toneFrames(encode: (src: Int16Array, dst: Uint8Array) => number): Uint8Array[] {
+/**
+ * One second of a tone at 8 kHz made of whole-Hz frequencies holds whole periods of each: 50
+ * frames that loop seamlessly. 440 Hz for the tone app; 440 + 480 Hz for ringback (the North
+ * American ringing tone, ITU-T E.180), each at half the amplitude.
+ */
+function toneFrames(encode: (src: Int16Array, dst: Uint8Array) => number, freqs: readonly number[] = [440]): Uint8Array[] {
   const pcm = new Int16Array(8000);
-  for (let i = 0; i < pcm.length; i++) pcm[i] = Math.round(Math.sin((2 * Math.PI * 440 * i) / 8000) * 16_000);
+  const amp = 16_000 / freqs.length;
+  for (let i = 0; i < pcm.length; i++) pcm[i] = Math.round(freqs.reduce((sum, f) => sum + Math.sin((2 * Math.PI * f * i) / 8000) * amp, 0));
   const frames: Uint8Array[] = [];
   for (let f = 0; f < 50; f++) {
     const out = new Uint8Array(FRAME_SAMPLES);
@@ -43,6 +48,10 @@ function toneFrames(encode: (src: Int16Array, dst: Uint8Array) => number): Uint8
   return frames;
 }
 const TONE = { PCMU: toneFrames(encodeUlaw), PCMA: toneFrames(encodeAlaw) };
+const RINGBACK = { PCMU: toneFrames(encodeUlaw, [440, 480]), PCMA: toneFrames(encodeAlaw, [440, 480]) };
+/** Ringback cadence: 2 s on, 4 s off, in 20 ms frames. */
+const RINGBACK_ON_FRAMES = 100;
+const RINGBACK_CYCLE_FRAMES = 300;
 const SILENCE = { PCMU: new Uint8Array(FRAME_SAMPLES).fill(ULAW_SILENCE), PCMA: new Uint8Array(FRAME_SAMPLES).fill(ALAW_SILENCE) };
 
 /** The agent bridge's half of a call: framing towards the agent, the playout queue from it. */
@@ -348,8 +357,11 @@ function tick(): void {
         s.nextSendAt += spec.ptimeMs;
         let payload: Uint8Array;
         if (spec.app === 'tone') {
-          payload = TONE[spec.codec][s.toneIndex]!;
+          payload = TONE[spec.codec][s.toneIndex % 50]!;
           s.toneIndex = (s.toneIndex + 1) % 50;
+        } else if (spec.app === 'ringback') {
+          payload = s.toneIndex < RINGBACK_ON_FRAMES ? RINGBACK[spec.codec][s.toneIndex % 50]! : SILENCE[spec.codec];
+          s.toneIndex = (s.toneIndex + 1) % RINGBACK_CYCLE_FRAMES;
         } else if (spec.app === 'agent') {
           payload = s.agent ? agentFrame(s, s.agent, t) : SILENCE[spec.codec];
         } else {

@@ -149,9 +149,19 @@ export class PolicyEngine {
     return retryAfterMs === undefined ? { ok: false, code, message } : { ok: false, code, message, retryAfterMs };
   }
 
-  private async decide(req: AuthorizeRequest): Promise<Verdict> {
+  /**
+   * Whether a call or stream admitted earlier may go on under the key as it is now: the same
+   * checks as authorize() that do not touch counters (status, expiry, scope, source address,
+   * TLS, mode, and for outbound calls the destination rules). Used when a key changes while its
+   * calls run (revocation, quarantine, a policy update).
+   */
+  recheck(req: AuthorizeRequest): Verdict {
+    return this.staticDeny(req, this.clock()) ?? { ok: true, grant: null };
+  }
+
+  /** The checks that need no counters, cheapest first; null when all pass. */
+  private staticDeny(req: AuthorizeRequest, now: number): Verdict | null {
     const { key, scopes, token } = req.principal;
-    const now = this.clock();
     if (key.status === 'revoked') return this.deny('KEY_REVOKED', 'the key has been revoked');
     if (key.status === 'quarantined') return this.deny('KEY_QUARANTINED', 'the key is quarantined until it is rotated');
     if (key.status === 'expired' || (key.expiresAt && Date.parse(key.expiresAt) <= now)) return this.deny('KEY_EXPIRED', 'the key has expired');
@@ -162,8 +172,6 @@ export class PolicyEngine {
       return this.deny('MODE_MISMATCH', key.mode === 'test' ? 'a test key cannot reach live destinations' : 'a live key cannot use the test environment');
     }
     if (token?.callId && req.callId && token.callId !== req.callId) return this.deny('SCOPE_NOT_GRANTED', 'the token is bound to another call');
-    if (req.action === 'api') return { ok: true, grant: null };
-
     if (req.action === 'call.outbound') {
       const dest = req.destination ?? '';
       const phone = /^\+[1-9][0-9]{1,14}$/.test(dest) ? parsePhoneNumberFromString(dest) : undefined;
@@ -179,6 +187,15 @@ export class PolicyEngine {
         return this.deny('CALLER_ID_NOT_OWNED', 'the caller ID is not a number this key owns');
       }
     }
+    return null;
+  }
+
+  private async decide(req: AuthorizeRequest): Promise<Verdict> {
+    const { key } = req.principal;
+    const now = this.clock();
+    const denied = this.staticDeny(req, now);
+    if (denied) return denied;
+    if (req.action === 'api') return { ok: true, grant: null };
 
     const requested = req.requestedMaxDurationSec;
     if (requested !== undefined && (!Number.isInteger(requested) || requested < 1)) {

@@ -1,8 +1,7 @@
 /**
  * What the SIP layer asks of the rest of the gateway (ARCHITECTURE.md: sip/ never imports
- * keys/ or policy/). The calls/ layer implements this with the key service and policy engine.
+ * keys/ or policy/): digest credentials, and the refusal codes the calls/ layer answers with.
  */
-import type { TransportProtocol } from '../transport/sip-transport.js';
 import type { DigestAlgorithm } from './digest-auth.js';
 
 export type CallDenyCode =
@@ -32,32 +31,14 @@ export type CallDenyCode =
   | 'RECORD_UNAVAILABLE'
   /** The Identity header failed verification and stir.verify.rejectFailed is on (RFC 8224). */
   | 'IDENTITY_INVALID'
+  /** The call ended on our side before it was answered (no more specific reason to give). */
+  | 'TEMPORARILY_UNAVAILABLE'
   | 'DRAINING';
 
-export interface InboundCallRequest {
-  /** The authenticated digest username: the key id. */
-  readonly keyId: string;
-  readonly sourceIp: string;
-  readonly transport: TransportProtocol;
-  /** Dialled number (E.164 when the Request-URI user part is one). */
-  readonly dialled: string;
-  readonly callId: string;
-}
-
-export type CallVerdict<Grant> =
-  | { readonly ok: true; readonly grant: Grant; readonly target: string; readonly maxDurationSec: number; readonly limitedBy?: 'max-duration' | 'budget' }
-  | { readonly ok: false; readonly code: CallDenyCode; readonly message: string; readonly retryAfterMs?: number };
-
-export interface CallPolicy<Grant> {
+/** Where the SIP layer gets digest credentials: a key's HA1 values (calls/ implements it with the key service). */
+export interface SipCredentials {
   /** HA1 values of a digest username (a key id); null for an unknown or unusable user. */
   ha1(username: string, algorithm: DigestAlgorithm): Promise<string[] | null>;
-  authorizeInbound(req: InboundCallRequest): Promise<CallVerdict<Grant>>;
-  /** Gives back the grant of a call that never started (refused, cancelled): no usage. */
-  release(grant: Grant): Promise<void>;
-  /** Settles and frees a call's grant when it ends. */
-  complete(grant: Grant, billableSeconds: number): Promise<void>;
-  /** Keeps a long call's lease alive. */
-  renew(grant: Grant): Promise<void>;
 }
 
 export interface SipRefusal {
@@ -98,6 +79,7 @@ export function sipRefusalFor(code: CallDenyCode, retryAfterMs?: number): SipRef
       return { status: 503, reason: 'Service Unavailable', retryAfterSec: Math.max(1, Math.ceil((retryAfterMs ?? 1000) / 1000)) };
     case 'MEDIA_UNAVAILABLE':
     case 'AGENT_UNAVAILABLE':
+    case 'TEMPORARILY_UNAVAILABLE':
       return { status: 480, reason: 'Temporarily Unavailable' };
     case 'AGENT_SERVICE_UNAVAILABLE':
     case 'RECORD_UNAVAILABLE':

@@ -2,8 +2,8 @@ import { describe, it, expect, beforeEach, afterEach, vi } from 'vitest';
 import { createHash, randomBytes } from 'node:crypto';
 import { createLogger } from '../observability/logger.js';
 import type { InboundMessage, Peer, SipTransport } from '../transport/sip-transport.js';
-import { SipServer, type CallHandler, type InboundCall } from './sip-server.js';
-import type { CallPolicy } from './call-policy.js';
+import { SipServer, type CallHandler, type InboundInvite, type InboundLeg, type LegEnd } from './sip-server.js';
+import type { SipCredentials } from './call-policy.js';
 import { parseMessage } from './sip-parser.js';
 import type { SipResponse, SipRequest } from './sip-message.js';
 import { digestResponse } from './digest-auth.js';
@@ -15,10 +15,16 @@ class FakeTransport implements SipTransport {
   readonly protocol = 'udp' as const;
   readonly sent: { msg: SipResponse | SipRequest; peer: Peer }[] = [];
   readonly raw: string[] = [];
+  /** Makes the next send of a response with this status fail, as a broken socket would. */
+  failStatus: number | null = null;
   address() {
     return { address: '127.0.0.1', port: 5060 };
   }
   send(data: Buffer, peer: Peer): Promise<void> {
+    if (this.failStatus !== null && data.toString().startsWith(`SIP/2.0 ${this.failStatus} `)) {
+      this.failStatus = null;
+      return Promise.reject(new Error('EPIPE'));
+    }
     this.raw.push(data.toString());
     const r = parseMessage(data);
     // A 400 echoes the malformed header it refuses, so it may not parse back: keep it raw only.
@@ -44,46 +50,43 @@ function md5(s: string) {
 
 describe('SipServer (UAS core, RFC 3261 §8.2, §12, §13.3, §15)', () => {
   let t: FakeTransport;
-  let server: SipServer<{ id: number }>;
-  let ended: string[];
-  let released: number;
-  let completed: number;
+  let server: SipServer;
+  let ended: LegEnd[];
   let offerDelay: Promise<void>;
+  let invites: InboundInvite[];
+  let legs: InboundLeg[];
+  let throwOnInvite: boolean;
   const answerSdp = 'v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 20000 RTP/AVP 0\r\n';
-  let calls: InboundCall<{ id: number }>[];
 
   beforeEach(() => {
     vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'Date'] });
     t = new FakeTransport();
     ended = [];
-    released = 0;
-    completed = 0;
-    calls = [];
+    invites = [];
+    legs = [];
+    throwOnInvite = false;
     offerDelay = Promise.resolve();
-    const policy: CallPolicy<{ id: number }> = {
+    const credentials: SipCredentials = {
       ha1: (u, alg) => Promise.resolve(u === USER && alg === 'MD5' ? [md5(`${USER}:tollgate:${PASSWORD}`)] : null),
-      authorizeInbound: (req) =>
-        Promise.resolve(req.dialled === '+14155550100' ? { ok: true, grant: { id: 1 }, target: 'echo', maxDurationSec: 60 } : { ok: false, code: 'NUMBER_NOT_FOUND', message: 'no' }),
-      release: () => {
-        released++;
-        return Promise.resolve();
-      },
-      complete: () => {
-        completed++;
-        return Promise.resolve();
-      },
-      renew: () => Promise.resolve(),
     };
-    const handler: CallHandler<{ id: number }> = {
-      offer: async (call) => {
-        calls.push(call);
+    // The application side, as calls/ does it: bind, then answer or refuse.
+    const handler: CallHandler = {
+      invite: async (inv, leg) => {
+        invites.push(inv);
+        legs.push(leg);
+        leg.bind({
+          ended: (reason) => ended.push(reason),
+          reoffer: () => Promise.resolve({ ok: true, sdp: Buffer.from(answerSdp.replace('1 1 IN', '1 2 IN')) }),
+        });
+        if (throwOnInvite) throw new Error('handler fault');
+        if (inv.dialled !== '+14155550100') return leg.refuse('NUMBER_NOT_FOUND', 'no');
+        if (!inv.sdp) return leg.refuse('SDP_NOT_ACCEPTABLE', 'an SDP offer in the INVITE is required');
+        await leg.ring(180);
         await offerDelay;
-        return { ok: true, sdp: Buffer.from(answerSdp) };
+        await leg.answer(Buffer.from(answerSdp));
       },
-      reoffer: () => Promise.resolve({ ok: true, sdp: Buffer.from(answerSdp.replace('1 1 IN', '1 2 IN')) }),
-      ended: (call, reason) => ended.push(reason),
     };
-    server = new SipServer({ realm: 'tollgate', nonceKey: randomBytes(32), nonceTtlMs: 300_000, digestAlgorithms: ['MD5'], userAgent: 'tollgate', bruteForce: { maxFailures: 5, windowMs: 60_000, blockMs: 60_000 } }, policy, handler, createLogger({ level: 'silent' }));
+    server = new SipServer({ realm: 'tollgate', nonceKey: randomBytes(32), nonceTtlMs: 300_000, digestAlgorithms: ['MD5'], userAgent: 'tollgate', bruteForce: { maxFailures: 5, windowMs: 60_000, blockMs: 60_000 } }, credentials, handler, createLogger({ level: 'silent' }));
     server.addTransport(t);
   });
   afterEach(async () => {
@@ -100,12 +103,12 @@ describe('SipServer (UAS core, RFC 3261 §8.2, §12, §13.3, §15)', () => {
     server.handle(inbound);
     await flush();
   };
-  const msg = (method: string, opts: { branch: string; cseq: number; toTag?: string; auth?: string; body?: string; extra?: string[] }) => {
+  const msg = (method: string, opts: { branch: string; cseq: number; toTag?: string; auth?: string; body?: string; extra?: string[]; fromTag?: string }) => {
     const body = opts.body ?? '';
     return [
       `${method} sip:+14155550100@127.0.0.1 SIP/2.0`,
       `Via: SIP/2.0/UDP 192.0.2.7:5062;branch=${opts.branch};rport`,
-      'From: <sip:carrier@192.0.2.7>;tag=caller1',
+      `From: <sip:carrier@192.0.2.7>;tag=${opts.fromTag ?? 'caller1'}`,
       `To: <sip:+14155550100@127.0.0.1>${opts.toTag ? `;tag=${opts.toTag}` : ''}`,
       'Call-ID: call-abc',
       `CSeq: ${opts.cseq} ${method}`,
@@ -122,17 +125,19 @@ describe('SipServer (UAS core, RFC 3261 §8.2, §12, §13.3, §15)', () => {
   const offer = 'v=0\no=- 1 1 IN IP4 192.0.2.7\ns=-\nc=IN IP4 192.0.2.7\nt=0 0\nm=audio 30000 RTP/AVP 0\n';
   const last = () => t.responses().at(-1)!;
 
-  /** INVITE → 407 → INVITE with credentials; returns the To tag of the answer once answered. */
-  async function authedInvite(branch = 'z9hG4bKinv2'): Promise<void> {
-    await deliver(msg('INVITE', { branch: 'z9hG4bKinv1', cseq: 1, body: offer }));
+  /** INVITE → 407 → INVITE with credentials (the handler then rings and answers). */
+  async function authedInvite(branch = 'z9hG4bKinv2', fromTag = 'caller1', cseq = 2): Promise<string> {
+    await deliver(msg('INVITE', { branch: `${branch}c`, cseq: cseq - 1, body: offer, fromTag }));
     const challenge = last();
     expect(challenge.status).toBe(407);
     const nonce = /nonce="([^"]+)"/.exec(challenge.headers.get('Proxy-Authenticate')!)![1]!;
-    await deliver(msg('ACK', { branch: 'z9hG4bKinv1', cseq: 1, toTag: /tag=([^;]+)/.exec(challenge.headers.get('To')!)?.[1] }));
+    await deliver(msg('ACK', { branch: `${branch}c`, cseq: cseq - 1, toTag: /tag=([^;]+)/.exec(challenge.headers.get('To')!)?.[1], fromTag }));
     const uri = 'sip:+14155550100@127.0.0.1';
-    const response = digestResponse({ algorithm: 'MD5', username: USER, realm: 'tollgate', password: PASSWORD, method: 'INVITE', uri, nonce, nc: '00000001', cnonce: 'c0ffee', qop: 'auth' });
-    const auth = `Digest username="${USER}", realm="tollgate", nonce="${nonce}", uri="${uri}", response="${response}", algorithm=MD5, qop=auth, nc=00000001, cnonce="c0ffee"`;
-    await deliver(msg('INVITE', { branch, cseq: 2, body: offer, auth }));
+    const cnonce = `c0ffee${fromTag}`;
+    const response = digestResponse({ algorithm: 'MD5', username: USER, realm: 'tollgate', password: PASSWORD, method: 'INVITE', uri, nonce, nc: '00000001', cnonce, qop: 'auth' });
+    const auth = `Digest username="${USER}", realm="tollgate", nonce="${nonce}", uri="${uri}", response="${response}", algorithm=MD5, qop=auth, nc=00000001, cnonce="${cnonce}"`;
+    await deliver(msg('INVITE', { branch, cseq, body: offer, auth, fromTag }));
+    return auth;
   }
   const toTagOf = (r: SipResponse) => /tag=([^;>]+)/.exec(r.headers.get('To')!)![1]!;
 
@@ -147,7 +152,10 @@ describe('SipServer (UAS core, RFC 3261 §8.2, §12, §13.3, §15)', () => {
     // rport filled in (RFC 3581); no received= since the Via host is the real source (§18.2.1).
     expect(ok.headers.get('Via')).toContain('rport=5062');
     expect(ok.headers.get('Via')).not.toContain('received=');
-    expect(t.responses().map((r) => r.status)).toEqual([100, 407, 100, 200]);
+    expect(t.responses().map((r) => r.status)).toEqual([100, 407, 100, 180, 200]);
+    // The 180 and the 200 carry the same To tag: one early dialog becomes the confirmed one (§12.1.1).
+    expect(toTagOf(t.responses()[3]!)).toBe(toTagOf(ok));
+    expect(invites[0]).toMatchObject({ keyId: USER, dialled: '+14155550100', from: 'carrier', sipCallId: 'call-abc', sourceIp: '192.0.2.7', transport: 'udp' });
   });
 
   it('resends the 200 until the ACK (T1 doubling), then stops (§13.3.1.4)', async () => {
@@ -167,7 +175,7 @@ describe('SipServer (UAS core, RFC 3261 §8.2, §12, §13.3, §15)', () => {
     expect(t.requests().map((r) => r.method)).toContain('BYE');
   });
 
-  it('a BYE ends the call, answered 200, and settles it; a BYE for no dialog gets 481', async () => {
+  it('a BYE ends the call, answered 200, told to the application once; a BYE for no dialog gets 481', async () => {
     await authedInvite();
     const tag = toTagOf(last());
     await deliver(msg('ACK', { branch: 'z9hG4bKack', cseq: 2, toTag: tag }));
@@ -175,16 +183,18 @@ describe('SipServer (UAS core, RFC 3261 §8.2, §12, §13.3, §15)', () => {
     await deliver(msg('BYE', { branch: 'z9hG4bKbye', cseq: 3, toTag: tag }));
     expect(last().status).toBe(200);
     expect(ended).toEqual(['remote-bye']);
-    expect(completed).toBe(1);
     await deliver(msg('BYE', { branch: 'z9hG4bKbye2', cseq: 4, toTag: tag }));
     expect(last().status).toBe(481);
   });
 
-  it('CANCEL before the answer: 200 to the CANCEL, 487 to the INVITE, grant released, no BYE (§9.2)', async () => {
+  it('CANCEL before the answer: 200 to the CANCEL, 487 to the INVITE, the application told at once, no BYE (§9.2)', async () => {
     let letGo!: () => void;
     offerDelay = new Promise((r) => (letGo = r));
     await authedInvite('z9hG4bKslow');
     await deliver(msg('CANCEL', { branch: 'z9hG4bKslow', cseq: 2 }));
+    // Told while the application is still busy (e.g. dialling an agent), not after it returns.
+    expect(ended).toEqual(['cancelled']);
+    expect(legs[0]!.state).toBe('ended');
     letGo();
     await flush();
     const statuses = t.responses().map((r) => `${r.status} ${r.headers.get('CSeq')}`);
@@ -192,7 +202,6 @@ describe('SipServer (UAS core, RFC 3261 §8.2, §12, §13.3, §15)', () => {
     expect(statuses).toContain('487 2 INVITE');
     expect(statuses).not.toContain('200 2 INVITE');
     expect(ended).toEqual(['cancelled']);
-    expect(released).toBe(1);
     expect(t.requests().map((r) => r.method)).not.toContain('BYE');
   });
 
@@ -223,7 +232,7 @@ describe('SipServer (UAS core, RFC 3261 §8.2, §12, §13.3, §15)', () => {
     expect(last().headers.get('Reason')).toBe('SIP;cause=404;text="NUMBER_NOT_FOUND"');
   });
 
-  it('an INVITE without SDP gets 488 and gives the grant back', async () => {
+  it('an INVITE without SDP gets 488 with a Warning when the application refuses it', async () => {
     await deliver(msg('INVITE', { branch: 'z9hG4bKn1', cseq: 1 }));
     const nonce = /nonce="([^"]+)"/.exec(last().headers.get('Proxy-Authenticate')!)![1]!;
     const uri = 'sip:+14155550100@127.0.0.1';
@@ -231,7 +240,8 @@ describe('SipServer (UAS core, RFC 3261 §8.2, §12, §13.3, §15)', () => {
     const auth = `Digest username="${USER}", realm="tollgate", nonce="${nonce}", uri="${uri}", response="${response}", algorithm=MD5, qop=auth, nc=00000001, cnonce="c2"`;
     await deliver(msg('INVITE', { branch: 'z9hG4bKn2', cseq: 2, auth }));
     expect(last().status).toBe(488);
-    expect(released).toBe(1);
+    expect(last().headers.get('Warning')).toBe('399 tollgate "an SDP offer in the INVITE is required"');
+    expect(invites[0]!.sdp).toBeNull();
   });
 
   it('notes the real source in the top Via when it differs from the sent-by (received, RFC 3581)', async () => {
@@ -257,23 +267,77 @@ describe('SipServer (UAS core, RFC 3261 §8.2, §12, §13.3, §15)', () => {
     expect(t.raw.length).toBe(before);
   });
 
-  it('a media-side hang-up sends BYE and ends the call once', async () => {
+  it('an application hang-up sends one BYE to the caller\'s Contact with its tags, and a later BYE gets 481', async () => {
     await authedInvite();
-    await deliver(msg('ACK', { branch: 'z9hG4bKack', cseq: 2, toTag: toTagOf(last()) }));
-    await calls[0]!.hangup('media-timeout');
-    await calls[0]!.hangup('media-timeout');
+    const tag = toTagOf(last());
+    await deliver(msg('ACK', { branch: 'z9hG4bKack', cseq: 2, toTag: tag }));
+    legs[0]!.hangup();
+    legs[0]!.hangup();
     expect(t.requests().filter((r) => r.method === 'BYE')).toHaveLength(1);
     const bye = t.requests().find((r) => r.method === 'BYE')!;
     expect(bye.uri).toBe('sip:carrier@192.0.2.7:5062');
     expect(bye.headers.get('To')).toContain('tag=caller1');
-    expect(ended).toEqual(['media-timeout']);
+    // The application ended it: no SIP-side end is reported back.
+    expect(ended).toEqual([]);
+    await deliver(msg('BYE', { branch: 'z9hG4bKbye9', cseq: 3, toTag: tag }));
+    expect(last().status).toBe(481);
   });
 
-  it('hangs up at the maximum duration', async () => {
+  it('an application hang-up before the answer is a 480 refusal, not a BYE', async () => {
+    let letGo!: () => void;
+    offerDelay = new Promise((r) => (letGo = r));
     await authedInvite();
-    await deliver(msg('ACK', { branch: 'z9hG4bKack', cseq: 2, toTag: toTagOf(last()) }));
-    await vi.advanceTimersByTimeAsync(60_000);
-    expect(ended).toEqual(['max-duration']);
+    legs[0]!.hangup();
+    letGo();
+    await flush();
+    expect(t.responses().map((r) => r.status)).toEqual([100, 407, 100, 180, 480]);
+    expect(t.requests().map((r) => r.method)).not.toContain('BYE');
+  });
+
+  it('a 200 OK that cannot be sent ends the leg (transport-error), and nothing is retransmitted', async () => {
+    t.failStatus = 200;
+    await authedInvite();
+    expect(ended).toEqual(['transport-error']);
+    expect(legs[0]!.state).toBe('ended');
+    await vi.advanceTimersByTimeAsync(40_000);
+    expect(t.responses().filter((r) => r.status === 200)).toHaveLength(0);
+    expect(t.requests().map((r) => r.method)).not.toContain('BYE');
+  });
+
+  it('a handler that throws gets 500 for its INVITE', async () => {
+    throwOnInvite = true;
+    await authedInvite();
+    expect(last().status).toBe(500);
+    expect(ended).toEqual(['transport-error']);
+  });
+
+  it('an INVITE reusing a live Call-ID with another From tag is another dialog: a BYE in one leaves the other up', async () => {
+    await authedInvite('z9hG4bKa', 'callerA');
+    const tagA = toTagOf(last());
+    await authedInvite('z9hG4bKb', 'callerB', 4);
+    const tagB = toTagOf(last());
+    expect(tagB).not.toBe(tagA);
+    expect(legs).toHaveLength(2);
+    await deliver(msg('BYE', { branch: 'z9hG4bKbyeB', cseq: 5, toTag: tagB, fromTag: 'callerB' }));
+    expect(last().status).toBe(200);
+    expect(legs.map((l) => l.state)).toEqual(['answered', 'ended']);
+    // Tags from one dialog cannot reach the other (§12.2.2: a request is matched on all three).
+    await deliver(msg('BYE', { branch: 'z9hG4bKbyeX', cseq: 6, toTag: tagA, fromTag: 'callerB' }));
+    expect(last().status).toBe(481);
+    expect(legs[0]!.state).toBe('answered');
+  });
+
+  it('the same INVITE arriving by a second path is a merged request: 482 (§8.2.2.2)', async () => {
+    let letGo!: () => void;
+    offerDelay = new Promise((r) => (letGo = r));
+    const auth = await authedInvite();
+    // The same request (Call-ID, From tag, CSeq) on another branch, as a forking proxy would deliver it.
+    await deliver(msg('INVITE', { branch: 'z9hG4bKother', cseq: 2, body: offer, auth }));
+    expect(last().status).toBe(482);
+    expect(legs).toHaveLength(1);
+    letGo();
+    await flush();
+    expect(last().status).toBe(200);
   });
 
   it('while draining, new INVITEs get 503 with Retry-After', async () => {

@@ -9,7 +9,7 @@ import { TransactionLayer, type ServerTransaction } from './transactions.js';
 import { RFC3261_TIMERS, timerH, type TimerValues } from './transaction-timers.js';
 import { DigestAuthenticator, type DigestAlgorithm } from './digest-auth.js';
 import { AuthBlocker, type AuthBlockerOptions } from './auth-blocker.js';
-import { sipRefusalFor, type CallDenyCode, type CallPolicy } from './call-policy.js';
+import { sipRefusalFor, type CallDenyCode, type SipCredentials } from './call-policy.js';
 import { dialogKey, type Dialog } from './dialog.js';
 import { newBranch, newTag } from './sip-ids.js';
 import { SipUac } from './sip-uac.js';
@@ -31,61 +31,82 @@ export interface SipServerOptions {
   advertisedAddress?: string;
 }
 
-export type EndReason =
+/** Why an inbound leg ended on the SIP side (the application ends it with hangup() or refuse()). */
+export type LegEnd =
+  /** The caller sent BYE. */
   | 'remote-bye'
-  | 'local-hangup'
+  /** The caller sent CANCEL before the answer (487 went out). */
   | 'cancelled'
+  /** No ACK for our 2xx within 64×T1 (a BYE went out). */
   | 'ack-timeout'
+  /** The 2xx could not be sent. */
   | 'transport-error'
-  | 'media-timeout'
-  | 'media-lost'
-  | 'max-duration'
-  /** The key's budget ran out (the call was admitted for what the budget covered). */
-  | 'budget-exhausted'
-  | 'shutdown'
-  | 'refused'
-  /** The agent hung up: a hangup message, REST, or its socket closed. */
-  | 'agent-hangup'
-  /** The agent could not be reached and the fallback tone ended. */
-  | 'agent-unavailable';
+  /** The SIP server is closing. */
+  | 'shutdown';
 
-/** An inbound call leg, from INVITE to BYE. */
-export interface InboundCall<Grant> {
-  readonly id: string;
+/** An authenticated INVITE that starts a new dialog, as the application sees it. */
+export interface InboundInvite {
+  /** The authenticated digest username: the key id. */
   readonly keyId: string;
+  readonly sourceIp: string;
+  readonly transport: TransportProtocol;
+  /** The Request-URI's user part (or the tel: number). */
   readonly dialled: string;
-  readonly target: string;
+  /** The From user part. */
   readonly from: string;
   /** The user part of P-Asserted-Identity, when present (STIR verification uses it over From). */
   readonly assertedFrom: string | null;
-  /** The Identity header (RFC 8224), when present. */
-  readonly identity: string | null;
-  readonly peer: Peer;
-  readonly grant: Grant;
-  readonly maxDurationSec: number;
-  /** What ends the call at maxDurationSec. */
-  readonly limitedBy: 'max-duration' | 'budget';
+  /** Every Identity header (RFC 8224), in order. */
+  readonly identities: readonly string[];
+  /** The SDP offer, or null when the INVITE has none. */
+  readonly sdp: Buffer | null;
+  /** The SIP Call-ID: names the dialog only (RFC 3261 §12), never the call. */
+  readonly sipCallId: string;
   readonly receivedAt: number;
-  answeredAt: number | null;
-  endedAt: number | null;
-  /** Sends BYE (when answered) and ends the call. */
-  hangup(reason: EndReason): Promise<void>;
 }
 
 export type OfferResult = { readonly ok: true; readonly sdp: Buffer } | { readonly ok: false; readonly code: CallDenyCode | 'SDP_NOT_ACCEPTABLE'; readonly message: string };
 
-/** The application side of a call: media and what to do with it. */
-export interface CallHandler<Grant> {
-  /** Answers the caller's SDP offer (media allocated), or refuses. */
-  offer(call: InboundCall<Grant>, sdp: Buffer): Promise<OfferResult>;
+/** What the application hears from an inbound leg. */
+export interface InboundLegEvents {
+  /** The leg ended on the SIP side; called at most once, never after hangup() or refuse(). */
+  ended(reason: LegEnd): void;
   /** A re-INVITE or UPDATE with a new offer (hold, resume, codec change). */
-  reoffer(call: InboundCall<Grant>, sdp: Buffer): Promise<OfferResult>;
-  /** The 200 OK went out: the call is answered (timers, records). */
-  answered?(call: InboundCall<Grant>): void;
-  /** The call ended for `reason`; release media. Called once. */
-  ended(call: InboundCall<Grant>, reason: EndReason): void;
+  reoffer(sdp: Buffer): Promise<OfferResult>;
   /** INFO in the dialog (e.g. application/dtmf-relay). */
-  info?(call: InboundCall<Grant>, contentType: string, body: Buffer): void;
+  info?(contentType: string, body: Buffer): void;
+}
+
+/**
+ * The UAS side of one inbound dialog, handed to the application after digest authentication.
+ * The application answers or refuses it; until then CANCEL, and after it BYE, ACK timeout or a
+ * failed 2xx, end it from the SIP side (events.ended).
+ *
+ *   early ─answer()─▶ answered ─ACK─▶ confirmed
+ *     │                  │                │
+ *     └─refuse()/CANCEL──┴──hangup()/BYE/ACK timeout/2xx not sent──▶ ended
+ */
+export interface InboundLeg {
+  readonly state: 'early' | 'answered' | 'confirmed' | 'ended';
+  /** Sets the event sink; an end that happened before is delivered at once. */
+  bind(events: InboundLegEvents): void;
+  /** A provisional response (180 Ringing, or 183 Session Progress with early-media SDP). */
+  ring(status: 180 | 183, sdp?: Buffer): Promise<void>;
+  /** Sends the 200 OK; false when the leg has ended or the 2xx could not be sent (then events.ended('transport-error')). */
+  answer(sdp: Buffer): Promise<boolean>;
+  /** A final refusal before the answer; no-op once answered or ended. */
+  refuse(code: CallDenyCode | 'SDP_NOT_ACCEPTABLE', message: string, retryAfterMs?: number): Promise<void>;
+  /** BYE when answered; before the answer, a 480 refusal. Idempotent. */
+  hangup(): void;
+}
+
+/** The application side of inbound calls. */
+export interface CallHandler {
+  /**
+   * A new authenticated INVITE. The handler binds the leg, then answers or refuses it; a
+   * handler that throws gets a 500 sent for it.
+   */
+  invite(invite: InboundInvite, leg: InboundLeg): Promise<void>;
 }
 
 export interface SipServerEvents {
@@ -95,15 +116,16 @@ export interface SipServerEvents {
   onCall?(outcome: string): void;
 }
 
-interface CallState<Grant> {
-  call: InboundCall<Grant>;
-  dialog: Dialog;
-  inviteTx: ServerTransaction;
+interface LegState {
+  readonly dialog: Dialog;
+  readonly inviteTx: ServerTransaction;
+  state: InboundLeg['state'];
+  events: InboundLegEvents | null;
+  /** An end from the SIP side before the application bound the leg. */
+  pendingEnd: LegEnd | null;
   okResponse: SipResponse | null;
   okTimer: ReturnType<typeof setTimeout> | null;
   ackTimer: ReturnType<typeof setTimeout> | null;
-  endTimer: ReturnType<typeof setTimeout> | null;
-  ended: boolean;
 }
 
 /**
@@ -111,12 +133,15 @@ interface CallState<Grant> {
  * here (nothing is proxied): each INVITE is authenticated with digest against the key's SIP
  * credentials, authorised by the policy, then answered by the call handler with its own media.
  */
-export class SipServer<Grant> {
+export class SipServer {
   private readonly transports = new Map<TransportProtocol, SipTransport>();
   private readonly txl: TransactionLayer;
   private readonly digest: DigestAuthenticator;
   private readonly blocker: AuthBlocker;
-  private readonly calls = new Map<string, CallState<Grant>>();
+  /** Live inbound legs by dialog (Call-ID, our tag, the caller's tag): identifies the dialog only. */
+  private readonly legs = new Map<string, LegState>();
+  /** The leg an INVITE server transaction created (CANCEL finds it through the transaction). */
+  private readonly legOfInvite = new WeakMap<ServerTransaction, LegState>();
   private readonly timers: TimerValues;
   private readonly limits: ParseLimits;
   private draining = false;
@@ -126,8 +151,8 @@ export class SipServer<Grant> {
 
   constructor(
     private readonly opts: SipServerOptions,
-    private readonly policy: CallPolicy<Grant>,
-    private readonly handler: CallHandler<Grant>,
+    private readonly credentials: SipCredentials,
+    private readonly handler: CallHandler,
     private readonly log: Logger,
     private readonly events: SipServerEvents = {},
   ) {
@@ -153,8 +178,9 @@ export class SipServer<Grant> {
     });
   }
 
-  get activeCalls(): number {
-    return this.calls.size;
+  /** Inbound dialogs not yet ended. */
+  get activeLegs(): number {
+    return this.legs.size;
   }
 
   addTransport(t: SipTransport): void {
@@ -219,12 +245,12 @@ export class SipServer<Grant> {
     if (tx.state === 'trying' || tx.state === 'proceeding') void this.respond(tx, 500).catch(() => {});
   }
 
-  private findCall(req: SipRequest): CallState<Grant> | null {
+  private findLeg(req: SipRequest): LegState | null {
     const callId = req.headers.get('Call-ID') ?? '';
     const toTag = tagOf(req.headers.get('To'));
     const fromTag = tagOf(req.headers.get('From'));
     if (!toTag || !fromTag) return null;
-    return this.calls.get(dialogKey(callId, toTag, fromTag)) ?? null;
+    return this.legs.get(dialogKey(callId, toTag, fromTag)) ?? null;
   }
 
   private async onRequest(tx: ServerTransaction): Promise<void> {
@@ -271,7 +297,7 @@ export class SipServer<Grant> {
     const challengeHeader = proxy ? 'Proxy-Authenticate' : 'WWW-Authenticate';
     const status = proxy ? 407 : 401;
     const values = req.headers.entries().filter((h) => h.name.toLowerCase() === header.toLowerCase()).map((h) => h.value);
-    const result = await this.digest.verify(req.method, values, (u, alg) => this.policy.ha1(u, alg));
+    const result = await this.digest.verify(req.method, values, (u, alg) => this.credentials.ha1(u, alg));
     if (result.ok) {
       this.blocker.succeed(ip);
       return result.username;
@@ -286,38 +312,34 @@ export class SipServer<Grant> {
     return null;
   }
 
-  private async refuse(tx: ServerTransaction, code: CallDenyCode, message: string, retryAfterMs?: number): Promise<void> {
+  private async refuse(tx: ServerTransaction, code: CallDenyCode, message: string, retryAfterMs?: number, toTag?: string): Promise<void> {
     const r = sipRefusalFor(code, retryAfterMs);
     const headers: [string, string][] = [['Reason', `SIP;cause=${r.status};text="${code}"`]];
     if (r.retryAfterSec !== undefined) headers.push(['Retry-After', String(r.retryAfterSec)]);
     this.log.info({ ip: tx.peer.address, code, message, status: r.status }, 'call refused');
     this.events.onCall?.(code);
-    await this.respond(tx, r.status, r.reason, { headers });
+    await this.respond(tx, r.status, r.reason, { headers, ...(toTag ? { toTag } : {}) });
   }
 
   private async onInvite(tx: ServerTransaction): Promise<void> {
     const req = tx.request;
     if (this.draining) return this.refuse(tx, 'DRAINING', 'shutting down');
-    await this.respond(tx, 100, 'Trying');
-    const username = await this.authenticate(tx, true);
-    if (username === null) return;
-    const uri = parseUri(req.uri)!;
-    const dialled = uri.scheme === 'tel' ? uri.host : uri.user ?? '';
     const callId = req.headers.get('Call-ID') ?? '';
-    const verdict = await this.policy.authorizeInbound({ keyId: username, sourceIp: tx.peer.address, transport: tx.peer.protocol, dialled, callId });
-    if (!verdict.ok) return this.refuse(tx, verdict.code, verdict.message, verdict.retryAfterMs);
-    const release = async (): Promise<void> => {
-      await this.policy.release(verdict.grant).catch((err: unknown) => this.log.error({ err }, 'could not release a refused call'));
-    };
-    if (tx.cancelled || tx.state !== 'proceeding') return release();
-    const offer = sdpBody(req);
-    if (!offer) {
-      await release();
-      return this.respond(tx, 488, 'Not Acceptable Here', { headers: [['Warning', '399 tollgate "an SDP offer in the INVITE is required"']] });
-    }
-    const localTag = newTag();
     const fromHeader = req.headers.get('From') ?? '';
     const remoteTag = tagOf(fromHeader) ?? '';
+    const cseq = parseCSeq(req.headers.get('CSeq') ?? '')?.seq ?? 0;
+    // RFC 3261 §8.2.2.2: the same request arriving by another path (same Call-ID, From tag and
+    // CSeq as a dialog being set up, another branch) is a merged request: 482, not a new call.
+    for (const l of this.legs.values()) {
+      if (l.dialog.callId === callId && l.dialog.remoteTag === remoteTag && l.dialog.remoteCseq === cseq && l.inviteTx !== tx) {
+        return this.respond(tx, 482, 'Loop Detected');
+      }
+    }
+    await this.respond(tx, 100, 'Trying');
+    const username = await this.authenticate(tx, true);
+    if (username === null || tx.cancelled || tx.state !== 'proceeding') return;
+    const uri = parseUri(req.uri)!;
+    const localTag = newTag();
     const contact = req.headers.getAll('Contact')[0];
     const remoteTarget = (contact && parseNameAddr(contact) ? contact.replace(/^[^<]*<([^>]*)>.*$/, '$1') : null) ?? req.uri;
     const toHeader = req.headers.get('To') ?? '';
@@ -331,65 +353,93 @@ export class SipServer<Grant> {
       localUri: `${toHeader};tag=${localTag}`,
       remoteUri: fromHeader,
       localCseq: Math.floor(Math.random() * 10_000),
-      remoteCseq: parseCSeq(req.headers.get('CSeq') ?? '')?.seq ?? 0,
+      remoteCseq: cseq,
       peer: tx.peer,
       invite: req,
     };
-    const fromAddr = parseNameAddr(fromHeader);
-    const state: CallState<Grant> = {
-      call: {
-        id: callId,
-        keyId: username,
-        dialled,
-        target: verdict.target,
-        from: fromAddr?.uri.user ?? '',
-        assertedFrom: parseNameAddr(req.headers.get('P-Asserted-Identity') ?? '')?.uri.user ?? null,
-        identity: req.headers.get('Identity') ?? null,
-        peer: tx.peer,
-        grant: verdict.grant,
-        maxDurationSec: verdict.maxDurationSec,
-        limitedBy: verdict.limitedBy ?? 'max-duration',
-        receivedAt: Date.now(),
-        answeredAt: null,
-        endedAt: null,
-        hangup: (reason) => this.hangup(state, reason),
-      },
-      dialog,
-      inviteTx: tx,
-      okResponse: null,
-      okTimer: null,
-      ackTimer: null,
-      endTimer: null,
-      ended: false,
+    const leg: LegState = { dialog, inviteTx: tx, state: 'early', events: null, pendingEnd: null, okResponse: null, okTimer: null, ackTimer: null };
+    this.legs.set(dialogKey(callId, localTag, remoteTag), leg);
+    this.legOfInvite.set(tx, leg);
+    const invite: InboundInvite = {
+      keyId: username,
+      sourceIp: tx.peer.address,
+      transport: tx.peer.protocol,
+      dialled: uri.scheme === 'tel' ? uri.host : uri.user ?? '',
+      from: parseNameAddr(fromHeader)?.uri.user ?? '',
+      assertedFrom: parseNameAddr(req.headers.get('P-Asserted-Identity') ?? '')?.uri.user ?? null,
+      identities: req.headers.getAll('Identity'),
+      sdp: sdpBody(req),
+      sipCallId: callId,
+      receivedAt: Date.now(),
     };
-    const key = dialogKey(callId, localTag, remoteTag);
-    this.calls.set(key, state);
-    let answer: OfferResult;
     try {
-      answer = await this.handler.offer(state.call, offer);
+      await this.handler.invite(invite, this.legHandle(leg));
     } catch (err) {
-      this.calls.delete(key);
-      await release();
-      throw err;
-    }
-    if (!answer.ok || tx.cancelled || tx.state !== 'proceeding') {
-      this.calls.delete(key);
-      if (answer.ok) {
-        // Cancelled while media was being set up.
-        this.endCall(state, 'cancelled');
-        return;
+      this.log.error({ err }, 'call handler failed on an INVITE');
+      if (leg.state === 'early') {
+        await this.refuseLeg(leg, 'TEMPORARILY_UNAVAILABLE', 'internal error', undefined, 500);
+        this.legEnded(leg, 'transport-error');
       }
-      await release();
-      this.handler.ended(state.call, 'refused');
-      if (answer.code === 'SDP_NOT_ACCEPTABLE') {
-        return this.respond(tx, 488, 'Not Acceptable Here', { headers: [['Warning', `399 tollgate "${answer.message.replace(/"/g, "'")}"`]] });
-      }
-      return this.refuse(tx, answer.code, answer.message);
     }
+  }
+
+  /** The application's handle on a leg. */
+  private legHandle(leg: LegState): InboundLeg {
+    return {
+      get state() {
+        return leg.state;
+      },
+      bind: (events) => {
+        leg.events = events;
+        if (leg.pendingEnd) {
+          const reason = leg.pendingEnd;
+          leg.pendingEnd = null;
+          events.ended(reason);
+        }
+      },
+      ring: (status, sdp) => {
+        if (leg.state !== 'early' || leg.inviteTx.state !== 'proceeding') return Promise.resolve();
+        const headers: [string, string][] = [['Contact', `<sip:${this.localAddress(leg.dialog.peer.protocol)}${transportParam(leg.dialog.peer.protocol)}>`]];
+        if (sdp) headers.push(['Content-Type', 'application/sdp']);
+        return this.respond(leg.inviteTx, status, undefined, { toTag: leg.dialog.localTag, headers, ...(sdp ? { body: sdp } : {}) }).catch(() => undefined);
+      },
+      answer: (sdp) => this.answerLeg(leg, sdp),
+      refuse: async (code, message, retryAfterMs) => {
+        if (leg.state !== 'early') return;
+        await this.refuseLeg(leg, code, message, retryAfterMs);
+        this.closeLeg(leg);
+      },
+      hangup: () => {
+        if (leg.state === 'early') {
+          void this.refuseLeg(leg, 'TEMPORARILY_UNAVAILABLE', 'the call ended');
+          this.closeLeg(leg);
+        } else if (leg.state !== 'ended') {
+          this.sendBye(leg);
+          this.closeLeg(leg);
+        }
+      },
+    };
+  }
+
+  /** Sends the final refusal of an early leg with our dialog tag and a Reason header. */
+  private async refuseLeg(leg: LegState, code: CallDenyCode | 'SDP_NOT_ACCEPTABLE', message: string, retryAfterMs?: number, status?: number): Promise<void> {
+    const tx = leg.inviteTx;
+    if (tx.state !== 'proceeding') return;
+    if (code === 'SDP_NOT_ACCEPTABLE') {
+      this.events.onCall?.(code);
+      return this.respond(tx, 488, 'Not Acceptable Here', { toTag: leg.dialog.localTag, headers: [['Warning', `399 tollgate "${message.replace(/["\\\r\n]/g, "'")}"`]] }).catch(() => undefined);
+    }
+    if (status !== undefined) return this.respond(tx, status, undefined, { toTag: leg.dialog.localTag }).catch(() => undefined);
+    return this.refuse(tx, code, message, retryAfterMs, leg.dialog.localTag).catch(() => undefined);
+  }
+
+  private async answerLeg(leg: LegState, sdp: Buffer): Promise<boolean> {
+    const tx = leg.inviteTx;
+    if (leg.state !== 'early' || tx.state !== 'proceeding') return false;
     const local = this.localAddress(tx.peer.protocol);
-    const ok = buildResponse(req, 200, 'OK', {
-      toTag: localTag,
-      body: answer.sdp,
+    const ok = buildResponse(tx.request, 200, 'OK', {
+      toTag: leg.dialog.localTag,
+      body: sdp,
       headers: [
         ['Server', this.opts.userAgent],
         ['Contact', `<sip:${local}${transportParam(tx.peer.protocol)}>`],
@@ -397,72 +447,76 @@ export class SipServer<Grant> {
         ['Content-Type', 'application/sdp'],
       ],
     });
-    state.okResponse = ok;
-    dialog.state = 'answered';
-    state.call.answeredAt = Date.now();
-    this.events.onCall?.('answered');
-    await tx.respond(ok);
+    leg.okResponse = ok;
+    leg.state = 'answered';
+    leg.dialog.state = 'answered';
     try {
-      this.handler.answered?.(state.call);
+      await tx.respond(ok);
     } catch (err) {
-      this.log.error({ err, callId: state.call.id }, 'call handler failed on answer');
+      // RFC 3261 §17.2.4: the 2xx could not be sent; the call cannot go on.
+      this.log.warn({ err: (err as Error).message, ip: tx.peer.address }, 'the 2xx could not be sent: ending the call');
+      this.legEnded(leg, 'transport-error');
+      return false;
     }
-    this.retransmitOk(state, this.timers.t1);
-    state.ackTimer = setTimeout(() => void this.ackTimeout(state), timerH(this.timers));
-    state.endTimer = setTimeout(() => void this.hangup(state, state.call.limitedBy === 'budget' ? 'budget-exhausted' : 'max-duration'), state.call.maxDurationSec * 1000);
+    if (leg.state !== 'answered') return false;
+    this.events.onCall?.('answered');
+    this.retransmitOk(leg, this.timers.t1);
+    leg.ackTimer = setTimeout(() => this.ackTimeout(leg), timerH(this.timers));
+    return true;
   }
 
   /**
    * RFC 3261 §13.3.1.4: the UAS core resends the 2xx (T1 doubling to T2) until the ACK; over
    * reliable transports it is sent once. Either way the ACK must come within 64×T1 (ackTimer).
    */
-  private retransmitOk(state: CallState<Grant>, interval: number): void {
-    if (isReliable(state.dialog.peer.protocol)) return;
-    state.okTimer = setTimeout(() => {
-      if (state.dialog.state !== 'answered' || !state.okResponse) return;
-      void this.send(state.okResponse, state.dialog.peer).catch(() => {});
-      this.retransmitOk(state, Math.min(2 * interval, this.timers.t2));
+  private retransmitOk(leg: LegState, interval: number): void {
+    if (isReliable(leg.dialog.peer.protocol)) return;
+    leg.okTimer = setTimeout(() => {
+      if (leg.state !== 'answered' || !leg.okResponse) return;
+      void this.send(leg.okResponse, leg.dialog.peer).catch(() => {});
+      this.retransmitOk(leg, Math.min(2 * interval, this.timers.t2));
     }, interval);
   }
 
-  private async ackTimeout(state: CallState<Grant>): Promise<void> {
-    if (state.dialog.state !== 'answered') return;
-    this.log.warn({ callId: state.call.id }, 'no ACK for the 2xx: ending the call');
-    await this.hangup(state, 'ack-timeout');
+  private ackTimeout(leg: LegState): void {
+    if (leg.state !== 'answered') return;
+    this.log.warn({ sipCallId: leg.dialog.callId }, 'no ACK for the 2xx: ending the call');
+    this.sendBye(leg);
+    this.legEnded(leg, 'ack-timeout');
   }
 
   private onAck(req: SipRequest): void {
-    const state = this.findCall(req);
-    if (!state || state.dialog.state !== 'answered') return;
-    state.dialog.state = 'confirmed';
-    if (state.okTimer) clearTimeout(state.okTimer);
-    if (state.ackTimer) clearTimeout(state.ackTimer);
-    state.okTimer = null;
-    state.ackTimer = null;
+    const leg = this.findLeg(req);
+    if (!leg || leg.state !== 'answered') return;
+    leg.state = 'confirmed';
+    leg.dialog.state = 'confirmed';
+    this.clearLegTimers(leg);
   }
 
   private async onCancel(tx: ServerTransaction): Promise<void> {
     const invite = this.txl.findInviteFor(tx.request);
     if (!invite) return this.respond(tx, 481);
     await this.respond(tx, 200);
-    if (invite.state === 'proceeding' && !invite.cancelled) {
-      invite.cancelled = true;
-      // onInvite sees `cancelled` when its pending step (policy, media) returns, and cleans up.
-      await invite.respond(buildResponse(invite.request, 487, 'Request Terminated', { toTag: newTag(), headers: [['Server', this.opts.userAgent]] }));
-    }
+    if (invite.state !== 'proceeding' || invite.cancelled) return;
+    invite.cancelled = true;
+    const leg = this.legOfInvite.get(invite);
+    // §9.2: 487 to the INVITE; the application hears of it at once (it may be dialling an agent).
+    await invite.respond(buildResponse(invite.request, 487, 'Request Terminated', { toTag: leg?.dialog.localTag ?? newTag(), headers: [['Server', this.opts.userAgent]] })).catch(() => undefined);
+    if (leg && leg.state === 'early') this.legEnded(leg, 'cancelled');
   }
 
   private async onBye(tx: ServerTransaction): Promise<void> {
-    const state = this.findCall(tx.request);
-    if (!state) return this.respond(tx, 481, 'Call/Transaction Does Not Exist');
+    const leg = this.findLeg(tx.request);
+    if (!leg || leg.state === 'ended') return this.respond(tx, 481, 'Call/Transaction Does Not Exist');
     await this.respond(tx, 200);
-    this.endCall(state, 'remote-bye');
+    this.legEnded(leg, 'remote-bye');
   }
 
-  private async inDialogOffer(tx: ServerTransaction, state: CallState<Grant>): Promise<void> {
+  private async inDialogOffer(tx: ServerTransaction, leg: LegState): Promise<void> {
     const offer = sdpBody(tx.request);
     if (!offer) return this.respond(tx, 200, 'OK', { headers: [['Allow', ALLOW]] });
-    const answer = await this.handler.reoffer(state.call, offer);
+    if (!leg.events) return this.respond(tx, 491, 'Request Pending');
+    const answer = await leg.events.reoffer(offer);
     if (!answer.ok) return this.respond(tx, 488, 'Not Acceptable Here');
     const local = this.localAddress(tx.peer.protocol);
     await this.respond(tx, 200, 'OK', {
@@ -472,22 +526,22 @@ export class SipServer<Grant> {
   }
 
   private async onReinvite(tx: ServerTransaction): Promise<void> {
-    const state = this.findCall(tx.request);
-    if (!state || state.ended) return this.respond(tx, 481, 'Call/Transaction Does Not Exist');
-    await this.inDialogOffer(tx, state);
+    const leg = this.findLeg(tx.request);
+    if (!leg || leg.state === 'ended' || leg.state === 'early') return this.respond(tx, 481, 'Call/Transaction Does Not Exist');
+    await this.inDialogOffer(tx, leg);
   }
 
   private async onUpdate(tx: ServerTransaction): Promise<void> {
-    const state = this.findCall(tx.request);
-    if (!state || state.ended) return this.respond(tx, 481, 'Call/Transaction Does Not Exist');
-    await this.inDialogOffer(tx, state);
+    const leg = this.findLeg(tx.request);
+    if (!leg || leg.state === 'ended' || leg.state === 'early') return this.respond(tx, 481, 'Call/Transaction Does Not Exist');
+    await this.inDialogOffer(tx, leg);
   }
 
   private async onInfo(tx: ServerTransaction): Promise<void> {
-    const state = this.findCall(tx.request);
-    if (!state || state.ended) return this.respond(tx, 481, 'Call/Transaction Does Not Exist');
+    const leg = this.findLeg(tx.request);
+    if (!leg || leg.state === 'ended') return this.respond(tx, 481, 'Call/Transaction Does Not Exist');
     const ct = tx.request.headers.get('Content-Type')?.split(';')[0]?.trim().toLowerCase() ?? '';
-    this.handler.info?.(state.call, ct, tx.request.body);
+    leg.events?.info?.(ct, tx.request.body);
     await this.respond(tx, 200);
   }
 
@@ -502,36 +556,41 @@ export class SipServer<Grant> {
     });
   }
 
-  /** Ends a call from our side: BYE when it was answered, then release. */
-  private hangup(state: CallState<Grant>, reason: EndReason): Promise<void> {
-    if (state.ended) return Promise.resolve();
-    if (state.dialog.state === 'answered' || state.dialog.state === 'confirmed') {
-      const bye = this.buildInDialogRequest(state.dialog, 'BYE');
-      this.txl.sendRequest(bye, state.dialog.peer, { onResponse: () => {}, onTimeout: () => {} }, () => bye);
-    }
-    this.endCall(state, reason);
-    return Promise.resolve();
+  private sendBye(leg: LegState): void {
+    const bye = this.buildInDialogRequest(leg.dialog, 'BYE');
+    this.txl.sendRequest(bye, leg.dialog.peer, { onResponse: () => {}, onTimeout: () => {}, onTransportError: () => {} }, () => bye);
   }
 
-  private endCall(state: CallState<Grant>, reason: EndReason): void {
-    if (state.ended) return;
-    state.ended = true;
-    state.dialog.state = 'terminated';
-    state.call.endedAt = Date.now();
-    if (state.okTimer) clearTimeout(state.okTimer);
-    if (state.ackTimer) clearTimeout(state.ackTimer);
-    if (state.endTimer) clearTimeout(state.endTimer);
-    this.calls.delete(dialogKey(state.dialog.callId, state.dialog.localTag, state.dialog.remoteTag));
-    const seconds = state.call.answeredAt ? (state.call.endedAt - state.call.answeredAt) / 1000 : 0;
+  private clearLegTimers(leg: LegState): void {
+    if (leg.okTimer) clearTimeout(leg.okTimer);
+    if (leg.ackTimer) clearTimeout(leg.ackTimer);
+    leg.okTimer = null;
+    leg.ackTimer = null;
+  }
+
+  /** Forgets a leg (ended by the application or the SIP side). */
+  private closeLeg(leg: LegState): boolean {
+    if (leg.state === 'ended') return false;
+    leg.state = 'ended';
+    leg.dialog.state = 'terminated';
+    this.clearLegTimers(leg);
+    this.legs.delete(dialogKey(leg.dialog.callId, leg.dialog.localTag, leg.dialog.remoteTag));
+    return true;
+  }
+
+  /** The leg ended on the SIP side: tell the application once. */
+  private legEnded(leg: LegState, reason: LegEnd): void {
+    if (!this.closeLeg(leg)) return;
     this.events.onCall?.(`ended:${reason}`);
-    try {
-      this.handler.ended(state.call, reason);
-    } catch (err) {
-      this.log.error({ err, callId: state.call.id }, 'call handler failed on end');
+    if (!leg.events) {
+      leg.pendingEnd = reason;
+      return;
     }
-    const settle = state.call.answeredAt ? this.policy.complete(state.call.grant, seconds) : this.policy.release(state.call.grant);
-    void settle.catch((err: unknown) => this.log.error({ err, callId: state.call.id }, 'could not settle a call'));
-    this.log.info({ callId: state.call.id, keyId: state.call.keyId, reason, seconds: Math.round(seconds * 10) / 10 }, 'call ended');
+    try {
+      leg.events.ended(reason);
+    } catch (err) {
+      this.log.error({ err, sipCallId: leg.dialog.callId }, 'call handler failed on a leg end');
+    }
   }
 
   private buildInDialogRequest(d: Dialog, method: string): SipRequest {
@@ -561,10 +620,14 @@ export class SipServer<Grant> {
     this.draining = true;
   }
 
-  /** Hangs up every call and closes the transaction layer. Idempotent. */
+  /** Ends every leg still up (BYE or 503) and closes the transaction layer. Idempotent. */
   async close(): Promise<void> {
     if (this.closed) return;
-    for (const state of [...this.calls.values()]) await this.hangup(state, 'shutdown');
+    for (const leg of [...this.legs.values()]) {
+      if (leg.state === 'early') await this.refuseLeg(leg, 'DRAINING', 'shutting down');
+      else this.sendBye(leg);
+      this.legEnded(leg, 'shutdown');
+    }
     this.uac.close();
     this.closed = true;
     // Give the BYEs a moment on the wire before the transports close.

@@ -161,6 +161,32 @@ CREATE INDEX webhook_deliveries_endpoint_created ON webhook_deliveries(endpoint_
   { version: 5, sql: `
 ALTER TABLE api_keys ADD COLUMN attestation TEXT CHECK (attestation IN ('A','B','C'));
 ` },
+  { version: 6, sql: `
+-- A call can be ended by the API caller (DELETE /v1/calls/{id}): widen the ended_by check.
+-- SQLite cannot alter a CHECK constraint, so the table is rebuilt.
+CREATE TABLE calls_v6 (
+  id TEXT PRIMARY KEY,
+  key_id TEXT NOT NULL,
+  direction TEXT NOT NULL CHECK (direction IN ('inbound','outbound')),
+  from_number TEXT NOT NULL,
+  to_number TEXT NOT NULL,
+  target TEXT NOT NULL,
+  sip_call_id TEXT,
+  status TEXT NOT NULL CHECK (status IN ('ringing','answered','ended','failed')),
+  started_at TEXT NOT NULL,
+  answered_at TEXT,
+  ended_at TEXT,
+  end_reason TEXT,
+  ended_by TEXT CHECK (ended_by IN ('caller','agent','gateway','policy','callee','api')),
+  billable_seconds REAL NOT NULL,
+  details TEXT NOT NULL
+);
+INSERT INTO calls_v6 SELECT id, key_id, direction, from_number, to_number, target, sip_call_id, status, started_at, answered_at, ended_at, end_reason, ended_by, billable_seconds, details FROM calls;
+DROP TABLE calls;
+ALTER TABLE calls_v6 RENAME TO calls;
+CREATE INDEX calls_key_started ON calls(key_id, started_at);
+CREATE INDEX calls_started ON calls(started_at);
+` },
 ];
 
 export const POSTGRES_MIGRATIONS: readonly Migration[] = [
@@ -316,5 +342,10 @@ CREATE INDEX webhook_deliveries_endpoint_created ON webhook_deliveries(endpoint_
 ` },
   { version: 5, sql: `
 ALTER TABLE api_keys ADD COLUMN attestation TEXT CHECK (attestation IN ('A','B','C'));
+` },
+  { version: 6, sql: `
+-- A call can be ended by the API caller (DELETE /v1/calls/{id}).
+ALTER TABLE calls DROP CONSTRAINT IF EXISTS calls_ended_by_check;
+ALTER TABLE calls ADD CONSTRAINT calls_ended_by_check CHECK (ended_by IN ('caller','agent','gateway','policy','callee','api'));
 ` },
 ];

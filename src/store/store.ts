@@ -55,7 +55,8 @@ export interface NumberRecord {
 }
 
 export type CallStatus = 'ringing' | 'answered' | 'ended' | 'failed';
-export type CallEndedBy = 'caller' | 'agent' | 'gateway' | 'policy' | 'callee';
+/** Who ended a call: api is the key's owner through DELETE /v1/calls/{id}. */
+export type CallEndedBy = 'caller' | 'agent' | 'gateway' | 'policy' | 'callee' | 'api';
 /** One call leg's record, written when the call starts and completed when it ends (never lost on restart). */
 export interface CallRecord {
   /** Call SID: 'CA' + 32 lowercase hex. */

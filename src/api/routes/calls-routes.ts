@@ -3,9 +3,10 @@ import { z } from 'zod';
 import type { Gateway } from '../../main.js';
 import { TollgateError } from '../../errors/index.js';
 import { parseInput } from '../../util/parse-input.js';
-import { authenticate, identify, sendRefusal } from '../authenticate.js';
+import { authenticate, identify, permit, sendRefusal } from '../authenticate.js';
 import type { OutboundCalls } from '../../calls/outbound-calls.js';
 import type { TrunkService } from '../../calls/trunk-service.js';
+import type { CallRegistry } from '../../calls/call-registry.js';
 import { isTollgateError } from '../../errors/index.js';
 import { actorOf } from '../../policy/principal.js';
 
@@ -20,7 +21,7 @@ const listQuery = z.strictObject({
  * /v1/calls: call detail records (CDRs), newest first. A key with calls:read sees its own
  * calls; keys:admin sees every key's.
  */
-export function registerCallRoutes(app: FastifyInstance, gw: Gateway, outbound: OutboundCalls | null = null, trunks: TrunkService | null = null): void {
+export function registerCallRoutes(app: FastifyInstance, gw: Gateway, outbound: OutboundCalls | null = null, trunks: TrunkService | null = null, calls: CallRegistry | null = null): void {
   // Outbound calls: the policy engine decides inside place() (scope calls:outbound, geofence,
   // blocked prefixes, caller ID, CPS, concurrency, budget); a refusal sends nothing to a carrier.
   app.post('/v1/calls', async (req, reply) => {
@@ -37,10 +38,15 @@ export function registerCallRoutes(app: FastifyInstance, gw: Gateway, outbound: 
     }
   });
 
+  // Hangs up a live call of the key, inbound or outbound (it needs the scope of its direction).
+  // The record says the API ended it. Another key's call answers like a missing one.
   app.delete<{ Params: { id: string } }>('/v1/calls/:id', async (req, reply) => {
-    const p = await authenticate(gw, req, reply, 'calls:outbound');
+    const p = await identify(gw, req, reply);
     if (!p) return reply;
-    if (!outbound?.hangup(req.params.id, p.key.id, 'agent')) throw new TollgateError('NOT_FOUND', `no live call ${req.params.id}`);
+    const call = calls?.getOwned(req.params.id, p.key.id) ?? null;
+    if (!(await permit(gw, req, reply, p, call?.direction === 'inbound' ? 'calls:inbound' : 'calls:outbound'))) return reply;
+    if (!call || call.ended) throw new TollgateError('NOT_FOUND', `no live call ${req.params.id}`);
+    call.end('api-hangup', 'api');
     return reply.code(204).send();
   });
 
@@ -89,7 +95,7 @@ export function registerCallRoutes(app: FastifyInstance, gw: Gateway, outbound: 
     const call = await gw.store.getCall(req.params.id);
     // Another key's call answers like a missing one: call ids cannot be probed.
     if (!call || (call.keyId !== p.key.id && !p.scopes.has('keys:admin'))) throw new TollgateError('NOT_FOUND', `no call ${req.params.id}`);
-    return { call: { ...call, progress: outbound?.progressOf(call.id) ?? progressOf(call) } };
+    return { call: { ...call, progress: calls?.get(call.id)?.progress ?? progressOf(call) } };
   });
 }
 

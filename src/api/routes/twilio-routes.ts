@@ -1,9 +1,8 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { Gateway } from '../../main.js';
-import type { AgentBridge } from '../../agents/agent-bridge.js';
+import type { CallRegistry } from '../../calls/call-registry.js';
 import { accountSidFor } from '../../agents/ids.js';
 import type { Principal } from '../../policy/principal.js';
-import { verifyCredential } from '../authenticate.js';
 
 /** Twilio's error body: { code, message, more_info, status }. */
 function twilioError(reply: FastifyReply, status: number, code: number, message: string): FastifyReply {
@@ -18,7 +17,7 @@ function twilioError(reply: FastifyReply, status: number, code: number, message:
  * password, exactly as Pipecat's Twilio serializer sends it. Idempotent: a call that has
  * already ended answers 404 with Twilio's code 20404.
  */
-export function registerTwilioRoutes(app: FastifyInstance, gw: Gateway, bridge: AgentBridge | null): void {
+export function registerTwilioRoutes(app: FastifyInstance, gw: Gateway, calls: CallRegistry | null): void {
   app.register((scope, _opts, done) => {
     scope.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_req, body, parsed) => {
       parsed(null, Object.fromEntries(new URLSearchParams(body as string)));
@@ -30,12 +29,13 @@ export function registerTwilioRoutes(app: FastifyInstance, gw: Gateway, bridge: 
       const body = (typeof req.body === 'object' && req.body !== null ? req.body : {}) as Record<string, unknown>;
       const status = body.Status;
       if (status !== 'completed' && status !== 'canceled') return twilioError(reply, 400, 21218, 'Status must be completed or canceled: tollgate can only end a call');
-      const call = bridge?.find(callSid);
-      if (!call || call.keyId !== principal.key.id) return twilioError(reply, 404, 20404, `The requested resource /2010-04-01/Accounts/${req.params.accountSid}/Calls/${callSid}.json was not found`);
+      const call = calls?.getOwned(callSid, principal.key.id);
+      if (!call) return twilioError(reply, 404, 20404, `The requested resource /2010-04-01/Accounts/${req.params.accountSid}/Calls/${callSid}.json was not found`);
       const verdict = await gw.policy.authorize({ principal, action: 'api', scope: call.direction === 'inbound' ? 'calls:inbound' : 'calls:outbound', sourceIp: req.ip, transport: req.protocol === 'https' ? 'https' : 'http' });
       if (!verdict.ok) return twilioError(reply, 403, 20403, verdict.message);
       req.principal = principal;
-      call.agentHangup('rest');
+      call.details.agentHangup = 'rest';
+      call.end('agent-hangup', 'agent');
       return reply.code(200).send({
         sid: callSid,
         account_sid: req.params.accountSid,
@@ -61,7 +61,7 @@ async function basicAuth(gw: Gateway, header: string | undefined, accountSid: st
   if (i < 0) return null;
   const user = decoded.slice(0, i);
   const secret = decoded.slice(i + 1);
-  const v = await verifyCredential(gw, secret, ip);
+  const v = await gw.credentials.verify(secret, ip);
   if (!v.ok) return null;
   const principal = v.principal;
   const expected = accountSidFor(principal.key.id);
