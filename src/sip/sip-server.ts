@@ -150,6 +150,7 @@ export class SipServer<Grant> {
       localAddress: (p) => this.localAddress(p),
       userAgent: opts.userAgent,
       log: this.log,
+      timers: this.timers,
     });
   }
 
