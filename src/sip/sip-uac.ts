@@ -61,16 +61,20 @@ export interface OutboundLeg {
   readonly invite: SipRequest;
 }
 
+/** Who a dialog's requests go to: the callee's tag, its Contact and the route set (§12.1.2). */
+interface DialogPeer {
+  readonly leg: Leg;
+  readonly remoteTag: string;
+  readonly remoteTarget: string;
+  readonly routeSet: readonly string[];
+}
+
 /**
  * One dialog a 2xx to our INVITE created (RFC 3261 §12.1.2). The first 2xx while we still want
  * the call is the answer and its dialog is kept; every other one (another fork's 2xx, a 2xx
  * after CANCEL, ring timeout or end) is ACKed and then ended with BYE (§13.2.2.4, §15).
  */
-interface UacDialog {
-  readonly leg: Leg;
-  readonly remoteTag: string;
-  readonly remoteTarget: string;
-  readonly routeSet: readonly string[];
+interface UacDialog extends DialogPeer {
   /** Our CSeq in this dialog: it starts at the INVITE's (§12.1.2). */
   localCseq: number;
   /** The ACK of this dialog's 2xx, sent again for each retransmission of it (§13.2.2.4). */
@@ -306,17 +310,14 @@ export class SipUac {
     const seq = parseCSeq(res.headers.get('CSeq') ?? '')?.seq ?? leg.inviteCseq;
     const keep = (leg.state === 'calling' || leg.state === 'early') && !leg.cancelPending && seq === leg.inviteCseq;
     const contact = res.headers.getAll('Contact')[0];
-    const dialog: UacDialog = {
+    // §12.1.2: the remote target is the 2xx's Contact, the route set its Record-Route reversed.
+    const remote: DialogPeer = {
       leg,
       remoteTag,
       remoteTarget: contact ? contact.replace(/^[^<]*<([^>]*)>.*$/, '$1').trim() : leg.opts.requestUri,
       routeSet: [...res.headers.getAll('Record-Route')].reverse(),
-      localCseq: seq,
-      ack: null as unknown as SipRequest,
-      kept: keep,
-      over: false,
     };
-    (dialog as { ack: SipRequest }).ack = this.twoXxAck(leg, dialog, seq);
+    const dialog: UacDialog = { ...remote, localCseq: seq, ack: this.twoXxAck(remote, seq), kept: keep, over: false };
     leg.dialogs.set(remoteTag, dialog);
     this.dialogs.set(dialogKey(leg.callId, leg.localTag, remoteTag), dialog);
     void this.host.send(dialog.ack, leg.peer).catch(() => {});
@@ -336,7 +337,8 @@ export class SipUac {
    * §13.2.2.4: the ACK of a 2xx is built like a request in its dialog, with the CSeq number of
    * the INVITE and its credentials, and goes end to end (a new branch, not the transaction).
    */
-  private twoXxAck(leg: Leg, d: UacDialog, seq: number): SipRequest {
+  private twoXxAck(d: DialogPeer, seq: number): SipRequest {
+    const leg = d.leg;
     const ack = this.dialogRequest(d, 'ACK', seq);
     if (seq === leg.inviteCseq) {
       for (const name of ['Authorization', 'Proxy-Authorization']) {
@@ -347,14 +349,14 @@ export class SipUac {
     return ack;
   }
 
-  private dialogRequest(d: UacDialog, method: string, cseq: number): SipRequest {
+  private dialogRequest(d: DialogPeer, method: string, cseq: number): SipRequest {
     const leg = d.leg;
     const local = this.host.localAddress(leg.peer.protocol);
     const h = new SipHeaders()
       .append('Via', `SIP/2.0/${leg.peer.protocol.toUpperCase()} ${local};branch=${newBranch()};rport`)
       .append('Max-Forwards', '70')
       .append('From', leg.localUri)
-      .append('To', `${leg.remoteUri};tag=${d.remoteTag}`)
+      .append('To', d.remoteTag ? `${leg.remoteUri};tag=${d.remoteTag}` : leg.remoteUri)
       .append('Call-ID', leg.callId)
       .append('CSeq', `${cseq} ${method}`)
       .append('User-Agent', this.host.userAgent);
