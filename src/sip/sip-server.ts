@@ -175,6 +175,7 @@ export class SipServer {
       localAddress: (p) => this.localAddress(p),
       userAgent: opts.userAgent,
       log: this.log,
+      timers: this.timers,
     });
   }
 

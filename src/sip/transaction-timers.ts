@@ -19,4 +19,7 @@ export const timerD = (t: TimerValues, reliable: boolean): number => (reliable ?
 export const timerI = (t: TimerValues, reliable: boolean): number => (reliable ? 0 : t.t4); // ACK retransmissions
 export const timerK = (t: TimerValues, reliable: boolean): number => (reliable ? 0 : t.t4); // non-INVITE client response retransmissions
 /** RFC 6026 §8.7/8.4: how long an INVITE transaction lingers after a 2xx (Timers L and M). */
-export const timerL = (t: TimerValues): number => 64 * t.t1;
+export const timerL = (t: TimerValues): number => 64 * t.t1; // INVITE server, Accepted
+export const timerM = (t: TimerValues): number => 64 * t.t1; // INVITE client, Accepted
+/** RFC 3261 §9.1: a CANCELled INVITE with no final response after this long counts as cancelled. */
+export const cancelWait = (t: TimerValues): number => 64 * t.t1;

@@ -146,6 +146,44 @@ describe('SIP transactions (RFC 3261 §17)', () => {
       expect(timedOut).toBe(true);
     });
 
+    it('an INVITE client transaction MUST NOT fire Timer B once in Proceeding, and stops Timer A there (RFC 3261 §17.1.1.2)', () => {
+      const req = request('INVITE', 'z9hG4bKclientB');
+      let timedOut = false;
+      const tx = layer.sendRequest(req, udp, { onResponse: () => {}, onTimeout: () => (timedOut = true) }, () => request('ACK', 'z9hG4bKclientB'));
+      vi.advanceTimersByTime(1000);
+      layer.receiveResponse(response(req, 180), udp);
+      expect(tx.state).toBe('proceeding');
+      vi.advanceTimersByTime(10 * 32_000);
+      expect(timedOut).toBe(false);
+      expect(tx.state).toBe('proceeding');
+      expect(requestsSent()).toEqual(['INVITE', 'INVITE']); // the one at T1, none after the 180
+      expect(vi.getTimerCount()).toBe(0); // nothing left running: the TU decides when to give up
+    });
+
+    it('in Accepted, every 2xx (a retransmission or another fork\'s) goes up to the TU until Timer M (RFC 6026 §8.4)', () => {
+      const req = request('INVITE', 'z9hG4bKclientM');
+      const got: number[] = [];
+      const tx = layer.sendRequest(req, udp, { onResponse: (r) => got.push(r.status), onTimeout: () => {} }, () => request('ACK', 'z9hG4bKclientM'));
+      layer.receiveResponse(response(req, 200), udp);
+      layer.receiveResponse(response(req, 200), udp);
+      layer.receiveResponse(response(req, 486), udp); // a non-2xx after a 2xx is dropped
+      expect(got).toEqual([200, 200]);
+      expect(tx.state).toBe('accepted');
+      expect(requestsSent()).toEqual(['INVITE']); // the TU, not the transaction, ACKs a 2xx
+      vi.advanceTimersByTime(32_000);
+      expect(tx.state).toBe('terminated');
+    });
+
+    it('a 2xx that follows a non-2xx final response (another fork answered) goes up to the TU, which ends that dialog (§13.2.2.4)', () => {
+      const req = request('INVITE', 'z9hG4bKclientC');
+      const got: number[] = [];
+      layer.sendRequest(req, udp, { onResponse: (r) => got.push(r.status), onTimeout: () => {} }, () => request('ACK', 'z9hG4bKclientC'));
+      layer.receiveResponse(response(req, 487), udp);
+      layer.receiveResponse(response(req, 200), udp);
+      expect(got).toEqual([487, 200]);
+      expect(requestsSent()).toEqual(['INVITE', 'ACK']);
+    });
+
     it('a non-2xx final response to our INVITE is ACKed, and ACKed again if it is retransmitted', () => {
       const req = request('INVITE', 'z9hG4bKclient2');
       const got: number[] = [];

@@ -3,7 +3,7 @@ import { isReliable } from '../transport/sip-transport.js';
 import type { SipRequest, SipResponse, SipMessage } from './sip-message.js';
 import { parseCSeq, parseVia } from './sip-grammar.js';
 import { MAGIC_COOKIE } from './sip-ids.js';
-import { timerB, timerD, timerF, timerH, timerI, timerJ, timerK, timerL, type TimerValues } from './transaction-timers.js';
+import { timerB, timerD, timerF, timerH, timerI, timerJ, timerK, timerL, timerM, type TimerValues } from './transaction-timers.js';
 
 /** Sends one message to a peer; the stack serialises it and picks the transport. */
 export type SendFn = (msg: SipMessage, peer: Peer) => Promise<void>;
@@ -65,8 +65,16 @@ abstract class Transaction<S extends string> {
     return this.request.method === 'INVITE';
   }
 
-  protected after(ms: number, fn: () => void): void {
-    this.timers.push(setTimeout(fn, ms));
+  protected after(ms: number, fn: () => void): Timer {
+    const timer = setTimeout(fn, ms);
+    this.timers.push(timer);
+    return timer;
+  }
+
+  protected cancel(timer: Timer | null): void {
+    if (timer === null) return;
+    clearTimeout(timer);
+    this.timers = this.timers.filter((t) => t !== timer);
   }
 
   protected clearTimers(): void {
@@ -190,8 +198,15 @@ export interface ClientHandlers {
 
 /**
  * INVITE client transaction (RFC 3261 §17.1.1 with RFC 6026):
- *   Calling (Timer A resend, Timer B timeout) ─1xx─▶ Proceeding ─300-699─▶ Completed (ACK, Timer D)
+ *
+ *   Calling (Timer A resend, Timer B timeout) ─1xx─▶ Proceeding (no timer: waits for the TU)
+ *   Calling/Proceeding ─300-699─▶ Completed (ACK, Timer D) ─▶ Terminated
  *   Calling/Proceeding ─2xx─▶ Accepted (Timer M: further 2xx go to the TU) ─▶ Terminated
+ *
+ * Timer B runs only in Calling (§17.1.1.2): once a provisional response arrives, the far end
+ * has the INVITE and the call may ring for as long as the TU wants; the TU ends it with CANCEL
+ * (§9.1) and gives up on the transaction itself if no final response follows.
+ *
  * Non-INVITE client transaction (§17.1.2):
  *   Trying (Timer E resend, Timer F timeout) ─1xx─▶ Proceeding ─final─▶ Completed (Timer K)
  */
@@ -200,6 +215,8 @@ export type ClientState = 'calling' | 'trying' | 'proceeding' | 'accepted' | 'co
 export class ClientTransaction extends Transaction<ClientState> {
   state: ClientState;
   private interval: number;
+  /** Timer B (INVITE) or F (non-INVITE). */
+  private timeoutTimer: Timer | null = null;
 
   constructor(
     key: string,
@@ -223,8 +240,9 @@ export class ClientTransaction extends Transaction<ClientState> {
       this.terminate();
     });
     if (!reliable) this.scheduleRetransmit();
-    this.after(this.isInvite ? timerB(this.t) : timerF(this.t), () => {
-      if (this.state === 'calling' || this.state === 'trying' || this.state === 'proceeding') {
+    this.timeoutTimer = this.after(this.isInvite ? timerB(this.t) : timerF(this.t), () => {
+      // Timer B only matters in Calling (§17.1.1.2); Timer F in Trying and Proceeding (§17.1.2.2).
+      if (this.isInvite ? this.state === 'calling' : this.state === 'trying' || this.state === 'proceeding') {
         this.handlers.onTimeout();
         this.terminate();
       }
@@ -251,12 +269,17 @@ export class ClientTransaction extends Transaction<ClientState> {
       case 'proceeding':
         if (res.status < 200) {
           this.state = 'proceeding';
+          // §17.1.1.2: a provisional response stops Timer A and Timer B for an INVITE.
+          if (this.isInvite) {
+            this.cancel(this.timeoutTimer);
+            this.timeoutTimer = null;
+          }
           this.handlers.onResponse(res);
         } else if (this.isInvite && res.status < 300) {
           this.state = 'accepted';
           this.clearTimers();
           this.handlers.onResponse(res);
-          this.after(timerL(this.t), () => this.terminate());
+          this.after(timerM(this.t), () => this.terminate());
         } else {
           this.state = 'completed';
           this.clearTimers();
@@ -274,6 +297,9 @@ export class ClientTransaction extends Transaction<ClientState> {
       case 'completed':
         // A retransmitted final response: re-send the ACK (INVITE only).
         if (this.isInvite && res.status >= 300) void this.send(this.buildAck(res), this.peer).catch(() => {});
+        // A 2xx after a non-2xx final response (another fork answered, RFC 3261 §13.2.2.4):
+        // the UAC core ACKs it and ends that dialog, so it goes up rather than being dropped.
+        else if (this.isInvite && res.status >= 200 && res.status < 300) this.handlers.onResponse(res);
         return;
       case 'terminated':
         return;

@@ -168,7 +168,6 @@ export interface SippUas {
 
 /** SIPp as a carrier UAS on 127.0.0.1 (UDP) taking one call from tollgate. */
 export function startSippUas(o: SippUasOptions): SippUas {
-  const dir = mkdtempSync(join(tmpdir(), 'tollgate-sipp-uas-'));
   let xml = readFileSync(join(SCENARIOS, 'uas-carrier.xml'), 'utf8');
   const hold = String(o.holdMs ?? 10_000);
   const reply = (status: number, reason: string, extra = '') => `  <send>
@@ -254,6 +253,20 @@ ${extra}      Content-Length: 0
     xml = xml.replace('__ENDING_BLOCK__', endingBlock + '  <label id="theend"/>');
   }
   xml = xml.replace('__AUTH_BLOCK__', authBlock);
+  return spawnSippUas(xml, o);
+}
+
+/**
+ * SIPp as a carrier UAS running one scenario of test/sipp/ as it is (uas-ring-cancel,
+ * uas-cancel-crossing, uas-fork: each file says what it checks).
+ */
+export function startSippScenario(scenario: 'uas-ring-cancel' | 'uas-cancel-crossing' | 'uas-fork', o: { timeoutSec?: number } = {}): SippUas {
+  return spawnSippUas(readFileSync(join(SCENARIOS, `${scenario}.xml`), 'utf8'), o);
+}
+
+/** Runs a UAS scenario for one call on 127.0.0.1 (UDP), every message logged (-trace_msg). */
+function spawnSippUas(xml: string, o: { echo?: boolean; timeoutSec?: number }): SippUas {
+  const dir = mkdtempSync(join(tmpdir(), 'tollgate-sipp-uas-'));
   const sf = join(dir, 'scenario.xml');
   writeFileSync(sf, xml);
   const base = sippBasePort();
