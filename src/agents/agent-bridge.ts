@@ -349,9 +349,10 @@ export class AgentBridge {
     return Promise.resolve({ ok: true, format });
   }
 
-  /** Media worker events for agent calls. */
+  /** Media worker events for agent calls (nothing reaches an agent before its `start`). */
   onMedia(m: AgentMessage): void {
-    this.bySid.get(m.callId)?.session?.onMedia(m);
+    const e = this.bySid.get(m.callId);
+    if (e?.started) e.session?.onMedia(m);
   }
 
   onDtmf(callSid: string, digit: string, durationMs: number): void {

@@ -96,6 +96,6 @@ describe('outbound legs per RFC 3261 (SIPp as the carrier)', () => {
     expect(byes).toHaveLength(2);
     expect(byes[0]).toMatch(/^To: .*;tag=fork2/m);
     expect(byes[1]).toMatch(/^To: .*;tag=fork1/m);
-    expect(await record(k.secret, id)).toMatchObject({ status: 'ended', endReason: 'agent-hangup', endedBy: 'agent' });
+    expect(await record(k.secret, id)).toMatchObject({ status: 'ended', endReason: 'api-hangup', endedBy: 'api' });
   });
 });
