@@ -262,6 +262,23 @@ describe('SettlementLedger', () => {
     expect(r.store.usage.size).toBe(4);
   });
 
+  it('one settlement the store keeps refusing does not hold up the others, and stays journaled', async () => {
+    const r = rig();
+    r.store.fault = (_op, id) => (id === 'call-2' ? 'fail' : null);
+    expect(await r.ledger.submit(settlement(1))).toBe('landed');
+    expect(await r.ledger.submit(settlement(2))).toBe('pending');
+    // Taken for an outage at first: straight to the journal.
+    expect(await r.ledger.submit(settlement(3))).toBe('pending');
+    r.timers.fire(500);
+    await r.ledger.retryNow();
+    expect([...r.store.usage.keys()]).toEqual(['use_call-1', 'use_call-3']);
+    expect(journalLines(r.journal).map((l) => l.settlement.callId)).toEqual(['call-2']);
+    // The store answers others, so new settlements are written at once again.
+    expect(await r.ledger.submit(settlement(4))).toBe('landed');
+    expect(r.ledger.pending).toBe(1);
+    expect(r.timers.delays()).toEqual([1000]);
+  });
+
   it('replays the journal on start, before calls are taken, and removes it once every settlement landed', async () => {
     const first = rig();
     first.store.down();

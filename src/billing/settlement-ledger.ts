@@ -164,8 +164,16 @@ export class SettlementLedger {
       await this.settleCounters(e);
       if (!this.storeDown && !this.closed && this.live.size < this.opts.maxPendingInMemory) {
         const err = await this.land(e);
-        if (err === null && e.countersDone) return 'landed';
-        if (err !== null) this.storeFailed(err, e);
+        if (err === null && e.countersDone) {
+          // flush() may have journaled it while the write was under way: compaction drops it.
+          if (e.journaled) this.landed.add(s.callId);
+          return 'landed';
+        }
+        if (err !== null) {
+          this.storeFailed(err, e);
+          // The first retry waits initialBackoffMs; failed rounds double it.
+          this.failedRounds = Math.max(this.failedRounds, 1);
+        }
       }
       await this.enqueue(e);
       return 'pending';
@@ -241,8 +249,6 @@ export class SettlementLedger {
       return;
     }
     this.storeDown = true;
-    // The first failure counts towards the backoff, so the first retry waits initialBackoffMs.
-    this.failedRounds = Math.max(this.failedRounds, 1);
     this.log.error(
       { err, callId: e.s.callId, keyId: e.s.keyId, journal: this.journal?.path ?? null },
       'the store is unreachable: settlements are journaled and retried until it is back',
@@ -301,27 +307,39 @@ export class SettlementLedger {
   }
 
   /**
-   * Oldest first until the store fails; then, when memory is clear, compacts the journal and
-   * takes the next settlements from it. Each pass lands at least one settlement or stops.
+   * Oldest first until the store fails twice in a row (one failure may be that settlement's
+   * alone: it goes to the back and the next one is tried); then, when memory is clear,
+   * compacts the journal and takes the next settlements from it. Each pass lands at least one
+   * settlement or stops.
    */
   private async runRound(): Promise<void> {
-    const wasDown = this.storeDown;
     let storeError: unknown = null;
+    let failedAlone = 0;
     let countersPending = false;
     let landedNow = 0;
     const unjournaled = [...this.live.values()].filter((e) => !e.journaled);
     if (unjournaled.length) await this.journalEntries(unjournaled);
     for (;;) {
       let landedThisPass = 0;
-      for (const e of [...this.live.values()]) {
+      let failedInARow = 0;
+      const batch = [...this.live.values()];
+      for (const [i, e] of batch.entries()) {
         if (this.closed) break;
         if (!e.countersDone) await this.settleCounters(e);
         const err = await this.land(e);
         if (err !== null) {
-          storeError = err;
-          this.storeFailed(err, e);
-          break;
+          if (++failedInARow >= 2 || i === batch.length - 1) {
+            storeError = err;
+            this.storeFailed(err, e);
+            break;
+          }
+          failedAlone++;
+          this.log.debug({ err, callId: e.s.callId }, 'settlement store write failed; trying the next one');
+          this.live.delete(e.s.callId);
+          this.live.set(e.s.callId, e);
+          continue;
         }
+        failedInARow = 0;
         if (!e.countersDone) {
           countersPending = true;
           continue;
@@ -336,17 +354,13 @@ export class SettlementLedger {
       if (this.spilled === 0 || (await this.refill()) === 0) break;
     }
     if (this.landed.size > 0) await this.compact();
-    if (storeError !== null || countersPending) {
-      if (!wasDown && storeError !== null) return; // storeFailed() counted this one
-      this.failedRounds++;
-      return;
+    if (storeError === null) {
+      if (this.storeDown) this.log.info({ landed: landedNow, pending: this.pending }, 'the store is back: pending settlements landed');
+      this.storeDown = false;
+      this.capWarned = false;
     }
-    if (this.storeDown) {
-      this.log.info({ landed: landedNow, pending: this.pending }, 'the store is back: pending settlements landed');
-    }
-    this.storeDown = false;
-    this.capWarned = false;
-    this.failedRounds = 0;
+    if (storeError !== null || failedAlone > 0 || countersPending) this.failedRounds++;
+    else this.failedRounds = 0;
   }
 
   /** Drops landed settlements from the journal and recounts the ones only it holds. */
