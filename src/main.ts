@@ -14,6 +14,7 @@ import { RedisCounters, RedisRevocationBus } from './policy/redis-counters.js';
 import type { Counters, RevocationBus } from './policy/counters.js';
 import { PolicyEngine } from './policy/policy-engine.js';
 import { CredentialVerifier } from './policy/credentials.js';
+import { SettlementLedger } from './billing/index.js';
 import { rateTableFor } from './policy/rate-table.js';
 import { blockedPrefixes } from './policy/prefix-lists.js';
 import { ensureDevCertificate } from './transport/dev-certificate.js';
@@ -29,6 +30,7 @@ export interface Gateway {
   readonly counters: Counters;
   readonly bus: RevocationBus;
   readonly audit: AuditLog;
+  readonly ledger: SettlementLedger;
   readonly keys: KeyService;
   readonly tokens: TokenService;
   readonly policy: PolicyEngine;
@@ -118,7 +120,21 @@ export async function buildGateway(config: Config, opts: BuildOptions = {}): Pro
       defaultTtlSec: config.tokens.defaultTtlSec,
       maxTtlSec: config.tokens.maxTtlSec,
     });
-    const policy = new PolicyEngine(counters, store, audit, { ...config.policy, blockedPrefixes: blockedPrefixes(config), rates: rateTableFor(config) }, log, undefined, (action, verdict) =>
+    // Settlements the store cannot take are journaled and replayed by the serving process only:
+    // a one-shot CLI command settles no calls and must not race the server over the journal.
+    const { journalFile, flushTimeoutMs, ...billing } = config.billing;
+    const ledger = new SettlementLedger(store, counters, { ...billing, journalPath: purpose === 'serve' ? journalFile : null }, log.child({ component: 'billing' }), {
+      onPending: (n) => metrics.settlementsPending.set(n),
+      onFailure: (stage) => metrics.settlementFailures.inc({ stage }),
+    });
+    // Runs before the store and the counters close (closers run last first): pending writes get
+    // flushTimeoutMs, the rest stays journaled for the next start.
+    closers.push(async () => {
+      await ledger.flush(flushTimeoutMs);
+      await ledger.close();
+    });
+    if (purpose === 'serve') await ledger.start();
+    const policy = new PolicyEngine(counters, store, ledger, audit, { ...config.policy, blockedPrefixes: blockedPrefixes(config), rates: rateTableFor(config) }, log, undefined, (action, verdict) =>
       metrics.policyDecisions.inc({ action, verdict }),
     );
 
@@ -134,7 +150,7 @@ export async function buildGateway(config: Config, opts: BuildOptions = {}): Pro
 
     if (purpose === 'serve') webhooks.start();
     const credentials = new CredentialVerifier(keys, tokens, log);
-    return { config, log, metrics, store, counters, bus, audit, keys, tokens, policy, credentials, numbers, webhooks, tls, close };
+    return { config, log, metrics, store, counters, bus, audit, ledger, keys, tokens, policy, credentials, numbers, webhooks, tls, close };
   } catch (err) {
     await close();
     throw err;

@@ -1,6 +1,6 @@
 import { describe, it, expect, beforeEach, afterEach, vi } from 'vitest';
 import { createLogger } from '../observability/logger.js';
-import type { CallGrant } from '../policy/policy-engine.js';
+import { settlementOf, type CallGrant } from '../policy/policy-engine.js';
 import { flatRate } from '../policy/rate-table.js';
 import type { CallPatch, CallRecord } from '../store/store.js';
 import type { SessionStats } from '../media/media-protocol.js';
@@ -40,9 +40,14 @@ function counting() {
       counts.renewed++;
       return Promise.resolve(true);
     },
-    settle: (_g, seconds) => {
+    complete: (_g, seconds, record) => {
       counts.settled.push(seconds);
-      return Promise.resolve({ cost: seconds === null ? 0 : 6 });
+      if (record) counts.patches.push(record.patch);
+      return Promise.resolve();
+    },
+    release: () => {
+      counts.settled.push(null);
+      return Promise.resolve();
     },
     records: {
       start: (_r: CallRecord) => {
@@ -96,7 +101,9 @@ describe('Call: one owner for every per-call resource, released exactly once', (
     expect(c.counts).toMatchObject({ mediaClosed: 1, agentsEnded: 1, settled: [5] });
     const last = c.counts.patches.at(-1)!;
     expect(last).toMatchObject({ status: 'ended', endReason: 'remote-bye', endedBy: 'caller', billableSeconds: 5 });
-    expect(last.details).toMatchObject({ cost: 6, media: { packetsIn: 10 } });
+    // The price the ledger settles at, from the rate table's arithmetic (never a second copy of it).
+    expect(last.details).toMatchObject({ cost: settlementOf(call.grant, 5).cost, media: { packetsIn: 10 } });
+    expect(settlementOf(call.grant, 5).cost).toBeGreaterThan(0);
     expect(c.counts.notified.filter((n) => n === 'call.ended')).toHaveLength(1);
     expect(registry.get(call.id)).toBeNull();
   });

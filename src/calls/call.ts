@@ -1,5 +1,5 @@
 import type { Logger } from 'pino';
-import type { CallGrant } from '../policy/policy-engine.js';
+import { settlementOf, type CallGrant } from '../policy/policy-engine.js';
 import type { CallEndedBy, CallPatch, CallRecord } from '../store/store.js';
 import type { SessionStats } from '../media/media-protocol.js';
 import { toIso } from '../util/time.js';
@@ -76,8 +76,13 @@ export interface CallResources {
   readonly agents: { ended(callId: string, reason: string): void };
   /** Keeps the concurrency lease and budget reservation alive while the call runs. */
   renew(grant: CallGrant): Promise<unknown>;
-  /** Settles an answered call (usage, budget, lease) or gives an unanswered one's grant back. */
-  settle(grant: CallGrant, billableSeconds: number | null): Promise<{ cost: number }>;
+  /**
+   * Settles an answered call — usage, budget, lease and the record's completion, durably and
+   * once per call id (the settlement ledger) — at `cost`, as settlementOf prices it.
+   */
+  complete(grant: CallGrant, billableSeconds: number, record: { id: string; patch: CallPatch } | null): Promise<unknown>;
+  /** Gives an unanswered call's grant back (no usage). */
+  release(grant: CallGrant): Promise<void>;
   readonly records: { start(rec: CallRecord): Promise<boolean>; update(id: string, patch: CallPatch): Promise<void> };
   notify(type: 'call.started' | 'call.answered' | 'call.ended', keyId: string, data: Record<string, unknown>): void;
   /** How often the lease is renewed (a third of its TTL). */
@@ -300,20 +305,15 @@ export class Call {
     const by = this.endedBy!;
     const billable = this.billableSeconds();
     const answered = this.answeredAt !== null;
-    // A session still being opened is closed once it is (the worker handles them in order).
-    const media = this.mediaOpening
-      ? this.mediaOpening.then(() => this.res.media.close(this.id)).catch(() => null)
-      : Promise.resolve(null);
-    const settled = this.res.settle(this.grant, answered ? billable : null).catch((err: unknown) => {
-      this.res.log.error({ err, callId: this.id }, 'could not settle the call');
-      return { cost: 0 };
-    });
-    const [stats, { cost }] = await Promise.all([media, settled]);
+    // A session still being opened is closed once it is (the worker handles them in order);
+    // its figures go into the record, so settlement waits for them (a worker answers in ms).
+    const stats = this.mediaOpening ? await this.mediaOpening.then(() => this.res.media.close(this.id)).catch(() => null) : null;
     if (stats) {
       this.details.media = { packetsIn: stats.packetsIn, packetsOut: stats.packetsOut, lost: stats.lost, late: stats.late, authFailures: stats.authFailures };
       this.res.log.info({ callId: this.id, reason, media: stats }, 'call media closed');
     }
-    this.details.cost = answered ? cost : 0;
+    // The price the ledger settles at: rate, increments, connection fee, never past the grant.
+    this.details.cost = answered ? settlementOf(this.grant, billable).cost : 0;
     this.details.progress = 'ended';
     this.details.rate = { prefix: this.grant.rate.prefix, perMinute: this.grant.rate.ratePerMinute, increment: `${this.grant.rate.increment.first}/${this.grant.rate.increment.next}` };
     const patch: CallPatch = {
@@ -326,6 +326,15 @@ export class Call {
     };
     this.res.notify('call.ended', this.keyId, { callId: this.id, direction: this.direction, from: this.from, to: this.to, ...patch, details: undefined });
     this.res.log.info({ callId: this.id, keyId: this.keyId, direction: this.direction, reason, by, seconds: Math.round(billable * 10) / 10 }, 'call ended');
+    try {
+      if (answered) {
+        await this.res.complete(this.grant, billable, this.recordWritten ? { id: this.id, patch } : null);
+        return;
+      }
+      await this.res.release(this.grant);
+    } catch (err) {
+      this.res.log.error({ err, callId: this.id }, 'could not settle the call');
+    }
     if (this.recordWritten) await this.res.records.update(this.id, patch);
   }
 }

@@ -155,6 +155,18 @@ export const configSchema = z
        */
       liveCalls: z.enum(['end', 'finish']).default('end'),
     }),
+    billing: z.strictObject({
+      /** Settlements the store could not take, as JSON lines (fsync'd); empty = <dataDir>/settlement-journal.jsonl. */
+      journalFile: z.string(),
+      /** Pending settlements held in memory at most; the journal holds the rest. */
+      maxPendingInMemory: z.number().int().min(1).max(1_000_000),
+      initialBackoffMs: z.number().int().min(10).max(3_600_000),
+      maxBackoffMs: z.number().int().min(10).max(3_600_000),
+      /** Bound on one store write of a settlement; 0 = none. */
+      attemptTimeoutMs: z.number().int().min(0).max(600_000),
+      /** At shutdown, how long pending settlements may take to reach the store before the rest stays journaled. */
+      flushTimeoutMs: z.number().int().min(0).max(600_000),
+    }),
     webhooks: z.strictObject({
       maxAttempts: z.number().int().min(1).max(50),
       initialBackoffMs: z.number().int().min(10).max(3_600_000),
@@ -174,6 +186,9 @@ export const configSchema = z
     }
     if (c.counters.driver === 'redis' && !c.counters.redis.url && !c.counters.redis.urlFile) {
       ctx.addIssue({ code: 'custom', path: ['counters', 'redis', 'url'], message: 'is required when counters.driver is redis' });
+    }
+    if (c.billing.initialBackoffMs > c.billing.maxBackoffMs) {
+      ctx.addIssue({ code: 'custom', path: ['billing', 'initialBackoffMs'], message: 'must not exceed billing.maxBackoffMs' });
     }
     if (c.media.portMin >= c.media.portMax) {
       ctx.addIssue({ code: 'custom', path: ['media', 'portMin'], message: 'must be below media.portMax' });
@@ -198,6 +213,7 @@ export const PATH_FIELDS: ReadonlySet<string> = new Set([
   'stir.chainFile',
   'stir.verify.trustFile',
   'policy.rateTableFile',
+  'billing.journalFile',
 ]);
 
 export type RawConfig = z.infer<typeof configSchema>;

@@ -113,6 +113,14 @@ describe('loadConfig overrides', () => {
     expect(other.message).toContain('TOLLGATE_SIP__REALM_FILE');
   });
 
+  it('journals settlements under the data dir unless billing.journalFile (a path, never read at load) says otherwise', () => {
+    expect(loadConfig({ env: env(), cwd: dir }).billing.journalFile).toBe(join(dir, 'settlement-journal.jsonl'));
+    const c = loadConfig({ env: env({ TOLLGATE_BILLING__JOURNAL_FILE: 'journal/settlements.jsonl' }), cwd: dir });
+    expect(c.billing.journalFile).toBe(join(dir, 'journal', 'settlements.jsonl'));
+    const e = configError(() => loadConfig({ env: env({ TOLLGATE_BILLING__INITIAL_BACKOFF_MS: '60000', TOLLGATE_BILLING__MAX_BACKOFF_MS: '1000' }), cwd: dir }));
+    expect(e.message).toContain('billing.initialBackoffMs');
+  });
+
   it('TOLLGATE_TLS__CERT_FILE and _KEY_FILE set the certificate paths, not their contents', () => {
     writeFileSync(join(dir, 'c.pem'), 'CERT');
     writeFileSync(join(dir, 'k.pem'), 'KEY');

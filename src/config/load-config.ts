@@ -203,6 +203,7 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     nodeId: raw.nodeId || `${hostname()}-${process.pid}`,
     configFiles: files,
     store: { ...raw.store, sqlite: { path: raw.store.sqlite.path ? abs(raw.store.sqlite.path) : join(dataDir, 'tollgate.db') } },
+    billing: { ...raw.billing, journalFile: raw.billing.journalFile ? abs(raw.billing.journalFile) : join(dataDir, 'settlement-journal.jsonl') },
     tls: { ...raw.tls, certFile: raw.tls.certFile ? abs(raw.tls.certFile) : '', keyFile: raw.tls.keyFile ? abs(raw.tls.keyFile) : '' },
     secrets: { pepper: Buffer.from(pepper, 'utf8'), masterKey: masterKeyBuf, tokenSigningKey: tokenKey },
   };

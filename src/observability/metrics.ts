@@ -17,6 +17,8 @@ export class Metrics {
   readonly agentConnects: Counter<'outcome'>;
   readonly agentForwardLatency: Histogram;
   readonly agentFramesDropped: Counter<'reason'>;
+  readonly settlementsPending: Gauge;
+  readonly settlementFailures: Counter<'stage'>;
 
   constructor(opts: { defaultMetrics?: boolean } = {}) {
     if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: 'tollgate_' });
@@ -93,6 +95,17 @@ export class Metrics {
       name: 'tollgate_agent_frames_dropped_total',
       help: 'Audio not delivered: frames to a slow agent socket (backpressure) and queue overflow',
       labelNames: ['reason'],
+      registers: [this.registry],
+    });
+    this.settlementsPending = new Gauge({
+      name: 'tollgate_settlements_pending',
+      help: 'Finished calls whose usage is not yet in the store (held in memory or journaled); above 0 for long means the store is unreachable',
+      registers: [this.registry],
+    });
+    this.settlementFailures = new Counter({
+      name: 'tollgate_settlement_failures_total',
+      help: 'Failed settlement steps by stage: counters (memory/Redis), store, journal (local disk)',
+      labelNames: ['stage'],
       registers: [this.registry],
     });
     this.activeLeases = new Gauge({

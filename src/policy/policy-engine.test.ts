@@ -140,12 +140,37 @@ describe('PolicyEngine.authorize', () => {
     const key = await keyWith({ budget: { amount: 10, period: 'day' } });
     const v = await s.policy.authorize(outbound(key, { requestedMaxDurationSec: 60, ratePerMinute: 6 }));
     if (!v.ok || !v.grant) throw new Error('expected a grant');
-    expect(await s.policy.complete(v.grant, 20.2)).toEqual({ cost: 3 });
-    expect(await s.policy.complete(v.grant, 20.2)).toEqual({ cost: 0 }); // idempotent
+    expect(await s.policy.complete(v.grant, 20.2)).toEqual({ cost: 3, seconds: 21, status: 'landed' });
+    // A repeat is harmless: one usage record (its id is the call's), the budget settled once.
+    await s.policy.complete(v.grant, 20.2);
     const day = new Date().toISOString().slice(0, 10);
     expect(await s.store.sumUsage(key.id, `${day}T00:00:00.000Z`, `${day}T23:59:59.999Z`)).toEqual({ seconds: 21, amount: 3, calls: 1 });
+    expect(await s.counters.budgetState(v.grant.budget!.account)).toEqual({ spent: 3, reserved: 0 });
     // 7 left: 71 s at 6/min would cost 8, so the call gets the 70 s that 7 covers.
     expect(await s.policy.authorize(outbound(key, { requestedMaxDurationSec: 71, ratePerMinute: 6 }))).toMatchObject({ ok: true, grant: { maxDurationSec: 70, limitedBy: 'budget' } });
+  });
+
+  it('completes the call record with the usage, and release() gives a grant back without usage', async () => {
+    const key = await keyWith({ maxConcurrentCalls: 1, budget: { amount: 100, period: 'day' } });
+    const v = await s.policy.authorize(outbound(key, { requestedMaxDurationSec: 60, ratePerMinute: 6 }));
+    if (!v.ok || !v.grant) throw new Error('expected a grant');
+    const now = new Date().toISOString();
+    await s.store.insertCall({
+      id: 'CA' + '1'.repeat(32), keyId: key.id, direction: 'outbound', from: '+14155550100', to: '+14155550199', target: 'echo', sipCallId: null,
+      status: 'answered', startedAt: now, answeredAt: now, endedAt: null, endReason: null, endedBy: null, billableSeconds: 0, details: {},
+    });
+    await s.policy.complete(v.grant, 10, { id: 'CA' + '1'.repeat(32), patch: { status: 'ended', endedAt: now, endReason: 'remote-bye', endedBy: 'caller', billableSeconds: 10 } });
+    expect(await s.store.getCall('CA' + '1'.repeat(32))).toMatchObject({ status: 'ended', endReason: 'remote-bye', billableSeconds: 10 });
+    expect(await s.counters.countLeases(v.grant.leasePool)).toBe(0);
+
+    const unused = await s.policy.authorize(outbound(key, { requestedMaxDurationSec: 60, ratePerMinute: 6 }));
+    if (!unused.ok || !unused.grant) throw new Error('expected a grant');
+    await s.policy.release(unused.grant);
+    await s.policy.release(unused.grant); // idempotent
+    expect(await s.counters.countLeases(unused.grant.leasePool)).toBe(0);
+    expect(await s.counters.budgetState(unused.grant.budget!.account)).toEqual({ spent: 1, reserved: 0 });
+    const day = new Date().toISOString().slice(0, 10);
+    expect((await s.store.sumUsage(key.id, `${day}T00:00:00.000Z`, `${day}T23:59:59.999Z`)).calls).toBe(1);
   });
 
   it('seeds a budget from usage recorded before this process started', async () => {

@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { parsePhoneNumberFromString } from 'libphonenumber-js';
 import type { Logger } from 'pino';
 import type { AuditLog } from '../audit/audit-log.js';
+import type { RecordCompletion, Settlement, SettleStatus } from '../billing/index.js';
 import type { KeyMode } from '../keys/key-record.js';
 import type { Scope } from '../keys/scopes.js';
 import type { Store } from '../store/store.js';
@@ -96,6 +97,11 @@ export type Verdict =
   | { readonly ok: true; readonly grant: CallGrant | null }
   | { readonly ok: false; readonly code: DenyCode; readonly message: string; readonly retryAfterMs?: number };
 
+/** Where complete() hands a finished call's settlement: the billing layer's SettlementLedger. */
+export interface SettlementSink {
+  submit(s: Settlement): Promise<SettleStatus>;
+}
+
 export interface PolicyEngineOptions {
   leaseTtlSec: number;
   defaultRatePerMinute: number;
@@ -113,11 +119,10 @@ const TLS_TRANSPORTS: ReadonlySet<Transport> = new Set(['tls', 'wss', 'https']);
  * taken is given back when the budget check then refuses. Every refusal is audited.
  */
 export class PolicyEngine {
-  private readonly completed = new Set<string>();
-
   constructor(
     private readonly counters: Counters,
     private readonly store: Store,
+    private readonly ledger: SettlementSink,
     private readonly audit: AuditLog,
     private readonly opts: PolicyEngineOptions,
     private readonly log: Logger,
@@ -273,10 +278,11 @@ export class PolicyEngine {
     return ok;
   }
 
-  /** Gives a grant back unused (the call never started): frees the slot and the reservation, writes no usage. */
+  /**
+   * Gives a grant back unused (the call never started): frees the slot and drops the
+   * reservation; writes no usage. Counters only: both steps are idempotent.
+   */
   async release(grant: CallGrant): Promise<void> {
-    if (this.completed.has(grant.callId)) return;
-    this.completed.add(grant.callId);
     try {
       if (grant.budget) await this.counters.settleBudget(grant.budget.account, grant.budget.reservationId, 0);
     } finally {
@@ -285,29 +291,27 @@ export class PolicyEngine {
   }
 
   /**
-   * Ends a call: settles its real cost (per second, rounded up to a whole currency unit),
-   * writes the usage record and frees the concurrency slot. Idempotent per call.
+   * Ends an answered call: works out what it is billed (settlementOf) and hands the settlement
+   * to the ledger, which settles the budget at that cost, frees the concurrency slot, writes the
+   * usage record (and `record`, the call record's completion) once, and keeps retrying through
+   * a store outage or a restart. The caller completes each call once; the usage record's id,
+   * derived from grant.callId, makes a repeat harmless. Resolves once the settlement is in the
+   * store ('landed') or journaled for retries ('pending'); never rejects for a store fault.
    */
-  async complete(grant: CallGrant, billableSeconds: number): Promise<{ cost: number }> {
-    if (this.completed.has(grant.callId)) return { cost: 0 };
-    this.completed.add(grant.callId);
-    if (this.completed.size > 100_000) this.completed.clear();
+  async complete(grant: CallGrant, billableSeconds: number, record?: RecordCompletion): Promise<{ cost: number; seconds: number; status: SettleStatus }> {
     const { seconds, cost } = settlementOf(grant, billableSeconds);
-    try {
-      await this.store.insertUsage({
-        id: `use_${grant.callId}`,
-        keyId: grant.keyId,
-        callId: grant.callId,
-        direction: grant.direction,
-        seconds,
-        amount: cost,
-        createdAt: toIso(this.clock()),
-      });
-      if (grant.budget) await this.counters.settleBudget(grant.budget.account, grant.budget.reservationId, cost);
-    } finally {
-      await this.counters.releaseLease(grant.leasePool, grant.callId);
-    }
-    this.log.debug({ callId: grant.callId, keyId: grant.keyId, seconds, cost }, 'call settled');
-    return { cost };
+    const status = await this.ledger.submit({
+      callId: grant.callId,
+      keyId: grant.keyId,
+      direction: grant.direction,
+      seconds,
+      amount: cost,
+      createdAt: toIso(this.clock()),
+      budget: grant.budget ? { account: grant.budget.account, reservationId: grant.budget.reservationId } : null,
+      leasePool: grant.leasePool,
+      ...(record ? { record } : {}),
+    });
+    this.log.debug({ callId: grant.callId, keyId: grant.keyId, seconds, cost, status }, 'call settled');
+    return { cost, seconds, status };
   }
 }

@@ -209,12 +209,13 @@ export class PostgresStore implements Store {
     });
   }
 
-  insertUsage(u: UsageRecord): Promise<void> {
+  insertUsage(u: UsageRecord): Promise<boolean> {
     return this.run('insertUsage', async () => {
-      await this.pool.query(
-        'INSERT INTO usage_records (id, key_id, call_id, direction, seconds, amount, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)',
+      const r = await this.pool.query(
+        'INSERT INTO usage_records (id, key_id, call_id, direction, seconds, amount, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (id) DO NOTHING',
         [u.id, u.keyId, u.callId, u.direction, u.seconds, u.amount, u.createdAt],
       );
+      return r.rowCount === 1;
     });
   }
 

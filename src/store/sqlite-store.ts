@@ -214,11 +214,11 @@ export class SqliteStore implements Store {
     });
   }
 
-  insertUsage(u: UsageRecord): Promise<void> {
+  insertUsage(u: UsageRecord): Promise<boolean> {
     return wrap('insertUsage', () => {
-      this.db
-        .prepare('INSERT INTO usage_records (id, key_id, call_id, direction, seconds, amount, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)')
+      const r = this.stmt('INSERT INTO usage_records (id, key_id, call_id, direction, seconds, amount, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING')
         .run(u.id, u.keyId, u.callId, u.direction, u.seconds, u.amount, u.createdAt);
+      return r.changes === 1;
     });
   }
 

@@ -165,6 +165,19 @@ export function storeContract(name: string, make: () => Promise<Store>, cleanup?
       expect(listed[2]).toMatchObject({ seconds: 62, amount: 4, direction: 'outbound' });
     });
 
+    it('writes a usage record once: the same id again keeps the first row and says so', async () => {
+      const keyId = `key_${randomUUID()}`;
+      const callId = `call_${randomUUID()}`;
+      const u = { id: `use_${callId}`, keyId, callId, direction: 'inbound' as const, seconds: 42, amount: 7, createdAt: '2026-05-01T10:00:00.000Z' };
+      expect(await store.insertUsage(u)).toBe(true);
+      expect(await store.insertUsage(u)).toBe(false);
+      // A retry after an outage may carry a later timestamp: still the one row, as first written.
+      expect(await store.insertUsage({ ...u, createdAt: '2026-05-01T10:05:00.000Z' })).toBe(false);
+      const listed = await store.listUsage({ keyId, fromIso: '2026-01-01T00:00:00.000Z', toIso: '2027-01-01T00:00:00.000Z', limit: 10 });
+      expect(listed).toEqual([u]);
+      expect(await store.sumUsage(keyId, '2026-01-01T00:00:00.000Z', '2027-01-01T00:00:00.000Z')).toEqual({ seconds: 42, amount: 7, calls: 1 });
+    });
+
     it('consumes a token id once and purges expired ids', async () => {
       const jti = randomUUID();
       expect(await store.consumeTokenId(jti, '2026-01-01T00:00:00.000Z')).toBe(true);

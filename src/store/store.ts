@@ -14,6 +14,7 @@ export interface AuditEntry {
 export type NewAuditEntry = Omit<AuditEntry, 'seq' | 'prevHash' | 'hash'>;
 
 export interface UsageRecord {
+  /** The idempotency key: 'use_' + the call id for a settled call (usageIdOf in billing/). */
   readonly id: string;
   readonly keyId: string;
   readonly callId: string;
@@ -187,7 +188,11 @@ export interface Store {
   appendAudit(build: (head: AuditEntry | null) => AuditEntry): Promise<AuditEntry>;
   listAudit(opts: { afterSeq?: number; limit: number; target?: string | undefined; descending?: boolean }): Promise<AuditEntry[]>;
 
-  insertUsage(u: UsageRecord): Promise<void>;
+  /**
+   * Writes a usage record once: a record whose id is already stored is left as it is (the
+   * settlement ledger retries with the same id, derived from the call id). True when written now.
+   */
+  insertUsage(u: UsageRecord): Promise<boolean>;
   sumUsage(keyId: string, fromIso: string, toIso: string): Promise<{ seconds: number; amount: number; calls: number }>;
   listUsage(opts: { keyId?: string | undefined; fromIso: string; toIso: string; limit: number }): Promise<UsageRecord[]>;
 

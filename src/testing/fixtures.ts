@@ -1,5 +1,6 @@
 import { generateKeyPairSync, randomBytes } from 'node:crypto';
 import { AuditLog, deriveAuditKey } from '../audit/index.js';
+import { SettlementLedger } from '../billing/index.js';
 import { KeyService } from '../keys/key-service.js';
 import { TokenService } from '../keys/token-service.js';
 import { createLogger } from '../observability/logger.js';
@@ -35,11 +36,13 @@ export async function inMemoryServices(opts: { clock?: Clock; cacheEntries?: num
   );
   const signingKeyPem = generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
   const tokens = new TokenService(store, (id) => keys.getCurrent(id), { signingKeyPem, issuer: 'tollgate', defaultTtlSec: 60, maxTtlSec: 3600 }, clock);
-  const policy = new PolicyEngine(counters, store, audit, { leaseTtlSec: 60, defaultRatePerMinute: 2, blockedPrefixes: ['+1900', '+882'] }, log, clock);
+  const ledger = new SettlementLedger(store, counters, { journalPath: null, maxPendingInMemory: 1000, initialBackoffMs: 100, maxBackoffMs: 1000, attemptTimeoutMs: 0 }, log);
+  const policy = new PolicyEngine(counters, store, ledger, audit, { leaseTtlSec: 60, defaultRatePerMinute: 2, blockedPrefixes: ['+1900', '+882'] }, log, clock);
   return {
-    log, store, audit, bus, counters, keys, tokens, policy, masterKey,
+    log, store, audit, bus, counters, keys, tokens, ledger, policy, masterKey,
     async close() {
       keys.close();
+      await ledger.close();
       await counters.close();
       await store.close();
     },

@@ -2,7 +2,7 @@ export { WebhookService, webhookEndpointInputSchema, MAX_ENDPOINTS_PER_OWNER, AC
 export type { WebhookServiceOptions, WebhookServiceDeps, WebhookEndpointInput, DeliveryListOptions } from './webhook-service.js';
 export { WEBHOOK_EVENT_TYPES, isWebhookEventType, buildEvent } from './webhook-events.js';
 export type { WebhookEventType, WebhookEvent } from './webhook-events.js';
-export { backoffMs, JITTER } from './backoff.js';
+export { backoffMs, JITTER } from '../util/backoff.js';
 export { fetchSender } from './webhook-sender.js';
 export type { WebhookSender, WebhookRequest, WebhookOutcome } from './webhook-sender.js';
 export { checkWebhookUrl, urlForLog, urlForAudit } from './webhook-url.js';

@@ -8,7 +8,7 @@ import { newId } from '../keys/key-format.js';
 import type { Store, WebhookDelivery, WebhookDeliveryStatus, WebhookEndpoint } from '../store/store.js';
 import { parseInput } from '../util/parse-input.js';
 import { systemClock, toIso, type Clock } from '../util/time.js';
-import { backoffMs } from './backoff.js';
+import { backoffMs } from '../util/backoff.js';
 import { buildEvent, isWebhookEventType, WEBHOOK_EVENT_TYPES, type WebhookEventType } from './webhook-events.js';
 import { fetchSender, type WebhookOutcome, type WebhookSender } from './webhook-sender.js';
 import { checkWebhookUrl, urlForAudit, urlForLog } from './webhook-url.js';

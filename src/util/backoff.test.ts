@@ -3,7 +3,7 @@ import { backoffMs } from './backoff.js';
 
 const o = { initialBackoffMs: 1000, maxBackoffMs: 600_000 };
 
-describe('webhook retry backoff', () => {
+describe('retry backoff', () => {
   it('doubles from initialBackoffMs with each failed attempt (no jitter at random = 0.5)', () => {
     expect([1, 2, 3, 4, 5, 6, 7].map((a) => backoffMs(a, o, () => 0.5))).toEqual([1000, 2000, 4000, 8000, 16_000, 32_000, 64_000]);
   });

@@ -3,7 +3,7 @@ export interface BackoffOptions {
   readonly maxBackoffMs: number;
 }
 
-/** Jitter spread: ±20 % so endpoints that failed together do not all retry at the same instant. */
+/** Jitter spread: ±20 % so retries (webhook endpoints, settlements) that failed together do not all retry at the same instant. */
 export const JITTER = 0.2;
 
 /**
