@@ -135,7 +135,7 @@ describe('outbound calls through a carrier trunk (SIPp as the carrier)', () => {
     expect([busy.status, busy.body.error.code]).toEqual([429, 'CONCURRENCY_LIMITED']);
     expect((await api(gw, 'DELETE', `/v1/calls/${first.body.call.id}`, { auth: k.secret })).status).toBe(204);
     const ended = await record(k.secret, first.body.call.id);
-    expect(ended).toMatchObject({ status: 'failed', endReason: 'agent-hangup', details: { trunk: 'test-sink' } });
+    expect(ended).toMatchObject({ status: 'failed', endReason: 'api-hangup', endedBy: 'api', details: { trunk: 'test-sink' } });
     expect((await api(gw, 'DELETE', `/v1/calls/${first.body.call.id}`, { auth: k.secret })).status).toBe(404);
   });
 
