@@ -14,8 +14,8 @@ import type { Config } from '../config/index.js';
 import type { Metrics } from '../observability/metrics.js';
 import { isTollgateError } from '../errors/index.js';
 import { AgentSession, CLOSE } from './agent-session.js';
-import { accountSidFor, signingSecretFor } from './ids.js';
-import { tollgateSignature, twilioSignature } from './signature.js';
+import { accountSidFor, signingSecretFor } from '../keys/key-identity.js';
+import { tollgateSignature, twilioSignature } from '../keys/request-signature.js';
 import {
   AUTH_SUBPROTOCOL_PREFIX, NATIVE_SUBPROTOCOL, NativeProtocol, TWILIO_SUBPROTOCOL, TwilioProtocol,
   type AgentFormat, type AgentProtocol, type StartInfo,

@@ -1,4 +1,4 @@
-import { createHash, hkdfSync, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 
 /**
  * Identifiers in Twilio's shape, so agent code written for Twilio Media Streams accepts them:
@@ -7,21 +7,3 @@ import { createHash, hkdfSync, randomBytes } from 'node:crypto';
 export const newCallSid = (): string => 'CA' + randomBytes(16).toString('hex');
 export const newStreamSid = (): string => 'MZ' + randomBytes(16).toString('hex');
 export const isCallSid = (s: string): boolean => /^CA[0-9a-f]{32}$/.test(s);
-
-/**
- * The account SID of a key: a stable, non-secret name for the key in Twilio's shape (agents
- * put it in REST URLs and Basic auth, the way they use a Twilio AccountSid).
- */
-export function accountSidFor(keyId: string): string {
-  return 'AC' + createHash('sha256').update(`tollgate account ${keyId}`).digest('hex').slice(0, 32);
-}
-
-/**
- * A key's signing secret for requests tollgate makes to the key owner's systems (agent
- * WebSocket upgrades, webhooks). Derived from the master key, so every node computes the same
- * secret and nothing more is stored; `tollgate keys signing-secret <id>` shows it to the owner.
- */
-export function signingSecretFor(masterKey: Buffer, keyId: string): string {
-  const raw = Buffer.from(hkdfSync('sha256', masterKey, Buffer.from(keyId), 'tollgate signing secret v1', 32));
-  return 'whsec_' + raw.toString('base64url');
-}

@@ -1,5 +1,4 @@
 import type { Logger } from 'pino';
-import type { Counters } from '../policy/counters.js';
 import type { Store } from '../store/store.js';
 import { backoffMs } from '../util/backoff.js';
 import { SettlementJournal, type JournalEntry } from './settlement-journal.js';
@@ -20,7 +19,12 @@ export interface SettlementLedgerOptions {
 
 /** The two store writes and two counter operations a settlement needs (STYLE.md §1). */
 export type LedgerStore = Pick<Store, 'insertUsage' | 'updateCall'>;
-export type LedgerCounters = Pick<Counters, 'settleBudget' | 'releaseLease'>;
+/** What the ledger settles in the shared counters (policy/counters.ts implements it; billing/ sits below policy/). */
+export interface LedgerCounters {
+  /** Drops the reservation and adds the real cost to the spent total. Idempotent per reservation. */
+  settleBudget(account: string, reservationId: string, cost: number): Promise<void>;
+  releaseLease(pool: string, leaseId: string): Promise<void>;
+}
 
 /** Timers, replaced by a fake in tests. */
 export interface LedgerTimers {

@@ -7,6 +7,8 @@ import type { SipTransport, TransportProtocol } from '../transport/sip-transport
 import { UdpTransport } from '../transport/udp-transport.js';
 import { StreamTransport } from '../transport/stream-transport.js';
 import { WsTransport } from '../transport/ws-transport.js';
+import type { StreamFramerFactory } from '../transport/stream-transport.js';
+import { SipStreamFramer } from '../sip/sip-stream-framer.js';
 import { KeyCredentials } from './key-credentials.js';
 
 export interface SipService {
@@ -16,6 +18,9 @@ export interface SipService {
   drain(): void;
   close(): Promise<void>;
 }
+
+/** SIP framing for TCP and TLS connections (RFC 3261 §18.3). */
+const sipFraming: StreamFramerFactory = (handlers, maxMessageBytes) => new SipStreamFramer(handlers, { maxMessageBytes });
 
 /** Key for stateless digest nonces, derived from the master key so every node shares it. */
 function nonceKey(masterKey: Buffer): Buffer {
@@ -57,7 +62,7 @@ export async function startSip(gw: Gateway, handler: CallHandler): Promise<SipSe
   try {
     for (const protocol of new Set(c.transports)) {
       let t: SipTransport & { listen(host: string, port: number): Promise<void> };
-      const stream = { idleTimeoutMs: c.idleTimeoutSec * 1000, maxMessageBytes: c.maxMessageBytes, maxConnections: c.maxConnections };
+      const stream = { idleTimeoutMs: c.idleTimeoutSec * 1000, maxMessageBytes: c.maxMessageBytes, maxConnections: c.maxConnections, frame: sipFraming };
       switch (protocol) {
         case 'udp':
           t = new UdpTransport(onMessage, onError, c.maxMessageBytes);

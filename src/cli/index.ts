@@ -9,7 +9,7 @@ import { startVoice } from '../calls/voice.js';
 import { withoutQuery } from '../calls/number-service.js';
 import { TrunkService } from '../calls/trunk-service.js';
 import { readFileSync } from 'node:fs';
-import { accountSidFor, signingSecretFor } from '../agents/ids.js';
+import { accountSidFor, signingSecretFor } from '../keys/key-identity.js';
 import { loadStirSigning, stirX5u, type StirSigning } from '../stir/index.js';
 import { registerCertsCommands } from './certs-command.js';
 import { registerWebhooksCommands } from './webhooks-command.js';

@@ -6,7 +6,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest
 import { loadConfig, type Config } from '../config/index.js';
 import { buildGateway, type Gateway } from '../main.js';
 import { createLogger } from '../observability/logger.js';
-import { signingSecretFor } from '../agents/ids.js';
+import { signingSecretFor } from '../keys/key-identity.js';
 import { registerWebhooksCommands } from './webhooks-command.js';
 
 describe('tollgate webhooks …', () => {

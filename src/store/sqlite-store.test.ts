@@ -17,6 +17,32 @@ describe('SqliteStore migrations', () => {
   const upgradeDir = mkdtempSync(join(tmpdir(), 'tollgate-sqlite-upgrade-'));
   afterAll(() => rmSync(upgradeDir, { recursive: true, force: true }));
 
+  it('upgrades a version-5 database: call records survive the calls table rebuild, and api may end a call', async () => {
+    const path = join(upgradeDir, 'v5.db');
+    const db = new Database(path);
+    db.exec('CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)');
+    for (const m of SQLITE_MIGRATIONS.filter((x) => x.version <= 5)) {
+      db.exec(m.sql);
+      db.prepare('INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)').run(m.version, '2026-01-01T00:00:00.000Z');
+    }
+    const id = 'CA' + '5'.repeat(32);
+    db.prepare(
+      `INSERT INTO calls (id, key_id, direction, from_number, to_number, target, sip_call_id, status, started_at, answered_at, ended_at, end_reason, ended_by, billable_seconds, details)
+       VALUES (?, 'key_old', 'inbound', '+1', '+2', 'echo', 'sip-1', 'ended', '2026-01-01T00:00:00.000Z', '2026-01-01T00:00:01.000Z', '2026-01-01T00:00:31.000Z', 'remote-bye', 'caller', 30, '{"cost":3}')`,
+    ).run(id);
+    expect(() => db.prepare("UPDATE calls SET ended_by = 'api' WHERE id = ?").run(id)).toThrow(/CHECK/);
+    db.close();
+    const store = new SqliteStore(path);
+    try {
+      await store.migrate();
+      expect(await store.getCall(id)).toMatchObject({ id, sipCallId: 'sip-1', endReason: 'remote-bye', endedBy: 'caller', billableSeconds: 30, details: { cost: 3 } });
+      expect((await store.updateCall(id, { endedBy: 'api' }))?.endedBy).toBe('api');
+      expect((await store.listCalls({ keyId: 'key_old', limit: 10 })).map((c) => c.id)).toEqual([id]);
+    } finally {
+      await store.close();
+    }
+  });
+
   it('upgrades a version-2 database: existing numbers read back with agent null, calls table usable', async () => {
     const path = join(upgradeDir, 'v2.db');
     const db = new Database(path);
@@ -37,7 +63,7 @@ describe('SqliteStore migrations', () => {
     try {
       await store.migrate();
       expect(await store.getNumber('+14155550111')).toEqual({ number: '+14155550111', target: 'echo', keyId: 'key_old', srtp: 'off', agent: null, createdAt: 't0', updatedAt: 't1' });
-      expect(SQLITE_MIGRATIONS.map((m) => m.version)).toEqual([1, 2, 3, 4, 5]);
+      expect(SQLITE_MIGRATIONS.map((m) => m.version)).toEqual([1, 2, 3, 4, 5, 6]);
       expect(await store.listCalls({ limit: 10 })).toEqual([]);
     } finally {
       await store.close();

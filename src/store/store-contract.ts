@@ -265,6 +265,8 @@ export function storeContract(name: string, make: () => Promise<Store>, cleanup?
       expect(onlyB.map((c) => [c.id, c.keyId])).toEqual([[sid9, keyB]]);
       // Without keyId every key's calls are listed, newest first.
       expect((await store.listCalls({ limit: 2, before: '2026-03-06T00:00:00.000Z' })).map((c) => c.id)).toEqual([sid9, calls[3]!.id]);
+      // A call hung up through DELETE /v1/calls is ended by the API caller (migration 6).
+      expect((await store.updateCall(sid9, { status: 'ended', endReason: 'api-hangup', endedBy: 'api' }))?.endedBy).toBe('api');
       await expect(store.updateCall(calls[0]!.id, { endedBy: 'nobody' as never })).rejects.toThrow();
       await expect(store.updateCall(calls[0]!.id, { status: 'lost' as never })).rejects.toThrow();
       await expect(store.insertCall({ ...base, id: sid(7), startedAt: now, direction: 'sideways' as never })).rejects.toThrow();

@@ -2,11 +2,22 @@ import { createServer as createTcpServer, connect as tcpConnect, type Server, ty
 import { createServer as createTlsServer, connect as tlsConnect, type TlsOptions, type TLSSocket } from 'node:tls';
 import { randomBytes } from 'node:crypto';
 import { TollgateError } from '../errors/index.js';
-import { SipStreamFramer } from '../sip/sip-stream-framer.js';
 import type { MessageHandler, Peer, SipTransport } from './sip-transport.js';
 import { peerKey } from './sip-transport.js';
 
+/** What a stream framer reports (sip/'s SipStreamFramer is one: RFC 3261 §18.3 framing, RFC 5626 keep-alives). */
+export interface StreamFramerHandlers {
+  onMessage(message: Buffer): void;
+  onPing?(): void;
+  onError(error: { readonly code: string; readonly message: string }): void;
+}
+
+/** Cuts a connection's bytes into messages; made per connection. */
+export type StreamFramerFactory = (handlers: StreamFramerHandlers, maxMessageBytes: number) => { push(chunk: Buffer): void };
+
 export interface StreamTransportOptions {
+  /** Frames each connection's byte stream into messages (the SIP layer supplies it). */
+  frame: StreamFramerFactory;
   /** Close a connection with no traffic for this long (RFC 5626 keep-alives count as traffic). */
   idleTimeoutMs: number;
   maxMessageBytes: number;
@@ -81,7 +92,7 @@ export class StreamTransport implements SipTransport {
     socket.setNoDelay(true);
     socket.setTimeout(this.opts.idleTimeoutMs, () => socket.destroy());
     const local = { address: socket.localAddress ?? '', port: socket.localPort ?? 0 };
-    const framer = new SipStreamFramer(
+    const framer = this.opts.frame(
       {
         onMessage: (data: Buffer) => this.onMessage({ data, peer: { ...remote, connectionId: id }, local }),
         onPing: () => {
@@ -89,7 +100,7 @@ export class StreamTransport implements SipTransport {
         },
         onError: () => socket.destroy(),
       },
-      { maxMessageBytes: this.opts.maxMessageBytes },
+      this.opts.maxMessageBytes,
     );
     socket.on('data', (chunk: Buffer) => framer.push(chunk));
     socket.on('error', () => {});

@@ -1,4 +1,4 @@
-import { accountSidFor } from '../agents/ids.js';
+import { accountSidFor } from '../keys/key-identity.js';
 import { newId } from '../keys/key-format.js';
 
 /**

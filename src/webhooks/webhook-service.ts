@@ -1,8 +1,8 @@
 import type { Logger } from 'pino';
 import { z } from 'zod';
 import type { AuditLog } from '../audit/audit-log.js';
-import { signingSecretFor } from '../agents/ids.js';
-import { tollgateSignature } from '../agents/signature.js';
+import { signingSecretFor } from '../keys/key-identity.js';
+import { tollgateSignature } from '../keys/request-signature.js';
 import { TollgateError } from '../errors/index.js';
 import { newId } from '../keys/key-format.js';
 import type { Store, WebhookDelivery, WebhookDeliveryStatus, WebhookEndpoint } from '../store/store.js';

@@ -7,7 +7,7 @@ import { runSipp, type SippOptions } from '../helpers/sipp.js';
 import { writeRtpPcap } from '../helpers/pcap.js';
 import { BurstAgent, NativeAgent, PipecatLikeAgent } from '../helpers/agents.js';
 import { detectTone, sine } from '../helpers/audio.js';
-import { verifyTollgateSignature, twilioSignature } from '../../src/agents/signature.js';
+import { verifyTollgateSignature, twilioSignature } from '../../src/keys/request-signature.js';
 import { generateKeySecret } from '../../src/keys/key-format.js';
 
 /** SIPp 3.6 reads only the first challenge and knows only MD5. */

@@ -5,7 +5,7 @@ import { join, resolve } from 'node:path';
 import { ROOT, api, gatewayEnv, rememberSecret, runCli, startGateway, type RunningGateway } from '../helpers/gateway-process.js';
 import { execFileSync } from 'node:child_process';
 import { StirVerifier, parseCertificates } from '../../src/stir/index.js';
-import { verifyTollgateSignature } from '../../src/agents/signature.js';
+import { verifyTollgateSignature } from '../../src/keys/request-signature.js';
 import { startSippUas } from '../helpers/sipp.js';
 import { NativeAgent, PipecatLikeAgent } from '../helpers/agents.js';
 import { detectTone, sine } from '../helpers/audio.js';

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { verifyTollgateSignature } from '../../src/agents/signature.js';
+import { verifyTollgateSignature } from '../../src/keys/request-signature.js';
 import { api, rememberSecret, runCli, startGateway, type RunningGateway } from '../helpers/gateway-process.js';
 import { clusterBackend, embeddedBackend, type Backend } from '../helpers/backends.js';
 import { securityCases } from '../helpers/security-cases.js';

@@ -5,7 +5,7 @@ import { actorOf } from '../../policy/principal.js';
 import { authenticate, authenticateSelfOrAdmin } from '../authenticate.js';
 import { parseInput } from '../../util/parse-input.js';
 import { z } from 'zod';
-import { accountSidFor, signingSecretFor } from '../../agents/ids.js';
+import { accountSidFor, signingSecretFor } from '../../keys/key-identity.js';
 
 const listQuery = z.strictObject({
   status: z.enum(['active', 'expired', 'revoked', 'quarantined']).optional(),

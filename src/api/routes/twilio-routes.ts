@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
 import type { Gateway } from '../../main.js';
 import type { CallRegistry } from '../../calls/call-registry.js';
-import { accountSidFor } from '../../agents/ids.js';
+import { accountSidFor } from '../../keys/key-identity.js';
 import type { Principal } from '../../policy/principal.js';
 
 /** Twilio's error body: { code, message, more_info, status }. */

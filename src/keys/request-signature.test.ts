@@ -1,6 +1,6 @@
 import { describe, it, expect } from 'vitest';
 import { createHmac } from 'node:crypto';
-import { tollgateSignature, twilioSignature, verifyTollgateSignature } from './signature.js';
+import { tollgateSignature, twilioSignature, verifyTollgateSignature } from './request-signature.js';
 
 const SECRET = 'whsec_kuv8iEerVxzVLxAqT-oMECbJSmtHO_6_cRwWWZP9rrU';
 const URL = 'wss://agent.example.com/media?call=CA0123456789abcdef0123456789abcdef';
