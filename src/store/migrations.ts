@@ -161,6 +161,16 @@ CREATE INDEX webhook_deliveries_endpoint_created ON webhook_deliveries(endpoint_
   { version: 5, sql: `
 ALTER TABLE api_keys ADD COLUMN attestation TEXT CHECK (attestation IN ('A','B','C'));
 ` },
+  // The key change feed: one row per key write, in the writer's transaction. AUTOINCREMENT so a
+  // seq is never reused (pruning always keeps the newest row as well). No foreign key: the feed
+  // only names keys.
+  { version: 6, sql: `
+CREATE TABLE key_changes (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  key_id TEXT NOT NULL,
+  at TEXT NOT NULL
+);
+` },
 ];
 
 export const POSTGRES_MIGRATIONS: readonly Migration[] = [
@@ -316,5 +326,14 @@ CREATE INDEX webhook_deliveries_endpoint_created ON webhook_deliveries(endpoint_
 ` },
   { version: 5, sql: `
 ALTER TABLE api_keys ADD COLUMN attestation TEXT CHECK (attestation IN ('A','B','C'));
+` },
+  // Writers take an advisory lock before inserting, so seq order is commit order (see
+  // PostgresStore.recordKeyChange): a reader that has seen seq n has seen every change below n.
+  { version: 6, sql: `
+CREATE TABLE key_changes (
+  seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  key_id TEXT NOT NULL,
+  at TEXT NOT NULL
+);
 ` },
 ];

@@ -6,11 +6,56 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { storeContract } from './store-contract.js';
 import { SqliteStore } from './sqlite-store.js';
 import { SQLITE_MIGRATIONS } from './migrations.js';
+import { StoreError } from '../errors/index.js';
+import type { KeyRecord, SecretRecord } from '../keys/key-record.js';
+
+const sampleKey = (id: string): KeyRecord => ({
+  id, name: 'k', mode: 'live', status: 'active', role: null, scopes: [], allowedCidrs: [], allowedCountries: [], blockedPrefixes: [], callsPerSecond: 1, cpsBurst: 1,
+  maxConcurrentCalls: 1, budget: null, maxCallDurationSec: 60, callerIds: [], requireTls: false, attestation: null, hint: 'h', expiresAt: null,
+  createdAt: '2026-01-01T00:00:00.000Z', createdBy: 'test', updatedAt: '2026-01-01T00:00:00.000Z', lastUsedAt: null, revokedAt: null,
+});
+const sampleSecret = (keyId: string, hash: string): SecretRecord => ({
+  id: `sec_${keyId}`, keyId, hash, ha1Md5: 'x', ha1Sha256: 'y', createdAt: '2026-01-01T00:00:00.000Z', expiresAt: null,
+});
 
 const dir = mkdtempSync(join(tmpdir(), 'tollgate-sqlite-'));
 storeContract('sqlite', () => Promise.resolve(new SqliteStore(join(dir, 'test.db'))), () => {
   rmSync(dir, { recursive: true, force: true });
   return Promise.resolve();
+});
+
+describe('SqliteStore key change feed, read synchronously', () => {
+  const feedDir = mkdtempSync(join(tmpdir(), 'tollgate-sqlite-feed-'));
+  afterAll(() => rmSync(feedDir, { recursive: true, force: true }));
+
+  it('data_version moves when another connection (process) commits, not for this connection\'s own writes', async () => {
+    const path = join(feedDir, 'feed.db');
+    const gateway = new SqliteStore(path);
+    const cli = new SqliteStore(path);
+    try {
+      await gateway.migrate();
+      await cli.migrate();
+      const feed = gateway.syncKeyChanges;
+      const v0 = feed.dataVersion();
+      const k = sampleKey('key_feedown');
+      await gateway.insertKey(k, sampleSecret(k.id, 'a'.repeat(64)));
+      expect(feed.dataVersion()).toBe(v0);
+      const own = feed.keyChangesAfter(0, 10);
+      expect(own.changes.map((c) => c.keyId)).toEqual([k.id]);
+
+      await cli.updateKey(k.id, { status: 'revoked', revokedAt: '2026-01-01T00:00:00.000Z' }, '2026-01-01T00:00:00.000Z');
+      const v1 = feed.dataVersion();
+      expect(v1).not.toBe(v0);
+      expect(feed.dataVersion()).toBe(v1);
+      const seen = feed.keyChangesAfter(own.newestSeq, 10);
+      expect(seen.changes.map((c) => c.keyId)).toEqual([k.id]);
+      expect(seen).toEqual(await gateway.keyChangesAfter(own.newestSeq, 10));
+    } finally {
+      await cli.close();
+      await gateway.close();
+    }
+    expect(() => gateway.syncKeyChanges.dataVersion()).toThrow(StoreError);
+  });
 });
 
 describe('SqliteStore migrations', () => {
@@ -37,7 +82,7 @@ describe('SqliteStore migrations', () => {
     try {
       await store.migrate();
       expect(await store.getNumber('+14155550111')).toEqual({ number: '+14155550111', target: 'echo', keyId: 'key_old', srtp: 'off', agent: null, createdAt: 't0', updatedAt: 't1' });
-      expect(SQLITE_MIGRATIONS.map((m) => m.version)).toEqual([1, 2, 3, 4, 5]);
+      expect(SQLITE_MIGRATIONS.map((m) => m.version)).toEqual([1, 2, 3, 4, 5, 6]);
       expect(await store.listCalls({ limit: 10 })).toEqual([]);
     } finally {
       await store.close();

@@ -9,7 +9,7 @@ import { SqliteStore } from '../store/sqlite-store.js';
 import type { Clock } from '../util/time.js';
 
 /** An in-process object graph on an in-memory SQLite store, for unit tests and benchmarks. */
-export async function inMemoryServices(opts: { clock?: Clock; cacheEntries?: number; sqlitePath?: string } = {}) {
+export async function inMemoryServices(opts: { clock?: Clock; cacheEntries?: number; sqlitePath?: string; followChanges?: boolean } = {}) {
   const log = createLogger({ level: 'silent' });
   const store = new SqliteStore(opts.sqlitePath ?? ':memory:');
   await store.migrate();
@@ -33,6 +33,8 @@ export async function inMemoryServices(opts: { clock?: Clock; cacheEntries?: num
     log,
     clock,
   );
+  // Like a serving gateway (default): follow the store's key change feed.
+  if (opts.followChanges ?? true) await keys.start();
   const signingKeyPem = generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
   const tokens = new TokenService(store, (id) => keys.getCurrent(id), { signingKeyPem, issuer: 'tollgate', defaultTtlSec: 60, maxTtlSec: 3600 }, clock);
   const policy = new PolicyEngine(counters, store, audit, { leaseTtlSec: 60, defaultRatePerMinute: 2, blockedPrefixes: ['+1900', '+882'] }, log, clock);
