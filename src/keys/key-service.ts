@@ -95,7 +95,7 @@ export class KeyService {
       {
         changed: (c) => {
           this.forget(c.keyId);
-          this.log.debug({ keyId: c.keyId, seq: c.seq }, 'key change seen');
+          this.log.debug({ keyId: c.keyId, seq: c.seq, at: c.at }, 'key change seen');
           this.emit(c.keyId);
         },
         lost: (reason) => {
