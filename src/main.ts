@@ -106,6 +106,7 @@ export async function buildGateway(config: Config, opts: BuildOptions = {}): Pro
         realm: config.sip.realm,
         rotationGraceSec: config.keys.rotationGraceSec,
         cache: config.keys.cache,
+        changeFeed: config.keys.changeFeed,
         defaults: config.keys.defaults,
         onEvent: (type, keyId, data) => webhooks.emit(type, keyId, data),
       },
@@ -114,6 +115,9 @@ export async function buildGateway(config: Config, opts: BuildOptions = {}): Pro
       (result) => metrics.keyVerifications.inc({ result }),
     );
     closers.push(() => keys.close());
+    // A serving gateway follows the store's key change feed, so changes by the CLI or another
+    // node reach it; one-shot commands only write (their changes land in the feed).
+    if (purpose === 'serve') await keys.start();
     const tokens = new TokenService(store, (id) => keys.getCurrent(id), {
       signingKeyPem: config.secrets.tokenSigningKey,
       issuer: config.tokens.issuer,

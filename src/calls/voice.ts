@@ -106,7 +106,8 @@ export async function startVoice(gw: Gateway): Promise<Voice> {
   };
   const registry = new CallRegistry(resources, standing, { onKeyChange: gw.config.policy.liveCalls }, gw.log.child({ component: 'calls' }));
   calls = registry;
-  const unsubscribe = gw.bus.subscribe((keyId) => void registry.keyChanged(keyId));
+  // Every key change this node learns of (its own, another node's over the bus, the CLI's through the store).
+  const unsubscribe = gw.keys.onChange((keyId) => void registry.keyChanged(keyId));
   const notify = (type: 'limit.exceeded' | 'identity.failed', keyId: string, data: Record<string, unknown>): void => gw.webhooks.notify(type, keyId, data);
   const inbound = new InboundCalls(
     {

@@ -126,6 +126,11 @@ export const configSchema = z
         maxEntries: z.number().int().min(0).max(10_000_000),
         ttlMs: z.number().int().min(0).max(3_600_000),
       }),
+      /** The store's key change feed, followed by a serving gateway (see keys/key-change-feed.ts). */
+      changeFeed: z.strictObject({
+        /** How often to read it (PostgreSQL) or check it with no request arriving (SQLite). Default 100. */
+        pollIntervalMs: z.number().int().min(10).max(60_000),
+      }),
       defaults: z.strictObject({
         scopes: z.array(z.enum(ALL_SCOPES)),
         callsPerSecond: z.number().positive().max(10_000),

@@ -1,6 +1,10 @@
-import { describe, it, expect, beforeEach, afterEach } from 'vitest';
+import { describe, it, expect, beforeEach, afterEach, vi } from 'vitest';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { inMemoryServices } from '../testing/fixtures.js';
 import { computeHa1 } from './secret-crypto.js';
+import { KeyService } from './key-service.js';
 
 type Services = Awaited<ReturnType<typeof inMemoryServices>>;
 
@@ -131,6 +135,114 @@ describe('KeyService', () => {
     expect(text).not.toContain(secret);
     expect(text).not.toContain(r.secret);
     expect(await s.audit.verify()).toMatchObject({ ok: true, entries: 4 });
+  });
+});
+
+describe('KeyService: changes made by another process on the same SQLite file (the CLI)', () => {
+  let dir: string;
+  let gateway: Services;
+  let cli: KeyService;
+  let closeCli: () => Promise<void>;
+  beforeEach(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'tollgate-keys-'));
+    gateway = await inMemoryServices({ sqlitePath: join(dir, 'tollgate.db') });
+    // A second connection with its own cache and its own in-process bus, as `tollgate keys …`
+    // builds; it shares only the file (and the secrets) with the gateway.
+    const other = await inMemoryServices({ sqlitePath: join(dir, 'tollgate.db'), followChanges: false });
+    const opts = (gateway.keys as unknown as { opts: ConstructorParameters<typeof KeyService>[3] }).opts;
+    cli = new KeyService(other.store, other.audit, other.bus, opts, other.log);
+    closeCli = async () => {
+      cli.close();
+      await other.close();
+    };
+  });
+  afterEach(async () => {
+    await closeCli();
+    await gateway.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('a revocation is refused by the very next check on the gateway, cached or not, with no wait', async () => {
+    const { key, secret } = await gateway.keys.create({ name: 'trunk' }, 'test');
+    expect((await gateway.keys.verify(secret)).ok).toBe(true); // cached
+    expect((await gateway.keys.getCurrent(key.id))?.status).toBe('active'); // cached
+    await cli.revoke(key.id, 'leaked', 'cli:test');
+    expect(await gateway.keys.verify(secret)).toEqual({ ok: false, code: 'KEY_REVOKED', keyId: key.id });
+    expect((await gateway.keys.getCurrent(key.id))?.status).toBe('revoked');
+  });
+
+  it('a scope removed by an update applies to the very next check', async () => {
+    const { key, secret } = await gateway.keys.create({ name: 'trunk', scopes: ['calls:inbound', 'usage:read'] }, 'test');
+    expect(await gateway.keys.verify(secret)).toMatchObject({ ok: true, key: { scopes: ['calls:inbound', 'usage:read'] } });
+    await gateway.keys.getCurrent(key.id);
+    await cli.update(key.id, { scopes: ['usage:read'] }, 'cli:test');
+    expect(await gateway.keys.verify(secret)).toMatchObject({ ok: true, key: { scopes: ['usage:read'] } });
+    expect((await gateway.keys.getCurrent(key.id))?.scopes).toEqual(['usage:read']);
+  });
+
+  it('a rotation with no grace refuses the old secret and its digest HA1 at once', async () => {
+    const { key, secret } = await gateway.keys.create({ name: 'trunk' }, 'test');
+    expect((await gateway.keys.verify(secret)).ok).toBe(true);
+    expect(await gateway.keys.digestHa1(key.id, 'MD5')).toEqual([computeHa1('MD5', key.id, 'tollgate', secret)]);
+    const r = await cli.rotate(key.id, 0, 'cli:test');
+    expect(await gateway.keys.verify(secret)).toMatchObject({ ok: false, code: 'KEY_EXPIRED' });
+    expect(await gateway.keys.digestHa1(key.id, 'MD5')).toEqual([computeHa1('MD5', key.id, 'tollgate', r.secret)]);
+    expect((await gateway.keys.verify(r.secret)).ok).toBe(true);
+  });
+
+  it('onChange hears each change once, from this process (its bus echo included) and from the other', async () => {
+    const { secret: other } = await cli.create({ name: 'other' }, 'cli:test');
+    expect((await gateway.keys.verify(other)).ok).toBe(true);
+    const heard: string[] = [];
+    gateway.keys.onChange((id) => heard.push(id));
+    const { key } = await gateway.keys.create({ name: 'a' }, 'test');
+    expect(heard).toEqual([key.id]); // as soon as create() resolves
+    await gateway.keys.update(key.id, { callsPerSecond: 3 }, 'test');
+    await gateway.keys.rotate(key.id, 60, 'test'); // one change: secret and hint in one write
+    expect(heard).toEqual([key.id, key.id, key.id]);
+    await gateway.bus.publish(key.id); // another node announcing what was already read
+    expect(heard).toHaveLength(3);
+
+    await cli.quarantine(key.id, 'found in a repo', 'scan');
+    expect(heard).toHaveLength(3); // no request yet, no timer run yet
+    await gateway.keys.verify(other); // any lookup checks the feed first
+    expect(heard).toEqual([key.id, key.id, key.id, key.id]);
+    await gateway.keys.verify(other);
+    expect(heard).toHaveLength(4);
+  });
+
+  it('the background check tells listeners of another process\'s revocation when no request arrives', async () => {
+    vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] });
+    try {
+      // Built after the timers are faked, so its poll runs on the fake clock.
+      const gw = new KeyService(gateway.store, gateway.audit, gateway.bus, (gateway.keys as unknown as { opts: ConstructorParameters<typeof KeyService>[3] }).opts, gateway.log);
+      await gw.start();
+      const heard: string[] = [];
+      gw.onChange((id) => heard.push(id));
+      const { key } = await cli.create({ name: 'idle' }, 'cli:test');
+      await cli.revoke(key.id, undefined, 'cli:test');
+      expect(heard).toEqual([]);
+      await vi.advanceTimersByTimeAsync(100);
+      expect(heard).toEqual([key.id, key.id]);
+      gw.close();
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('a listener that throws is logged and does not keep the others from hearing', async () => {
+    const warn = vi.spyOn(gateway.log, 'warn');
+    const heard: string[] = [];
+    gateway.keys.onChange(() => {
+      throw new Error('listener bug');
+    });
+    const off = gateway.keys.onChange((id) => heard.push(id));
+    const { key } = await gateway.keys.create({ name: 'b' }, 'test');
+    expect(heard).toEqual([key.id]);
+    expect(warn).toHaveBeenCalledWith(expect.objectContaining({ keyId: key.id }), 'key change listener failed');
+    off();
+    await gateway.keys.revoke(key.id, undefined, 'test');
+    expect(heard).toEqual([key.id]);
   });
 });
 

@@ -11,6 +11,7 @@ import { keyCreateSchema, keyUpdateSchema, type KeyCreateInput, type KeyUpdateIn
 import { parseInput } from '../util/parse-input.js';
 import { computeHa1, digestsEqual, hashSecret, open, seal } from './secret-crypto.js';
 import type { Scope } from './scopes.js';
+import { KeyChangeFeed } from './key-change-feed.js';
 
 export interface KeyServiceOptions {
   pepper: Buffer;
@@ -31,6 +32,8 @@ export interface KeyServiceOptions {
    * a failure is logged and does not undo the change.
    */
   onEvent?: (type: KeyEventType, keyId: string, data: Record<string, unknown>) => Promise<void> | void;
+  /** The store's key change feed, followed once start() has run (see KeyChangeFeed). */
+  changeFeed?: { pollIntervalMs: number };
 }
 
 export type KeyEventType = 'key.rotated' | 'key.revoked';
@@ -51,8 +54,15 @@ const LAST_USED_INTERVAL_MS = 60_000;
 /**
  * Creates, verifies, rotates and revokes API keys. The secret exists in clear only in the
  * value returned by create/rotate; the store keeps HMAC-SHA256(pepper, secret) and AES-GCM
- * sealed digest HA1 values. Verification is cached (LRU + TTL) by secret hash; every change to
- * a key is published on the revocation bus so every node's cache drops it at once.
+ * sealed digest HA1 values. Verification is cached (LRU + TTL) by secret hash. A cached entry
+ * is dropped when its key changes, whoever changed it:
+ * - this process: at once, before the write's promise resolves;
+ * - another node: the revocation bus (Redis pub/sub) says so right after the write;
+ * - any process on the same store (the CLI above all): the store's key change feed, which a
+ *   serving gateway follows after start(). On SQLite every cached lookup checks it first
+ *   (PRAGMA data_version, ~1 µs), so the very next request sees the change; on PostgreSQL it is
+ *   polled (keys.changeFeed.pollIntervalMs) besides the bus.
+ * onChange() listeners hear of each change once, whatever its source.
  */
 export class KeyService {
   private readonly cache: LruCache<string, CacheEntry>;
@@ -64,6 +74,8 @@ export class KeyService {
   private readonly unsubscribe: () => void;
   /** Keys being revoked on this node right now: refused before the store write lands. */
   private readonly revoking = new Set<string>();
+  private readonly feed: KeyChangeFeed;
+  private readonly listeners = new Set<(keyId: string) => void>();
 
   constructor(
     private readonly store: Store,
@@ -77,12 +89,65 @@ export class KeyService {
     this.cache = new LruCache(opts.cache.maxEntries, opts.cache.ttlMs, clock);
     this.ha1Cache = new LruCache(opts.cache.maxEntries, opts.cache.ttlMs, clock);
     this.byId = new LruCache(opts.cache.maxEntries, opts.cache.ttlMs, clock);
-    this.unsubscribe = bus.subscribe((keyId) => this.forget(keyId));
+    this.feed = new KeyChangeFeed(
+      store,
+      { pollIntervalMs: opts.changeFeed?.pollIntervalMs ?? 100 },
+      {
+        changed: (c) => {
+          this.forget(c.keyId);
+          this.log.debug({ keyId: c.keyId, seq: c.seq, at: c.at }, 'key change seen');
+          this.emit(c.keyId);
+        },
+        lost: (reason) => {
+          this.forgetAll();
+          this.log.warn({ reason }, 'key changes may have been missed: dropped every cached key');
+        },
+      },
+      log,
+      clock,
+    );
+    this.unsubscribe = bus.subscribe((keyId) => {
+      // Drop the entry at once; the feed then says what changed (and tells listeners once).
+      this.forget(keyId);
+      void this.catchUp();
+    });
+  }
+
+  /**
+   * Follows the store's key change feed from its current head: from now on changes written by
+   * any process on the store drop cached entries and reach onChange listeners. Serving gateways
+   * call it; one-shot CLI commands do not. Idempotent.
+   */
+  start(): Promise<void> {
+    return this.feed.start();
   }
 
   close(): void {
+    this.feed.close();
     this.unsubscribe();
-    this.cache.clear();
+    this.forgetAll();
+    this.listeners.clear();
+  }
+
+  /**
+   * Calls `listener` with a key's id once for every change to that key this process learns of,
+   * once start() has run: a change made here (after its write is committed), one announced on
+   * the revocation bus by another node, or one read from the store's feed (e.g. the CLI). A
+   * listener that throws is logged and does not stop the others. Returns the unsubscribe.
+   */
+  onChange(listener: (keyId: string) => void): () => void {
+    this.listeners.add(listener);
+    return () => void this.listeners.delete(listener);
+  }
+
+  private emit(keyId: string): void {
+    for (const l of this.listeners) {
+      try {
+        l(keyId);
+      } catch (err) {
+        this.log.warn({ err, keyId }, 'key change listener failed');
+      }
+    }
   }
 
   /** Drops every cached entry of a key (called for local and remote changes). */
@@ -93,9 +158,26 @@ export class KeyService {
     this.ha1Cache.delete(`${keyId}:SHA-256`);
   }
 
+  private forgetAll(): void {
+    this.cache.clear();
+    this.byId.clear();
+    this.ha1Cache.clear();
+  }
+
+  /** Applies the feed now; a failure is logged (the poll retries) and never fails the caller. */
+  private catchUp(): Promise<void> {
+    return this.feed.catchUp().catch((err: unknown) => {
+      this.log.warn({ err }, 'could not read the key change feed');
+    });
+  }
+
+  /**
+   * After a committed write: drop the key here, read the feed (which holds this write, so
+   * listeners hear of it exactly once) and tell the other nodes.
+   */
   private async changed(keyId: string): Promise<void> {
     this.forget(keyId);
-    await this.bus.publish(keyId);
+    await Promise.all([this.catchUp(), this.bus.publish(keyId)]);
   }
 
   private makeSecret(keyId: string, secret: string, expiresAt: string | null): SecretRecord {
@@ -145,6 +227,7 @@ export class KeyService {
       revokedAt: null,
     };
     await this.store.insertKey(key, this.makeSecret(id, secret, null));
+    await this.changed(id);
     await this.audit.append({ actor, action: 'key.created', target: id, details: publicPolicy(key) });
     this.log.info({ keyId: id, hint: key.hint, mode: key.mode, actor }, 'key created');
     return { key, secret };
@@ -187,9 +270,9 @@ export class KeyService {
     const nowMs = this.clock();
     const oldSecretsExpireAt = toIso(nowMs + grace * 1000);
     const secret = generateKeySecret(key.mode);
-    await this.store.rotateSecret(this.makeSecret(id, secret, null), oldSecretsExpireAt);
     const patch: KeyPatch = { hint: keyHint(secret), ...(key.status === 'quarantined' ? { status: 'active' as const } : {}) };
-    const withHint = (await this.store.updateKey(id, patch, toIso(nowMs))) ?? key;
+    const withHint = await this.store.rotateSecret(this.makeSecret(id, secret, null), oldSecretsExpireAt, patch, toIso(nowMs));
+    if (!withHint) throw new TollgateError('NOT_FOUND', `no key with id ${id}`);
     await this.changed(id);
     await this.audit.append({ actor, action: 'key.rotated', target: id, details: { graceSec: grace, oldSecretsExpireAt, wasQuarantined: key.status === 'quarantined' } });
     this.log.info({ keyId: id, graceSec: grace, actor }, 'key rotated');
@@ -200,7 +283,9 @@ export class KeyService {
   /**
    * Revocation is immediate and final for every later check on every node. On this node the
    * key is refused from the moment revoke() is called (fail closed while the store write is in
-   * flight); other nodes drop it when the revocation bus tells them, right after the write.
+   * flight); other nodes drop it when the revocation bus tells them, right after the write, or
+   * at their next read of the store's key change feed (SQLite: their next lookup; PostgreSQL:
+   * within keys.changeFeed.pollIntervalMs).
    */
   async revoke(id: string, reason: string | undefined, actor: string): Promise<KeyRecord> {
     this.revoking.add(id);
@@ -248,6 +333,7 @@ export class KeyService {
   private async verifyInner(presented: string): Promise<VerifyResult> {
     if (presented.length > 128 || !parseKeySecret(presented)) return { ok: false, code: 'UNAUTHENTICATED' };
     const hash = hashSecret(this.opts.pepper, presented);
+    this.feed.check();
     let entry = this.cache.get(hash);
     if (!entry) {
       const secret = await this.store.findSecretByHash(hash);
@@ -269,9 +355,11 @@ export class KeyService {
 
   /**
    * A key by id through the cache (SIP digest, token parents): as fresh as verify(), since every
-   * change on any node drops it (revocation bus), and a key being revoked here is refused.
+   * change by any process drops it (revocation bus, key change feed), and a key being revoked
+   * here is refused.
    */
   async getCurrent(id: string): Promise<KeyRecord | null> {
+    this.feed.check();
     let key = this.byId.get(id);
     if (key === undefined) {
       key = await this.store.getKey(id);
@@ -284,7 +372,7 @@ export class KeyService {
   private touch(key: KeyRecord, now: number): void {
     if (this.lastUsedWritten.get(key.id) !== undefined) return;
     this.lastUsedWritten.set(key.id, now);
-    this.store.updateKey(key.id, { lastUsedAt: toIso(now) }, key.updatedAt).catch((err: unknown) => {
+    this.store.recordKeyUse(key.id, toIso(now)).catch((err: unknown) => {
       this.log.warn({ err, keyId: key.id }, 'could not record last use of key');
     });
   }
@@ -296,6 +384,7 @@ export class KeyService {
   async digestHa1(keyId: string, algorithm: 'MD5' | 'SHA-256'): Promise<string[]> {
     const now = this.clock();
     const cacheKey = `${keyId}:${algorithm}`;
+    this.feed.check();
     const hit = this.ha1Cache.get(cacheKey);
     // A cached set is good until the first of its secrets stops working (rotation grace end).
     if (hit && hit.until > now) return hit.values;

@@ -161,10 +161,20 @@ CREATE INDEX webhook_deliveries_endpoint_created ON webhook_deliveries(endpoint_
   { version: 5, sql: `
 ALTER TABLE api_keys ADD COLUMN attestation TEXT CHECK (attestation IN ('A','B','C'));
 ` },
+  // The key change feed: one row per key write, in the writer's transaction. AUTOINCREMENT so a
+  // seq is never reused (pruning always keeps the newest row as well). No foreign key: the feed
+  // only names keys.
   { version: 6, sql: `
+CREATE TABLE key_changes (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  key_id TEXT NOT NULL,
+  at TEXT NOT NULL
+);
+` },
+  { version: 7, sql: `
 -- A call can be ended by the API caller (DELETE /v1/calls/{id}): widen the ended_by check.
 -- SQLite cannot alter a CHECK constraint, so the table is rebuilt.
-CREATE TABLE calls_v6 (
+CREATE TABLE calls_v7 (
   id TEXT PRIMARY KEY,
   key_id TEXT NOT NULL,
   direction TEXT NOT NULL CHECK (direction IN ('inbound','outbound')),
@@ -181,9 +191,9 @@ CREATE TABLE calls_v6 (
   billable_seconds REAL NOT NULL,
   details TEXT NOT NULL
 );
-INSERT INTO calls_v6 SELECT id, key_id, direction, from_number, to_number, target, sip_call_id, status, started_at, answered_at, ended_at, end_reason, ended_by, billable_seconds, details FROM calls;
+INSERT INTO calls_v7 SELECT id, key_id, direction, from_number, to_number, target, sip_call_id, status, started_at, answered_at, ended_at, end_reason, ended_by, billable_seconds, details FROM calls;
 DROP TABLE calls;
-ALTER TABLE calls_v6 RENAME TO calls;
+ALTER TABLE calls_v7 RENAME TO calls;
 CREATE INDEX calls_key_started ON calls(key_id, started_at);
 CREATE INDEX calls_started ON calls(started_at);
 ` },
@@ -343,7 +353,16 @@ CREATE INDEX webhook_deliveries_endpoint_created ON webhook_deliveries(endpoint_
   { version: 5, sql: `
 ALTER TABLE api_keys ADD COLUMN attestation TEXT CHECK (attestation IN ('A','B','C'));
 ` },
+  // Writers take an advisory lock before inserting, so seq order is commit order (see
+  // PostgresStore.recordKeyChange): a reader that has seen seq n has seen every change below n.
   { version: 6, sql: `
+CREATE TABLE key_changes (
+  seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+  key_id TEXT NOT NULL,
+  at TEXT NOT NULL
+);
+` },
+  { version: 7, sql: `
 -- A call can be ended by the API caller (DELETE /v1/calls/{id}).
 ALTER TABLE calls DROP CONSTRAINT IF EXISTS calls_ended_by_check;
 ALTER TABLE calls ADD CONSTRAINT calls_ended_by_check CHECK (ended_by IN ('caller','agent','gateway','policy','callee','api'));

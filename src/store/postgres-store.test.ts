@@ -69,7 +69,7 @@ describe('PostgresStore migrations', () => {
         await store.migrate();
         await store.migrate();
         expect(await store.getNumber('+14155550111')).toEqual({ number: '+14155550111', target: 'echo', keyId: 'key_old', srtp: 'off', agent: null, createdAt: 't0', updatedAt: 't1' });
-        expect(POSTGRES_MIGRATIONS.map((m) => m.version)).toEqual([1, 2, 3, 4, 5, 6]);
+        expect(POSTGRES_MIGRATIONS.map((m) => m.version)).toEqual([1, 2, 3, 4, 5, 6, 7]);
         expect(await store.listCalls({ limit: 10 })).toEqual([]);
       } finally {
         await store.close();

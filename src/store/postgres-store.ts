@@ -2,8 +2,8 @@ import pg from 'pg';
 import { StoreError } from '../errors/index.js';
 import type { KeyPatch, KeyRecord, SecretRecord } from '../keys/key-record.js';
 import type {
-  AuditEntry, CallPatch, CallRecord, KeyListFilter, NumberRecord, Store, TrunkPatch, TrunkRecord, UsageRecord, WebhookDelivery, WebhookDeliveryPatch,
-  WebhookDeliveryStatus, WebhookEndpoint,
+  AuditEntry, CallPatch, CallRecord, KeyChangeBatch, KeyListFilter, NumberRecord, Store, TrunkPatch, TrunkRecord, UsageRecord, WebhookDelivery,
+  WebhookDeliveryPatch, WebhookDeliveryStatus, WebhookEndpoint,
 } from './store.js';
 import {
   KEY_COLUMNS, PATCH_COLUMNS, keyToValues, patchValue, rowToAudit, rowToKey, rowToSecret, rowToUsage,
@@ -30,6 +30,7 @@ const pgBool = (b: boolean): boolean => b;
  */
 const MIGRATION_LOCK = '7346829150014480001';
 const AUDIT_LOCK = '7346829150014480002';
+const KEY_CHANGES_LOCK = '7346829150014480003';
 
 /** Unquoted, lower-case identifier: safe to put in a `-c search_path=` startup option as is. */
 const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
@@ -104,6 +105,7 @@ export class PostgresStore implements Store {
       return this.tx(async (c) => {
         await c.query(`INSERT INTO api_keys (${cols}) VALUES (${marks})`, keyToValues(key, pgBool));
         await insertSecret(c, secret);
+        await recordKeyChange(c, key.id);
       });
     });
   }
@@ -136,31 +138,48 @@ export class PostgresStore implements Store {
   }
 
   updateKey(id: string, patch: KeyPatch, updatedAt: string): Promise<KeyRecord | null> {
-    return this.run('updateKey', async () => {
-      const args: unknown[] = [];
-      const arg = (v: unknown): string => `$${args.push(v)}`;
-      const sets: string[] = [`updated_at = ${arg(updatedAt)}`];
-      for (const [field, v] of Object.entries(patch)) {
-        const col = PATCH_COLUMNS[field];
-        if (!col || v === undefined) continue;
-        sets.push(`${col} = ${arg(patchValue(col, v, pgBool))}`);
-      }
-      const sql = `UPDATE api_keys SET ${sets.join(', ')} WHERE id = ${arg(id)} RETURNING *`;
-      const { rows } = await this.pool.query<KeyRow>(sql, args);
-      return rows[0] ? rowToKey(rows[0]) : null;
-    });
+    return this.run('updateKey', () => this.tx((c) => patchKey(c, id, patch, updatedAt)));
   }
 
-  rotateSecret(secret: SecretRecord, othersExpireAt: string): Promise<void> {
+  recordKeyUse(id: string, lastUsedAt: string): Promise<void> {
+    return this.run('recordKeyUse', async () => void (await this.pool.query('UPDATE api_keys SET last_used_at = $1 WHERE id = $2', [lastUsedAt, id])));
+  }
+
+  rotateSecret(secret: SecretRecord, othersExpireAt: string, patch: KeyPatch, updatedAt: string): Promise<KeyRecord | null> {
     return this.run('rotateSecret', () =>
       this.tx(async (c) => {
+        const key = await patchKey(c, secret.keyId, patch, updatedAt);
+        if (!key) return null;
         await c.query('UPDATE key_secrets SET expires_at = $1 WHERE key_id = $2 AND (expires_at IS NULL OR expires_at > $1)', [
           othersExpireAt,
           secret.keyId,
         ]);
         await insertSecret(c, secret);
+        return key;
       }),
     );
+  }
+
+  keyChangesAfter(afterSeq: number, limit: number): Promise<KeyChangeBatch> {
+    return this.run('keyChangesAfter', async () => {
+      // One statement, so the rows and the bounds come from one snapshot.
+      const { rows } = await this.pool.query<{ lo: string; hi: string; seq: string | null; key_id: string | null; at: string | null }>(
+        `WITH b AS (SELECT COALESCE(MIN(seq), 0) AS lo, COALESCE(MAX(seq), 0) AS hi FROM key_changes)
+         SELECT b.lo, b.hi, c.seq, c.key_id, c.at FROM b
+         LEFT JOIN LATERAL (SELECT seq, key_id, at FROM key_changes WHERE seq > $1 ORDER BY seq LIMIT $2) c ON true
+         ORDER BY c.seq`,
+        [afterSeq, limit],
+      );
+      const changes = rows.filter((r) => r.seq !== null).map((r) => ({ seq: Number(r.seq), keyId: r.key_id!, at: r.at! }));
+      return { changes, oldestSeq: Number(rows[0]?.lo ?? 0), newestSeq: Number(rows[0]?.hi ?? 0) };
+    });
+  }
+
+  pruneKeyChanges(beforeIso: string): Promise<number> {
+    return this.run('pruneKeyChanges', async () => {
+      const r = await this.pool.query('DELETE FROM key_changes WHERE at < $1 AND seq < (SELECT MAX(seq) FROM key_changes)', [beforeIso]);
+      return r.rowCount ?? 0;
+    });
   }
 
   findSecretByHash(hash: string): Promise<SecretRecord | null> {
@@ -528,6 +547,33 @@ export class PostgresStore implements Store {
     // If the driver's message carried the URL or password, its cause might too: drop it.
     return new StoreError(`postgres ${what} failed: ${message}`, message === raw ? { cause: err } : undefined);
   }
+}
+
+/**
+ * Appends to the key change feed inside the key write's transaction. The advisory lock is held
+ * until COMMIT and taken before the seq is drawn, so changes commit in seq order: without it a
+ * change could commit after a higher seq that a reader has already passed, and never be read.
+ * Key writes are rare; the lock is held only for this insert and the commit.
+ */
+async function recordKeyChange(c: pg.PoolClient, keyId: string): Promise<void> {
+  await c.query('SELECT pg_advisory_xact_lock($1::bigint)', [KEY_CHANGES_LOCK]);
+  await c.query('INSERT INTO key_changes (key_id, at) VALUES ($1, $2)', [keyId, new Date().toISOString()]);
+}
+
+/** Applies a patch to a key and records the change, in the caller's transaction. */
+async function patchKey(c: pg.PoolClient, id: string, patch: KeyPatch, updatedAt: string): Promise<KeyRecord | null> {
+  const args: unknown[] = [];
+  const arg = (v: unknown): string => `$${args.push(v)}`;
+  const sets: string[] = [`updated_at = ${arg(updatedAt)}`];
+  for (const [field, v] of Object.entries(patch)) {
+    const col = PATCH_COLUMNS[field];
+    if (!col || v === undefined) continue;
+    sets.push(`${col} = ${arg(patchValue(col, v, pgBool))}`);
+  }
+  const { rows } = await c.query<KeyRow>(`UPDATE api_keys SET ${sets.join(', ')} WHERE id = ${arg(id)} RETURNING *`, args);
+  if (!rows[0]) return null;
+  await recordKeyChange(c, id);
+  return rowToKey(rows[0]);
 }
 
 function insertSecret(c: pg.PoolClient, s: SecretRecord): Promise<pg.QueryResult> {

@@ -4,8 +4,8 @@ import { dirname } from 'node:path';
 import { StoreError } from '../errors/index.js';
 import type { KeyPatch, KeyRecord, SecretRecord } from '../keys/key-record.js';
 import type {
-  AuditEntry, CallPatch, CallRecord, KeyListFilter, NumberRecord, Store, TrunkPatch, TrunkRecord, UsageRecord, WebhookDelivery, WebhookDeliveryPatch,
-  WebhookDeliveryStatus, WebhookEndpoint,
+  AuditEntry, CallPatch, CallRecord, KeyChangeBatch, KeyListFilter, NumberRecord, Store, SyncKeyChangeFeed, TrunkPatch, TrunkRecord, UsageRecord,
+  WebhookDelivery, WebhookDeliveryPatch, WebhookDeliveryStatus, WebhookEndpoint,
 } from './store.js';
 import {
   KEY_COLUMNS, PATCH_COLUMNS, keyToValues, patchValue, rowToAudit, rowToKey, rowToSecret, rowToUsage,
@@ -18,11 +18,23 @@ import { SQLITE_MIGRATIONS } from './migrations.js';
 
 const sqliteBool = (b: boolean): number => (b ? 1 : 0);
 
+const storeError = (what: string, err: unknown): StoreError =>
+  err instanceof StoreError ? err : new StoreError(`sqlite ${what} failed: ${(err as Error).message}`, { cause: err });
+
 function wrap<T>(what: string, fn: () => T): Promise<T> {
   try {
     return Promise.resolve(fn());
   } catch (err) {
-    return Promise.reject(err instanceof StoreError ? err : new StoreError(`sqlite ${what} failed: ${(err as Error).message}`, { cause: err }));
+    return Promise.reject(storeError(what, err));
+  }
+}
+
+/** The same, for the synchronous feed reads: throws StoreError. */
+function wrapSync<T>(what: string, fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    throw storeError(what, err);
   }
 }
 
@@ -38,6 +50,7 @@ export class SqliteStore implements Store {
   private closed = false;
   /** Prepared statements by SQL text: compiling a statement costs more than running a lookup. */
   private readonly statements = new Map<string, Database.Statement>();
+  readonly syncKeyChanges: SyncKeyChangeFeed;
 
   constructor(path: string) {
     if (path !== ':memory:') mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
@@ -50,6 +63,19 @@ export class SqliteStore implements Store {
     } catch (err) {
       throw new StoreError(`cannot open sqlite database: ${(err as Error).message}`, { cause: err });
     }
+    // Asked before every cached key lookup, so kept lean: one prepared statement, no closure
+    // per call. Costs about 1 µs (a read transaction: WAL read-lock syscalls).
+    const dataVersion = this.db.prepare('PRAGMA data_version').pluck();
+    this.syncKeyChanges = {
+      dataVersion: () => {
+        try {
+          return dataVersion.get() as number;
+        } catch (err) {
+          throw storeError('dataVersion', err);
+        }
+      },
+      keyChangesAfter: (afterSeq, limit) => wrapSync('keyChangesAfter', () => this.readKeyChanges(afterSeq, limit)),
+    };
   }
 
   private stmt(sql: string): Database.Statement {
@@ -98,8 +124,34 @@ export class SqliteStore implements Store {
       this.db.transaction(() => {
         this.stmt(`INSERT INTO api_keys (${cols}) VALUES (${marks})`).run(...keyToValues(key, sqliteBool));
         this.insertSecret(secret);
-      })();
+        this.recordKeyChange(key.id);
+      }).immediate();
     });
+  }
+
+  /**
+   * Appends to the key change feed; called inside the key write's transaction. SQLite has one
+   * writer at a time, so seq order is commit order.
+   */
+  private recordKeyChange(keyId: string): void {
+    this.stmt('INSERT INTO key_changes (key_id, at) VALUES (?, ?)').run(keyId, new Date().toISOString());
+  }
+
+  private readKeyChanges(afterSeq: number, limit: number): KeyChangeBatch {
+    // One read transaction: the rows and the bounds come from the same snapshot.
+    return this.db.transaction(() => {
+      const rows = this.stmt('SELECT seq, key_id, at FROM key_changes WHERE seq > ? ORDER BY seq LIMIT ?').all(afterSeq, limit) as { seq: number; key_id: string; at: string }[];
+      const b = this.stmt('SELECT COALESCE(MIN(seq), 0) AS lo, COALESCE(MAX(seq), 0) AS hi FROM key_changes').get() as { lo: number; hi: number };
+      return { changes: rows.map((r) => ({ seq: r.seq, keyId: r.key_id, at: r.at })), oldestSeq: b.lo, newestSeq: b.hi };
+    })();
+  }
+
+  keyChangesAfter(afterSeq: number, limit: number): Promise<KeyChangeBatch> {
+    return wrap('keyChangesAfter', () => this.readKeyChanges(afterSeq, limit));
+  }
+
+  pruneKeyChanges(beforeIso: string): Promise<number> {
+    return wrap('pruneKeyChanges', () => this.stmt('DELETE FROM key_changes WHERE at < ? AND seq < (SELECT MAX(seq) FROM key_changes)').run(beforeIso).changes);
   }
 
   private insertSecret(s: SecretRecord): void {
@@ -142,30 +194,40 @@ export class SqliteStore implements Store {
   }
 
   updateKey(id: string, patch: KeyPatch, updatedAt: string): Promise<KeyRecord | null> {
-    return wrap('updateKey', () => {
-      const sets: string[] = ['updated_at = ?'];
-      const args: unknown[] = [updatedAt];
-      for (const [field, v] of Object.entries(patch)) {
-        const col = PATCH_COLUMNS[field];
-        if (!col || v === undefined) continue;
-        sets.push(`${col} = ?`);
-        args.push(patchValue(col, v, sqliteBool));
-      }
-      args.push(id);
-      const row = this.stmt(`UPDATE api_keys SET ${sets.join(', ')} WHERE id = ? RETURNING *`).get(...args) as KeyRow | undefined;
-      return row ? rowToKey(row) : null;
-    });
+    return wrap('updateKey', () => this.db.transaction(() => this.patchKey(id, patch, updatedAt)).immediate());
   }
 
-  rotateSecret(secret: SecretRecord, othersExpireAt: string): Promise<void> {
-    return wrap('rotateSecret', () => {
+  /** Applies a patch and records the change (inside the caller's transaction). */
+  private patchKey(id: string, patch: KeyPatch, updatedAt: string): KeyRecord | null {
+    const sets: string[] = ['updated_at = ?'];
+    const args: unknown[] = [updatedAt];
+    for (const [field, v] of Object.entries(patch)) {
+      const col = PATCH_COLUMNS[field];
+      if (!col || v === undefined) continue;
+      sets.push(`${col} = ?`);
+      args.push(patchValue(col, v, sqliteBool));
+    }
+    args.push(id);
+    const row = this.stmt(`UPDATE api_keys SET ${sets.join(', ')} WHERE id = ? RETURNING *`).get(...args) as KeyRow | undefined;
+    if (!row) return null;
+    this.recordKeyChange(id);
+    return rowToKey(row);
+  }
+
+  recordKeyUse(id: string, lastUsedAt: string): Promise<void> {
+    return wrap('recordKeyUse', () => void this.stmt('UPDATE api_keys SET last_used_at = ? WHERE id = ?').run(lastUsedAt, id));
+  }
+
+  rotateSecret(secret: SecretRecord, othersExpireAt: string, patch: KeyPatch, updatedAt: string): Promise<KeyRecord | null> {
+    return wrap('rotateSecret', () =>
       this.db.transaction(() => {
-        this.db
-          .prepare('UPDATE key_secrets SET expires_at = ? WHERE key_id = ? AND (expires_at IS NULL OR expires_at > ?)')
-          .run(othersExpireAt, secret.keyId, othersExpireAt);
+        const key = this.patchKey(secret.keyId, patch, updatedAt);
+        if (!key) return null;
+        this.stmt('UPDATE key_secrets SET expires_at = ? WHERE key_id = ? AND (expires_at IS NULL OR expires_at > ?)').run(othersExpireAt, secret.keyId, othersExpireAt);
         this.insertSecret(secret);
-      }).immediate();
-    });
+        return key;
+      }).immediate(),
+    );
   }
 
   findSecretByHash(hash: string): Promise<SecretRecord | null> {

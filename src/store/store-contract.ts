@@ -86,7 +86,8 @@ export function storeContract(name: string, make: () => Promise<Store>, cleanup?
       const old = secret(k.id);
       await store.insertKey(k, old);
       const fresh = secret(k.id, { createdAt: '2026-01-02T03:05:00.000Z' });
-      await store.rotateSecret(fresh, '2026-01-03T03:05:00.000Z');
+      const rotated = await store.rotateSecret(fresh, '2026-01-03T03:05:00.000Z', { hint: 'tg_live_NeWw…abcd' }, '2026-01-02T03:05:00.000Z');
+      expect(rotated).toEqual({ ...k, hint: 'tg_live_NeWw…abcd', updatedAt: '2026-01-02T03:05:00.000Z' });
       expect((await store.findSecretByHash(old.hash))?.expiresAt).toBe('2026-01-03T03:05:00.000Z');
       expect((await store.findSecretByHash(fresh.hash))?.expiresAt).toBeNull();
       const live = await store.listLiveSecrets(k.id, '2026-01-02T04:00:00.000Z');
@@ -99,7 +100,7 @@ export function storeContract(name: string, make: () => Promise<Store>, cleanup?
       const k = key();
       const old = secret(k.id, { expiresAt: '2026-01-02T03:10:00.000Z' });
       await store.insertKey(k, old);
-      await store.rotateSecret(secret(k.id), '2026-01-09T00:00:00.000Z');
+      await store.rotateSecret(secret(k.id), '2026-01-09T00:00:00.000Z', {}, now);
       expect((await store.findSecretByHash(old.hash))?.expiresAt).toBe('2026-01-02T03:10:00.000Z');
     });
 
@@ -265,7 +266,7 @@ export function storeContract(name: string, make: () => Promise<Store>, cleanup?
       expect(onlyB.map((c) => [c.id, c.keyId])).toEqual([[sid9, keyB]]);
       // Without keyId every key's calls are listed, newest first.
       expect((await store.listCalls({ limit: 2, before: '2026-03-06T00:00:00.000Z' })).map((c) => c.id)).toEqual([sid9, calls[3]!.id]);
-      // A call hung up through DELETE /v1/calls is ended by the API caller (migration 6).
+      // A call hung up through DELETE /v1/calls is ended by the API caller (migration 7).
       expect((await store.updateCall(sid9, { status: 'ended', endReason: 'api-hangup', endedBy: 'api' }))?.endedBy).toBe('api');
       await expect(store.updateCall(calls[0]!.id, { endedBy: 'nobody' as never })).rejects.toThrow();
       await expect(store.updateCall(calls[0]!.id, { status: 'lost' as never })).rejects.toThrow();
@@ -495,6 +496,77 @@ export function storeContract(name: string, make: () => Promise<Store>, cleanup?
 
     it('refuses a number owned by a key that does not exist', async () => {
       await expect(store.upsertNumber({ number: '+14155559999', target: 'echo', keyId: 'key_nobody', srtp: 'off', agent: null, createdAt: now, updatedAt: now })).rejects.toThrow();
+    });
+
+    describe('the key change feed', () => {
+      const head = async (): Promise<number> => (await store.keyChangesAfter(0, 0)).newestSeq;
+
+      it('every key write appends one change, in order; recording use and failed writes append none', async () => {
+        const from = await head();
+        const k = key();
+        await store.insertKey(k, secret(k.id));
+        await store.updateKey(k.id, { callsPerSecond: 9 }, '2026-02-01T00:00:00.000Z');
+        await store.rotateSecret(secret(k.id), '2026-02-01T00:00:00.000Z', { hint: 'tg_live_AbCd…new1' }, '2026-02-01T00:00:00.000Z');
+        await store.recordKeyUse(k.id, '2026-02-02T00:00:00.000Z');
+        expect(await store.getKey(k.id)).toMatchObject({ lastUsedAt: '2026-02-02T00:00:00.000Z', updatedAt: '2026-02-01T00:00:00.000Z', hint: 'tg_live_AbCd…new1' });
+        expect(await store.updateKey('key_missing', { name: 'x' }, now)).toBeNull();
+        expect(await store.rotateSecret(secret('key_missing'), now, {}, now)).toBeNull();
+        const dup = key();
+        await expect(store.insertKey(dup, secret(dup.id, { hash: (await store.listLiveSecrets(k.id, now))[0]!.hash }))).rejects.toThrow();
+
+        const batch = await store.keyChangesAfter(from, 100);
+        expect(batch.changes.map((c) => c.keyId)).toEqual([k.id, k.id, k.id]);
+        const seqs = batch.changes.map((c) => c.seq);
+        expect(seqs[0]).toBeGreaterThan(from);
+        expect(seqs[1]).toBeGreaterThan(seqs[0]!);
+        expect(seqs[2]).toBeGreaterThan(seqs[1]!);
+        expect(batch.newestSeq).toBe(seqs[2]);
+        expect(batch.oldestSeq).toBeGreaterThan(0);
+        expect(batch.oldestSeq).toBeLessThanOrEqual(seqs[0]!);
+        expect(Number.isNaN(Date.parse(batch.changes[0]!.at))).toBe(false);
+        // Paged with a limit and a cursor.
+        expect((await store.keyChangesAfter(from, 2)).changes.map((c) => c.seq)).toEqual(seqs.slice(0, 2));
+        expect((await store.keyChangesAfter(seqs[1]!, 100)).changes.map((c) => c.seq)).toEqual([seqs[2]]);
+        expect((await store.keyChangesAfter(seqs[2]!, 100)).changes).toEqual([]);
+      });
+
+      it('a reader following the feed while writers commit concurrently misses none of their changes', async () => {
+        const ks = Array.from({ length: 8 }, () => key());
+        for (const k of ks) await store.insertKey(k, secret(k.id));
+        const from = await head();
+        let cursor = from;
+        const seen: number[] = [];
+        let writing = true;
+        const writes = Promise.all(
+          Array.from({ length: 40 }, (_, i) => store.updateKey(ks[i % ks.length]!.id, { callsPerSecond: i + 1 }, now)),
+        ).finally(() => (writing = false));
+        // Bounded: the writers finish; one more read after that drains the rest.
+        for (let rounds = 0; rounds < 10_000; rounds++) {
+          const done = !writing;
+          const b = await store.keyChangesAfter(cursor, 7);
+          for (const c of b.changes) seen.push(c.seq);
+          cursor = b.changes.at(-1)?.seq ?? cursor;
+          if (done && b.changes.length < 7) break;
+        }
+        await writes;
+        const all = (await store.keyChangesAfter(from, 1000)).changes.map((c) => c.seq);
+        expect(all.length).toBe(40);
+        expect(seen).toEqual(all);
+      });
+
+      it('pruning drops old changes but keeps the newest, so seq never goes back', async () => {
+        const k = key();
+        await store.insertKey(k, secret(k.id));
+        await store.updateKey(k.id, { name: 'renamed' }, now);
+        const newest = await head();
+        expect(await store.pruneKeyChanges('1970-01-01T00:00:00.000Z')).toBe(0);
+        expect(await store.pruneKeyChanges('9999-01-01T00:00:00.000Z')).toBeGreaterThanOrEqual(1);
+        const after = await store.keyChangesAfter(0, 100);
+        expect(after).toMatchObject({ oldestSeq: newest, newestSeq: newest });
+        expect(after.changes.map((c) => [c.seq, c.keyId])).toEqual([[newest, k.id]]);
+        await store.updateKey(k.id, { name: 'again' }, now);
+        expect(await head()).toBeGreaterThan(newest);
+      });
     });
 
     it('answers ping', async () => {

@@ -150,6 +150,37 @@ export interface WebhookDelivery {
 }
 export type WebhookDeliveryPatch = Partial<Pick<WebhookDelivery, 'status' | 'attempts' | 'nextAttemptAt' | 'lastStatus' | 'lastError' | 'updatedAt' | 'deliveredAt'>>;
 
+/** One change to a key (created, policy or status changed, secrets rotated), in commit order. */
+export interface KeyChange {
+  /** Increases with every change, in the order the changes were committed. */
+  readonly seq: number;
+  readonly keyId: string;
+  /** When the writing process recorded it (its wall clock). */
+  readonly at: string;
+}
+
+/** A read of the key change feed: the changes after a cursor and the feed's bounds, seen together. */
+export interface KeyChangeBatch {
+  /** Changes with seq above the cursor, oldest first. */
+  readonly changes: readonly KeyChange[];
+  /** The lowest seq still stored (older ones were pruned); 0 when the feed is empty. */
+  readonly oldestSeq: number;
+  /** The highest seq stored; 0 when the feed is empty. */
+  readonly newestSeq: number;
+}
+
+/**
+ * The key change feed read synchronously, for a store that can tell at almost no cost whether
+ * another connection has written since it last asked (SQLite's PRAGMA data_version). A cached
+ * key lookup asks on every call, so a change committed by another process (the CLI) is seen by
+ * the very next request, with no polling window.
+ */
+export interface SyncKeyChangeFeed {
+  /** Changes whenever another connection commits to the database; this connection's own commits leave it alone. */
+  dataVersion(): number;
+  keyChangesAfter(afterSeq: number, limit: number): KeyChangeBatch;
+}
+
 export interface KeyListFilter {
   status?: KeyStatus | undefined;
   mode?: KeyMode | undefined;
@@ -169,13 +200,24 @@ export interface Store {
   ping(): Promise<void>;
   close(): Promise<void>;
 
+  /*
+   * Every key write below (insertKey, updateKey, rotateSecret) appends one row to the key change
+   * feed (key_changes) in the same transaction, so every process on the store can learn of it
+   * (KeyChangeFeed). recordKeyUse is not a change and appends nothing.
+   */
   insertKey(key: KeyRecord, secret: SecretRecord): Promise<void>;
   getKey(id: string): Promise<KeyRecord | null>;
   listKeys(filter?: KeyListFilter): Promise<KeyRecord[]>;
   countKeys(): Promise<number>;
   updateKey(id: string, patch: KeyPatch, updatedAt: string): Promise<KeyRecord | null>;
-  /** Adds a new secret; every other secret of the key that outlives `othersExpireAt` is cut to it. */
-  rotateSecret(secret: SecretRecord, othersExpireAt: string): Promise<void>;
+  /** Sets last_used_at only (updated_at stays): usage, not a change to the key. */
+  recordKeyUse(id: string, lastUsedAt: string): Promise<void>;
+  /**
+   * Adds a new secret, cuts every other secret of the key that outlives `othersExpireAt` to it,
+   * and applies `patch` to the key (new hint, end of quarantine), all in one transaction: one
+   * change. Null when there is no such key.
+   */
+  rotateSecret(secret: SecretRecord, othersExpireAt: string, patch: KeyPatch, updatedAt: string): Promise<KeyRecord | null>;
   findSecretByHash(hash: string): Promise<SecretRecord | null>;
   /** Secrets of a key that have not expired at `now` (for SIP digest during a rotation overlap). */
   listLiveSecrets(keyId: string, now: string): Promise<SecretRecord[]>;
@@ -256,6 +298,13 @@ export interface Store {
    * node) gets them until the lease ends. Returns them as claimed (nextAttemptAt = the lease).
    */
   claimDueDeliveries(nowIso: string, limit: number, leaseUntilIso: string): Promise<WebhookDelivery[]>;
+
+  /** Key changes with seq above `afterSeq` (at most `limit`, oldest first) and the feed's bounds, read in one snapshot. */
+  keyChangesAfter(afterSeq: number, limit: number): Promise<KeyChangeBatch>;
+  /** Deletes key changes recorded before `beforeIso`, always keeping the newest one (so seq never goes back). */
+  pruneKeyChanges(beforeIso: string): Promise<number>;
+  /** Present on SQLite only: see SyncKeyChangeFeed. */
+  readonly syncKeyChanges?: SyncKeyChangeFeed;
 
   /** Records a single-use token id; false when it was already used. */
   consumeTokenId(jti: string, expiresAt: string): Promise<boolean>;

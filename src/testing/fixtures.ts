@@ -10,7 +10,7 @@ import { SqliteStore } from '../store/sqlite-store.js';
 import type { Clock } from '../util/time.js';
 
 /** An in-process object graph on an in-memory SQLite store, for unit tests and benchmarks. */
-export async function inMemoryServices(opts: { clock?: Clock; cacheEntries?: number; sqlitePath?: string } = {}) {
+export async function inMemoryServices(opts: { clock?: Clock; cacheEntries?: number; sqlitePath?: string; followChanges?: boolean } = {}) {
   const log = createLogger({ level: 'silent' });
   const store = new SqliteStore(opts.sqlitePath ?? ':memory:');
   await store.migrate();
@@ -34,6 +34,8 @@ export async function inMemoryServices(opts: { clock?: Clock; cacheEntries?: num
     log,
     clock,
   );
+  // Like a serving gateway (default): follow the store's key change feed.
+  if (opts.followChanges ?? true) await keys.start();
   const signingKeyPem = generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
   const tokens = new TokenService(store, (id) => keys.getCurrent(id), { signingKeyPem, issuer: 'tollgate', defaultTtlSec: 60, maxTtlSec: 3600 }, clock);
   const ledger = new SettlementLedger(store, counters, { journalPath: null, maxPendingInMemory: 1000, initialBackoffMs: 100, maxBackoffMs: 1000, attemptTimeoutMs: 0 }, log);
