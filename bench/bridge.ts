@@ -310,7 +310,7 @@ async function run(calls: number, seconds: number, warmupSeconds: number, base: 
       items.push([ids[i]!, {
         app: 'agent', codec: 'PCMU', payloadType: 0, telephoneEventPt: 101, ptimeMs: 20,
         // RTCP goes to the same socket and is filtered out there.
-        remote: { address: '127.0.0.1', port, rtcpPort: port }, rtcpMux: false,
+        remote: { address: '127.0.0.1', port, rtcpPort: port }, rtcpMux: false, signallingAddress: '127.0.0.1', trustSdp: false,
         srtp: { send: { suite: 'AES_CM_128_HMAC_SHA1_80', keySalt: gatewayKey.toString('base64') }, recv: { suite: 'AES_CM_128_HMAC_SHA1_80', keySalt: callerKey.toString('base64') } },
         direction: 'sendrecv',
         agent: { encoding: 'PCMU', sampleRate: 8000, maxQueueMs: 30_000 },

@@ -83,7 +83,7 @@ async function run(streams: number, jitterTargetMs: number, base: number) {
     packets.push(list);
     items.push([ids[i]!, {
       app: 'echo', codec: 'PCMU', payloadType: 0, telephoneEventPt: null, ptimeMs: 20,
-      remote: { address: '127.0.0.1', port: s.address().port, rtcpPort: s.address().port + 1 }, rtcpMux: false,
+      remote: { address: '127.0.0.1', port: s.address().port, rtcpPort: s.address().port + 1 }, rtcpMux: false, signallingAddress: '127.0.0.1', trustSdp: false,
       srtp: { send: { suite: 'AES_CM_128_HMAC_SHA1_80', keySalt: gatewayKey.toString('base64') }, recv: { suite: 'AES_CM_128_HMAC_SHA1_80', keySalt: callerKey.toString('base64') } },
       direction: 'sendrecv',
     }]);

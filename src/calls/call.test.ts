@@ -7,7 +7,7 @@ import type { SessionStats } from '../media/media-protocol.js';
 import type { CallResources, EndReason } from './call.js';
 import { CallRegistry } from './call-registry.js';
 
-const STATS: SessionStats = { packetsIn: 10, packetsOut: 9, bytesIn: 1720, lost: 0, late: 0, authFailures: 0, dtmf: [] };
+const STATS: SessionStats = { packetsIn: 10, packetsOut: 9, bytesIn: 1720, lost: 0, late: 0, authFailures: 0, rejectedSource: 0, dtmf: [] };
 
 function grant(over: Partial<CallGrant> = {}): CallGrant {
   return {

@@ -309,7 +309,7 @@ export class Call {
     // its figures go into the record, so settlement waits for them (a worker answers in ms).
     const stats = this.mediaOpening ? await this.mediaOpening.then(() => this.res.media.close(this.id)).catch(() => null) : null;
     if (stats) {
-      this.details.media = { packetsIn: stats.packetsIn, packetsOut: stats.packetsOut, lost: stats.lost, late: stats.late, authFailures: stats.authFailures };
+      this.details.media = { packetsIn: stats.packetsIn, packetsOut: stats.packetsOut, lost: stats.lost, late: stats.late, authFailures: stats.authFailures, rejectedSource: stats.rejectedSource };
       this.res.log.info({ callId: this.id, reason, media: stats }, 'call media closed');
     }
     // The price the ledger settles at: rate, increments, connection fee, never past the grant.

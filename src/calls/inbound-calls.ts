@@ -15,7 +15,7 @@ import type { NumberRecord } from '../store/store.js';
 import type { Call, EndReason } from './call.js';
 import type { CallRegistry } from './call-registry.js';
 import { normaliseDialled, type NumberService } from './number-service.js';
-import { toSpec } from './media-spec.js';
+import { toSpec, type MediaTrust } from './media-spec.js';
 
 /** Every policy refusal is a SIP refusal: the compiler checks DenyCode ⊆ CallDenyCode here. */
 const asCallDeny = (code: DenyCode): CallDenyCode => code;
@@ -40,6 +40,12 @@ export interface InboundCallsOptions {
   readonly codecs: readonly Codec[];
   /** SDES suites we accept (the offerer's first supported line wins). */
   readonly suites: readonly SrtpSuite[];
+  /**
+   * media.sendBeforeLatch: 'signalling' (default) sends to the caller's SDP address before its
+   * first RTP only when that is the address its INVITE came from; 'always' trusts the SDP (for
+   * carriers whose media and signalling addresses differ and which wait for our RTP first).
+   */
+  readonly sendBeforeLatch: 'signalling' | 'always';
   readonly agents: {
     readonly maxQueueMs: number;
     readonly onAgentClose: 'hangup' | 'tone';
@@ -61,6 +67,8 @@ interface InboundMedia {
   sessionVersion: number;
   localKey: { suite: SrtpSuite; keySalt: Buffer } | null;
   srtp: 'required' | 'optional' | 'off';
+  /** Who may receive media before the caller's first packet (media/rtp-latch.ts). */
+  readonly trust: MediaTrust;
   app: MediaApp;
   agent: MediaSpec['agent'];
   spec: MediaSpec | null;
@@ -183,6 +191,9 @@ export class InboundCalls implements CallHandler {
       sessionVersion: 0,
       localKey: null,
       srtp: key.requireTls ? 'required' : number.srtp,
+      // The caller names its media address in its SDP: until its own packets arrive, media goes
+      // there only when it is the address the INVITE came from (media.sendBeforeLatch).
+      trust: { signallingAddress: inv.sourceIp, trustSdp: this.opts.sendBeforeLatch === 'always' },
       app: number.target === 'tone' ? 'tone' : number.target === 'echo' ? 'echo' : 'agent',
       agent: undefined,
       spec: null,
@@ -231,7 +242,7 @@ export class InboundCalls implements CallHandler {
     m.sessionVersion++;
     m.localKey = plan.srtp ? { suite: plan.srtp.suite, keySalt: plan.srtp.localKeySalt } : null;
     const text = buildAnswer(plan, { address: m.local.address, port: m.local.port, sessionId: m.local.sessionId, sessionVersion: m.sessionVersion, username: 'tollgate' });
-    return { ok: true, sdp: text, spec: toSpec(plan, m.app, m.agent) };
+    return { ok: true, sdp: text, spec: toSpec(plan, m.app, m.agent, m.trust) };
   }
 
   /**

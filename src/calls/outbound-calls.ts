@@ -224,7 +224,7 @@ export class OutboundCalls {
         onProgress: (status) => {
           if (status === 180 || status === 183) call.ringing();
         },
-        onAnswer: (sdp) => void this.onAnswer(call, input, offer, sdp, stream ?? null),
+        onAnswer: (sdp) => void this.onAnswer(call, input, offer, sdp, stream ?? null, route.peer.address),
         onEnd: (end) => {
           if (end.kind === 'rejected') call.details.sipStatus = end.status;
           const o = legOutcome(end);
@@ -244,7 +244,7 @@ export class OutboundCalls {
     return { callSid: id, progress: call.progress, maxDurationSec: grant.maxDurationSec, trunk };
   }
 
-  private async onAnswer(call: Call, input: z.output<typeof callInputSchema>, offer: LocalOffer, sdp: Buffer, stream: StreamAgent | null): Promise<void> {
+  private async onAnswer(call: Call, input: z.output<typeof callInputSchema>, offer: LocalOffer, sdp: Buffer, stream: StreamAgent | null, peerAddress: string): Promise<void> {
     if (call.ended) return;
     const neg = parseAnswer(sdp, offer);
     if (isAnswerError(neg)) {
@@ -255,7 +255,8 @@ export class OutboundCalls {
     if (!call.answered()) return;
     const { deps } = this;
     const target = input.target;
-    let spec: MediaSpec = toSpec(neg, target === 'agent' ? 'echo' : target, undefined);
+    // The carrier (or test sink) is one we chose: its SDP address is trusted before its first packet.
+    let spec: MediaSpec = toSpec(neg, target === 'agent' ? 'echo' : target, undefined, { signallingAddress: peerAddress, trustSdp: true });
     if (target === 'agent') {
       const agent = input.agent ?? { url: null, protocol: 'twilio' as const, sampleRate: 0 as const, parameters: {} };
       const route: AgentRoute = { url: agent.url ?? null, webhookUrl: null, protocol: agent.protocol, sampleRate: agent.sampleRate, parameters: { ...agent.parameters, ...input.parameters }, fallback: '480' };

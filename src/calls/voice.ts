@@ -124,6 +124,7 @@ export async function startVoice(gw: Gateway): Promise<Voice> {
     {
       codecs: m.codecs,
       suites: ['AES_CM_128_HMAC_SHA1_80', 'AES_CM_128_HMAC_SHA1_32', 'AEAD_AES_128_GCM'],
+      sendBeforeLatch: m.sendBeforeLatch,
       agents: { maxQueueMs: a.maxQueueMs, onAgentClose: a.onAgentClose, closeToneMs: a.closeToneMs, fallbackToneMs: a.fallbackToneMs, warningBeforeEndSec: a.warningBeforeEndSec, progress: a.progress },
     },
   );

@@ -77,6 +77,12 @@ export const configSchema = z
       timeoutSec: z.number().int().min(1).max(3600),
       codecs: z.array(z.enum(['PCMU', 'PCMA'])).min(1),
       jitterTargetMs: z.number().int().min(0).max(200).refine((v) => v === 0 || v >= 20, 'must be 0 (no playout buffer) or 20 ms or more'),
+      /**
+       * Before an inbound caller's first RTP packet, send media to its SDP address only when it
+       * is the address its INVITE came from ('signalling'), or always ('always': carriers whose
+       * media gateway differs from their SIP address and waits for our RTP first).
+       */
+      sendBeforeLatch: z.enum(['signalling', 'always']).default('signalling'),
     }),
     agents: z.strictObject({
       connectTimeoutMs: z.number().int().min(100).max(60_000),

@@ -22,8 +22,12 @@ export interface MediaSpec {
   readonly payloadType: number;
   readonly telephoneEventPt: number | null;
   readonly ptimeMs: number;
-  /** Where to send RTP (latching to the real source overrides it: symmetric RTP, RFC 4961). */
+  /** Where the SDP says to send RTP (the latched source overrides it: symmetric RTP, RFC 4961; media/rtp-latch.ts). */
   readonly remote: { readonly address: string; readonly port: number; readonly rtcpPort: number };
+  /** The address the call's signalling came from: RTP from it latches at once, and the SDP address is trusted when equal. */
+  readonly signallingAddress: string | null;
+  /** Send to the SDP address before the first packet even when it is not the signalling address (outbound carriers; media.sendBeforeLatch). */
+  readonly trustSdp: boolean;
   readonly rtcpMux: boolean;
   /** Our sending key and the caller's sending key (SDES, RFC 4568); null = plain RTP. */
   readonly srtp: { readonly send: SrtpKeys; readonly recv: SrtpKeys } | null;
@@ -63,6 +67,8 @@ export interface SessionStats {
   readonly lost: number;
   readonly late: number;
   readonly authFailures: number;
+  /** Packets dropped because they came from another source (or SSRC) than the latched one. */
+  readonly rejectedSource: number;
   readonly dtmf: readonly string[];
 }
 

@@ -18,6 +18,7 @@ import { DtmfReceiver, dtmfPackets, digitToEvent } from './dtmf.js';
 import { FrameForwarder } from './frame-forwarder.js';
 import { PlayoutQueue, type ReleasedMark } from './playout-queue.js';
 import { Resampler } from './resampler.js';
+import { RtpLatch } from './rtp-latch.js';
 
 const init = workerData as WorkerInit;
 const port = parentPort!;
@@ -29,6 +30,12 @@ const FRAME_SAMPLES = 160; // 20 ms at 8 kHz
 const FRAME_MS = 20;
 /** media.jitterTargetMs 0: echo frames go back as they arrive, with no playout clock. */
 const PASS_THROUGH = init.jitterTargetMs === 0;
+/**
+ * Symmetric RTP learning (media/rtp-latch.ts): a plain-RTP source other than the SDP or
+ * signalling address may be latched only in the first 2 s of media, after 4 packets in sequence.
+ */
+const LATCH_LEARNING_MS = 2000;
+const LATCH_PROBATION = 4;
 
 /**
  * One second of a tone at 8 kHz made of whole-Hz frequencies holds whole periods of each: 50
@@ -73,7 +80,11 @@ interface Session {
   readonly rtp: Socket;
   readonly rtcp: Socket;
   spec: MediaSpec | null;
-  remote: { address: string; port: number } | null;
+  /** Symmetric RTP, done safely: where media goes and whose packets count (media/rtp-latch.ts). */
+  latch: RtpLatch | null;
+  /** The SDP endpoint the latch was set up for (a re-INVITE naming another one learns again). */
+  latchFor: { address: string; port: number } | null;
+  /** Where RTCP goes once the latched address has sent RTCP from its own port. */
   remoteRtcp: { address: string; port: number } | null;
   srtpIn: SrtpContext | null;
   srtpOut: SrtpContext | null;
@@ -159,7 +170,8 @@ function open(callId: string): Promise<void> {
       rtp,
       rtcp,
       spec: null,
-      remote: null,
+      latch: null,
+      latchFor: null,
       remoteRtcp: null,
       srtpIn: null,
       srtpOut: null,
@@ -208,9 +220,24 @@ function configure(callId: string, spec: MediaSpec): void {
     s.srtpIn = spec.srtp ? srtpContext(spec.srtp.recv) : null;
     s.srtpOut = spec.srtp ? srtpContext(spec.srtp.send) : null;
   }
-  // Until the caller's first packet tells us its real source, send where the SDP says.
-  if (!s.remote || rekey) s.remote = { address: spec.remote.address, port: spec.remote.port };
-  if (!s.remoteRtcp) s.remoteRtcp = spec.rtcpMux ? s.remote : { address: spec.remote.address, port: spec.remote.rtcpPort };
+  // New media (another SDP address or key, e.g. a re-INVITE): learn the source again. Hold and
+  // resume keep the latch.
+  const prev = s.latchFor;
+  const moved = !prev || prev.address !== spec.remote.address || prev.port !== spec.remote.port || rekey;
+  if (moved) s.latchFor = { address: spec.remote.address, port: spec.remote.port };
+  const latchOpts = {
+    sdp: s.latchFor!,
+    signallingAddress: spec.signallingAddress,
+    trustSdp: spec.trustSdp,
+    authenticated: spec.srtp !== null,
+    learningMs: LATCH_LEARNING_MS,
+    probation: LATCH_PROBATION,
+  };
+  if (!s.latch) s.latch = new RtpLatch(latchOpts, now());
+  else if (moved) {
+    s.latch.reset(latchOpts, now());
+    s.remoteRtcp = null;
+  }
   s.out.payloadType = spec.payloadType;
   if (spec.app === 'agent' && spec.agent && (!s.agent || s.agent.codec !== spec.codec || JSON.stringify(s.agent.audio) !== JSON.stringify(spec.agent))) {
     s.agent = newAgentSide(s, spec.agent, spec.codec);
@@ -237,12 +264,10 @@ function onRtp(s: Session, msg: Buffer, rinfo: RemoteInfo): void {
     }
   }
   if (parseRtpHeader(pkt, header) !== 'ok') return;
-  // Symmetric RTP: answer to where authentic packets really come from (NAT), RFC 4961.
-  if (!s.remote || s.remote.address !== rinfo.address || s.remote.port !== rinfo.port) {
-    s.remote = { address: rinfo.address, port: rinfo.port };
-    if (spec.rtcpMux) s.remoteRtcp = s.remote;
-  }
   const t = now();
+  // Symmetric RTP (RFC 4961): answer to where the caller's packets really come from (NAT), once
+  // that source is latched; packets from anywhere else are dropped.
+  if (!s.latch?.accept(rinfo.address, rinfo.port, header.ssrc, header.sequenceNumber, t)) return;
   s.lastRxAt = t;
   s.stats.packetsIn++;
   s.stats.bytesIn += pkt.length;
@@ -272,7 +297,18 @@ function onRtcp(s: Session, msg: Buffer, rinfo: RemoteInfo): void {
     s.stats.authFailures++;
     return;
   }
-  s.remoteRtcp = { address: rinfo.address, port: rinfo.port };
+  // RTCP only from the caller's latched (or trusted) address: a stranger cannot re-point it.
+  if (!s.latch?.rtcpAllowedFrom(rinfo.address)) return;
+  if (s.remoteRtcp?.address !== rinfo.address || s.remoteRtcp.port !== rinfo.port) s.remoteRtcp = { address: rinfo.address, port: rinfo.port };
+}
+
+/** Where RTCP goes: where the caller's RTCP comes from, else beside its RTP (RFC 3550 §11: port + 1) or muxed. */
+function rtcpTarget(s: Session, spec: MediaSpec): { address: string; port: number } | null {
+  if (s.remoteRtcp) return s.remoteRtcp;
+  const rtp = s.latch?.target;
+  if (!rtp) return null;
+  if (spec.rtcpMux) return rtp;
+  return rtp === s.latchFor ? { address: rtp.address, port: spec.remote.rtcpPort } : { address: rtp.address, port: rtp.port + 1 };
 }
 
 /**
@@ -280,7 +316,7 @@ function onRtcp(s: Session, msg: Buffer, rinfo: RemoteInfo): void {
  * the call is encrypted, and sends it to the caller. False when nothing was sent.
  */
 function sendRtp(s: Session, fields: RtpHeaderFields, payload: Uint8Array): boolean {
-  const remote = s.remote;
+  const remote = s.latch?.target;
   if (!remote) return false;
   const h = writeRtpHeader(sendBuf, 0, fields);
   sendBuf.set(payload, h);
@@ -323,8 +359,9 @@ function queueDtmf(callId: string, digit: string, durationMs: number): void {
 
 /** Sends an RTCP report (SR when we send, RR otherwise) with a block about the caller's stream. */
 function sendRtcp(s: Session, t: number): void {
-  const remote = s.remoteRtcp;
-  if (!remote || !s.spec) return;
+  if (!s.spec) return;
+  const remote = rtcpTarget(s, s.spec);
+  if (!remote) return;
   s.lastRtcpAt = t;
   const block: ReportBlock | null = s.rxStats ? s.rxStats.fillReportBlock(Date.now(), {} as ReportBlock) : null;
   const blocks = block ? [block] : [];
@@ -464,7 +501,7 @@ function play(callId: string, audio: Uint8Array): void {
 function close(callId: string): void {
   const s = sessions.get(callId);
   if (!s) {
-    post({ type: 'closed', callId, stats: { packetsIn: 0, packetsOut: 0, bytesIn: 0, lost: 0, late: 0, authFailures: 0, dtmf: [] } });
+    post({ type: 'closed', callId, stats: { packetsIn: 0, packetsOut: 0, bytesIn: 0, lost: 0, late: 0, authFailures: 0, rejectedSource: 0, dtmf: [] } });
     return;
   }
   sessions.delete(callId);
@@ -473,7 +510,7 @@ function close(callId: string): void {
   s.rtp.close();
   s.rtcp.close();
   const ps = s.playout.stats;
-  const stats: SessionStats = { packetsIn: s.stats.packetsIn, packetsOut: s.stats.packetsOut, bytesIn: s.stats.bytesIn, lost: ps.lost, late: ps.late, authFailures: s.stats.authFailures, dtmf: s.stats.dtmf };
+  const stats: SessionStats = { packetsIn: s.stats.packetsIn, packetsOut: s.stats.packetsOut, bytesIn: s.stats.bytesIn, lost: ps.lost, late: ps.late, authFailures: s.stats.authFailures, rejectedSource: s.latch?.dropped ?? 0, dtmf: s.stats.dtmf };
   post({ type: 'closed', callId, stats });
 }
 

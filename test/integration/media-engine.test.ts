@@ -16,15 +16,16 @@ describe('media workers', () => {
     for (const s of sockets.splice(0)) s.close();
   });
 
-  const caller = async () => {
+  /** A UDP endpoint on loopback; other 127/8 addresses stand for other hosts (Linux routes all of 127/8 to lo). */
+  const caller = async (address = '127.0.0.1') => {
     const s = createSocket('udp4');
-    await new Promise<void>((r) => s.bind(0, '127.0.0.1', () => r()));
+    await new Promise<void>((r) => s.bind(0, address, () => r()));
     sockets.push(s);
     return s;
   };
   const spec = (port: number, srtp: MediaSpec['srtp'] = null, app: MediaSpec['app'] = 'echo'): MediaSpec => ({
     app, codec: 'PCMU', payloadType: 0, telephoneEventPt: 101, ptimeMs: 20,
-    remote: { address: '127.0.0.1', port, rtcpPort: port + 1 }, rtcpMux: false, srtp, direction: 'sendrecv',
+    remote: { address: '127.0.0.1', port, rtcpPort: port + 1 }, rtcpMux: false, srtp, direction: 'sendrecv', signallingAddress: '127.0.0.1', trustSdp: false,
   });
   const rtp = (seq: number, ssrc = 1234, payload = Buffer.alloc(160, 0x55)) => {
     const b = Buffer.alloc(172);
@@ -181,5 +182,95 @@ describe('media workers', () => {
     expect(h.payloadLength).toBe(160);
     const seqs = got.map((p) => p.readUInt16BE(2));
     for (let i = 1; i < seqs.length; i++) expect((seqs[i]! - seqs[i - 1]! + 65536) % 65536).toBe(1);
+  });
+
+  describe('symmetric RTP done safely (RFC 4961; media/rtp-latch.ts)', () => {
+    /** Collects what a socket receives; `count()` reads it later. */
+    const listen = (sock: Socket) => {
+      const got: Buffer[] = [];
+      sock.on('message', (m) => got.push(m));
+      return got;
+    };
+    const settle = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+    it('one spoofed RTP packet from another source cannot take over a plain-RTP call: the caller keeps its echo, the spoofer gets nothing', async () => {
+      const e = await start();
+      const real = await caller('127.0.0.1');
+      const spoofer = await caller('127.0.0.2');
+      const { port } = await e.open('s1');
+      e.configure('s1', spec(real.address().port));
+      const realGot = listen(real);
+      const spoofGot = listen(spoofer);
+      for (let i = 0; i < 3; i++) real.send(rtp(i, 1234), port, '127.0.0.1');
+      await settle(200);
+      expect(realGot.length).toBe(3);
+      // Same SSRC, next sequence numbers, valid RTP: what an attacker guessing the stream would send.
+      for (let i = 3; i < 8; i++) spoofer.send(rtp(i, 1234), port, '127.0.0.1');
+      await settle(200);
+      for (let i = 8; i < 11; i++) real.send(rtp(i, 1234), port, '127.0.0.1');
+      await settle(200);
+      expect(spoofGot).toHaveLength(0);
+      expect(realGot.length).toBe(6);
+      expect(await e.close('s1')).toMatchObject({ packetsIn: 6, rejectedSource: 5 });
+    });
+
+    it('sends nothing to an SDP address that is not where the signalling came from until the caller\'s own RTP arrives', async () => {
+      const e = await start({ jitterTargetMs: 40 });
+      const victim = await caller('127.0.0.3');
+      const real = await caller('127.0.0.1');
+      const { port } = await e.open('aim');
+      // The caller (signalling from 127.0.0.1) names a third party's address in its SDP.
+      e.configure('aim', { ...spec(victim.address().port, null, 'tone'), remote: { address: '127.0.0.3', port: victim.address().port, rtcpPort: victim.address().port + 1 } });
+      const victimGot = listen(victim);
+      const realGot = listen(real);
+      await settle(500);
+      expect(victimGot).toHaveLength(0);
+      // Its own packet, from the signalling address, latches: the tone now goes to it.
+      real.send(rtp(0, 77), port, '127.0.0.1');
+      await settle(500);
+      expect(victimGot).toHaveLength(0);
+      expect(realGot.length).toBeGreaterThan(5);
+      await e.close('aim');
+    });
+
+    it('a trusted SDP (an outbound carrier, or media.sendBeforeLatch: always) gets media before its first packet', async () => {
+      const e = await start({ jitterTargetMs: 40 });
+      const carrierMedia = await caller('127.0.0.3');
+      await e.open('trusted');
+      e.configure('trusted', { ...spec(carrierMedia.address().port, null, 'tone'), remote: { address: '127.0.0.3', port: carrierMedia.address().port, rtcpPort: carrierMedia.address().port + 1 }, trustSdp: true });
+      const got = listen(carrierMedia);
+      await settle(500);
+      expect(got.length).toBeGreaterThan(5);
+      await e.close('trusted');
+    });
+
+    it('a caller behind NAT (RTP from another address than its SDP and signalling) is learnt after 4 packets in sequence', async () => {
+      const e = await start();
+      const natted = await caller('127.0.0.4');
+      const { port } = await e.open('nat');
+      e.configure('nat', spec(45_000));
+      const got = listen(natted);
+      for (let i = 0; i < 8; i++) natted.send(rtp(i, 4321), port, '127.0.0.1');
+      await settle(300);
+      // The first three wait for probation; from the fourth on they are echoed.
+      expect(got.length).toBe(5);
+      expect(await e.close('nat')).toMatchObject({ packetsIn: 5, rejectedSource: 3 });
+    });
+
+    it('RTCP from a stranger does not re-point the call\'s RTCP', async () => {
+      const e = await start();
+      const real = await caller('127.0.0.1');
+      const stranger = await caller('127.0.0.2');
+      const { port } = await e.open('rtcp');
+      e.configure('rtcp', spec(real.address().port));
+      real.send(rtp(0, 1), port, '127.0.0.1');
+      // A receiver report (RFC 3550 §6.4.2), empty, from the stranger to the RTCP port.
+      const rr = Buffer.from([0x80, 201, 0, 1, 0, 0, 0, 9]);
+      stranger.send(rr, port + 1, '127.0.0.1');
+      const strangerGot = listen(stranger);
+      await settle(5500); // RTCP reports go out every 5 s
+      expect(strangerGot).toHaveLength(0);
+      await e.close('rtcp');
+    });
   });
 });
