@@ -41,5 +41,5 @@ VOLUME ["/var/lib/tollgate"]
 EXPOSE 8080 5060/udp 5060/tcp 5061/tcp 8088/tcp 8089/tcp 10000-20000/udp
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s \
   CMD ["node", "-e", "fetch('http://127.0.0.1:8080/healthz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
-ENTRYPOINT ["tini", "--", "node", "dist/cli/tollgate.js"]
+ENTRYPOINT ["tini", "--", "node", "dist/tollgate.js"]
 CMD ["serve"]

@@ -96,7 +96,7 @@ interface Gateway {
  * would cost this process (sharing the machine with the gateway) more CPU than the load itself.
  */
 async function startBuiltGateway(env: Record<string, string>): Promise<Gateway> {
-  const cli = resolve(import.meta.dirname, '../dist/cli/tollgate.js');
+  const cli = resolve(import.meta.dirname, '../dist/tollgate.js');
   if (!existsSync(cli)) throw new Error('dist/ is missing: run npm run build first');
   const child = spawn(process.execPath, [cli, 'serve', '--port', '0', '--host', '127.0.0.1'], { cwd: resolve(import.meta.dirname, '..'), env, stdio: ['ignore', 'pipe', 'pipe'] });
   const chunks: string[] = [];

@@ -1,4 +1,4 @@
-import type { DestinationStream, Logger } from 'pino';
+import { pino, type DestinationStream, type Logger } from 'pino';
 import { join } from 'node:path';
 import type { Config } from './config/index.js';
 import { createLogger } from './observability/logger.js';
@@ -11,7 +11,8 @@ import { KeyService } from './keys/key-service.js';
 import { TokenService } from './keys/token-service.js';
 import { LocalRevocationBus, MemoryCounters } from './policy/memory-counters.js';
 import { RedisCounters, RedisRevocationBus } from './policy/redis-counters.js';
-import type { Counters, RevocationBus } from './policy/counters.js';
+import type { Counters } from './policy/counters.js';
+import type { RevocationBus } from './keys/revocation-bus.js';
 import { PolicyEngine } from './policy/policy-engine.js';
 import { CredentialVerifier } from './policy/credentials.js';
 import { SettlementLedger } from './billing/index.js';
@@ -20,8 +21,18 @@ import { blockedPrefixes } from './policy/prefix-lists.js';
 import { ensureDevCertificate } from './transport/dev-certificate.js';
 import { NumberService } from './calls/number-service.js';
 import { WebhookService } from './webhooks/index.js';
+import { buildHttpServer, VERSION } from './api/server.js';
+import { loadStirSigning, stirX5u, type StirSigning } from './stir/index.js';
+import type { CliApp } from './cli/app.js';
+import { startVoice } from './voice.js';
 
-/** Every long-lived object of one gateway, built from config (no module-level singletons). */
+/**
+ * The composition root (ARCHITECTURE.md): the one place the object graph is built from config.
+ * Every other module gets only what it uses, through its constructor; nothing imports this file
+ * but the entry point (src/tollgate.ts) and the call wiring beside it (src/voice.ts).
+ */
+
+/** Every long-lived core object of one gateway, built from config (no module-level singletons). */
 export interface Gateway {
   readonly config: Config;
   readonly log: Logger;
@@ -160,3 +171,93 @@ export async function buildGateway(config: Config, opts: BuildOptions = {}): Pro
     throw err;
   }
 }
+
+/**
+ * `tollgate serve`: the core services, then calls (media, agents, SIP), then the REST API and
+ * agent streams; drains on SIGTERM/SIGINT (every call type refused, running calls finish up to
+ * sip.drainTimeoutSec), then closes children before parents.
+ */
+export async function serve(config: Config): Promise<void> {
+  const gw = await buildGateway(config, { purpose: 'serve' });
+  let voice: Awaited<ReturnType<typeof startVoice>> | null = null;
+  const stirCertificate: { current: StirSigning | null } = { current: null };
+  let http: ReturnType<typeof buildHttpServer> | null = null;
+  try {
+    voice = await startVoice(gw);
+    http = buildHttpServer(gw, { calls: voice.calls, outbound: voice.outbound, trunks: voice.trunks, stir: stirCertificate });
+    await http.app.listen({ host: config.http.host, port: config.http.port });
+  } catch (err) {
+    // Nothing may keep the process alive after a failed start.
+    await http?.app.close();
+    await voice?.close();
+    await gw.close();
+    throw err;
+  }
+  if (!voice || !http) throw new Error('tollgate did not start');
+  const running = voice;
+  const web = http;
+  const addr = web.app.server.address();
+  const port = typeof addr === 'object' && addr ? addr.port : config.http.port;
+  const hostForUrl = config.http.host.includes(':') ? `[${config.http.host}]` : config.http.host;
+  const base = `http://${hostForUrl}:${port}`;
+  const bridge = running.bridge;
+  // STIR/SHAKEN signing: the default x5u is this gateway's own /v1/stir/cert.pem.
+  const stir = loadStirSigning(config, { x5u: stirX5u(config, base), log: gw.log.child({ component: 'stir' }) });
+  running.outbound.setStir(stir);
+  stirCertificate.current = stir;
+  bridge.setPublicBase(base);
+  // Agents dial in over WebSocket on the same port as the REST API (/v1/stream).
+  web.app.server.on('upgrade', (req, socket, head) => {
+    if (!bridge.handleUpgrade(req, socket, head)) socket.destroy();
+  });
+  gw.log.info({ url: base, sip: running.sip.listening, media: { workers: running.media.workerCount }, store: config.store.driver, counters: config.counters.driver, dataDir: config.dataDir }, 'tollgate listening');
+  const keyCount = await gw.store.countKeys();
+  process.stderr.write(
+    [
+      '',
+      `tollgate ${VERSION} is running: REST API on ${base} (store: ${config.store.driver}, counters: ${config.counters.driver})`,
+      `  SIP:     ${Object.entries(running.sip.listening).map(([p, a]) => `${p} ${a.address}:${a.port}`).join(', ')}; media workers: ${running.media.workerCount}`,
+      `  health:  curl ${base}/readyz`,
+      `  API doc: ${base}/openapi.json`,
+      keyCount === 0
+        ? '  next:    create your first admin key in another terminal:\n           npm run tollgate -- keys create --name admin --role admin'
+        : `  keys:    ${keyCount} in the store; list them with: npm run tollgate -- keys list`,
+      '  stop:    Ctrl-C (drains, then exits)',
+      '',
+    ].join('\n') + '\n',
+  );
+
+  let stopping = false;
+  const stop = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    gw.log.info({ signal }, 'draining');
+    web.drain();
+    running.drain();
+    const drainMs = config.sip.drainTimeoutSec * 1000;
+    const deadline = setTimeout(() => {
+      gw.log.error('drain deadline passed; exiting');
+      process.exit(1);
+    }, drainMs + 10_000);
+    deadline.unref();
+    void (async () => {
+      // Running calls of every kind may finish (new ones are refused: SIP 503, DRAINING) for up
+      // to sip.drainTimeoutSec; then the rest end (BYE or CANCEL) with reason shutdown.
+      await running.calls.idle(drainMs);
+      await web.app.close();
+      await running.close();
+      await gw.close();
+      gw.log.info('stopped');
+      clearTimeout(deadline);
+      process.exitCode = 0;
+    })();
+  };
+  process.once('SIGTERM', () => stop('SIGTERM'));
+  process.once('SIGINT', () => stop('SIGINT'));
+}
+
+/** The CLI's view of the composition root: one-shot commands open the core services; serve runs everything. */
+export const cliApp: CliApp = {
+  open: (config) => buildGateway(config, { purpose: 'command', logger: createLogger({ level: 'warn', destination: pino.destination(2) }) }),
+  serve,
+};

@@ -1,6 +1,6 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import type { Gateway } from '../main.js';
-import type { Scope } from '../keys/scopes.js';
+import type { AuthContext } from './context.js';
+import type { Scope } from '../store/scopes.js';
 import type { Principal } from '../policy/principal.js';
 import { CREDENTIAL_PARAMS } from '../policy/credentials.js';
 import { authMessage, errorBody, httpStatusFor } from './http-status.js';
@@ -24,24 +24,24 @@ export function sendRefusal(reply: FastifyReply, code: Parameters<typeof httpSta
  * whether it may use `scope` from this address. Credentials are accepted only in the header.
  * Returns null after sending the refusal.
  */
-export async function authenticate(gw: Gateway, req: FastifyRequest, reply: FastifyReply, scope: Scope): Promise<Principal | null> {
-  const principal = await identify(gw, req, reply);
-  return principal && permit(gw, req, reply, principal, scope);
+export async function authenticate(ctx: AuthContext, req: FastifyRequest, reply: FastifyReply, scope: Scope): Promise<Principal | null> {
+  const principal = await identify(ctx, req, reply);
+  return principal && permit(ctx, req, reply, principal, scope);
 }
 
 /**
  * Like authenticate, for routes where a key may act on itself: admins (keys:admin) act on any
  * key, any other key only on `keyId`. The allowlist and status checks apply either way.
  */
-export async function authenticateSelfOrAdmin(gw: Gateway, req: FastifyRequest, reply: FastifyReply, keyId: string): Promise<Principal | null> {
-  const principal = await identify(gw, req, reply);
+export async function authenticateSelfOrAdmin(ctx: AuthContext, req: FastifyRequest, reply: FastifyReply, keyId: string): Promise<Principal | null> {
+  const principal = await identify(ctx, req, reply);
   if (!principal) return null;
   const self = principal.via === 'key' && principal.key.id === keyId && !principal.scopes.has('keys:admin');
-  return permit(gw, req, reply, principal, self ? null : 'keys:admin');
+  return permit(ctx, req, reply, principal, self ? null : 'keys:admin');
 }
 
 /** Resolves the credential to a principal, or sends 401 and returns null. */
-export async function identify(gw: Gateway, req: FastifyRequest, reply: FastifyReply): Promise<Principal | null> {
+export async function identify(ctx: AuthContext, req: FastifyRequest, reply: FastifyReply): Promise<Principal | null> {
   const q = req.query as Record<string, unknown> | undefined;
   if (q && CREDENTIAL_PARAMS.some((p) => p in q)) {
     reply.code(400).send(errorBody('VALIDATION_FAILED', 'credentials must be sent in the Authorization header, never in the URL'));
@@ -53,7 +53,7 @@ export async function identify(gw: Gateway, req: FastifyRequest, reply: FastifyR
     sendRefusal(reply, 'UNAUTHENTICATED', 'send an API key or token as Authorization: Bearer <credential>');
     return null;
   }
-  const v = await gw.credentials.verify(m[1]!, req.ip);
+  const v = await ctx.credentials.verify(m[1]!, req.ip);
   if (!v.ok) {
     sendRefusal(reply, v.code, authMessage(v.code));
     return null;
@@ -62,8 +62,8 @@ export async function identify(gw: Gateway, req: FastifyRequest, reply: FastifyR
 }
 
 /** Asks the policy engine whether the principal may use `scope` (null: no scope needed) from this address. */
-export async function permit(gw: Gateway, req: FastifyRequest, reply: FastifyReply, principal: Principal, scope: Scope | null): Promise<Principal | null> {
-  const verdict = await gw.policy.authorize({
+export async function permit(ctx: AuthContext, req: FastifyRequest, reply: FastifyReply, principal: Principal, scope: Scope | null): Promise<Principal | null> {
+  const verdict = await ctx.policy.authorize({
     principal,
     action: 'api',
     scope,

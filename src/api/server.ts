@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Fastify, { type FastifyInstance, type FastifyError } from 'fastify';
-import type { Gateway } from '../main.js';
+import type { ApiContext } from './context.js';
 import { isTollgateError } from '../errors/index.js';
 import { errorBody } from './http-status.js';
 import { openApiDocument } from './openapi.js';
@@ -33,11 +33,11 @@ export interface HttpServer {
  * The REST API (fastify). Request logs carry method, route, status and time only: never the
  * query string or headers, so a credential misplaced in a URL is not written anywhere.
  */
-export function buildHttpServer(gw: Gateway, opts: { calls?: CallRegistry | null; outbound?: OutboundCalls | null; trunks?: TrunkService | null; stir?: { readonly current: StirSigning | null } } = {}): HttpServer {
+export function buildHttpServer(ctx: ApiContext, opts: { calls?: CallRegistry | null; outbound?: OutboundCalls | null; trunks?: TrunkService | null; stir?: { readonly current: StirSigning | null } } = {}): HttpServer {
   const app = Fastify({
     logger: false,
-    bodyLimit: gw.config.http.bodyLimitBytes,
-    trustProxy: gw.config.http.trustProxy,
+    bodyLimit: ctx.config.http.bodyLimitBytes,
+    trustProxy: ctx.config.http.trustProxy,
     return503OnClosing: true,
     requestTimeout: 30_000,
     connectionTimeout: 60_000,
@@ -47,9 +47,9 @@ export function buildHttpServer(gw: Gateway, opts: { calls?: CallRegistry | null
 
   app.addHook('onResponse', (req, reply, done) => {
     const route = req.routeOptions.url ?? 'unknown';
-    gw.metrics.httpRequests.inc({ method: req.method, route, status: String(reply.statusCode) });
-    gw.metrics.httpDuration.observe({ method: req.method, route }, reply.elapsedTime / 1000);
-    gw.log.info(
+    ctx.metrics.httpRequests.inc({ method: req.method, route, status: String(reply.statusCode) });
+    ctx.metrics.httpDuration.observe({ method: req.method, route }, reply.elapsedTime / 1000);
+    ctx.log.info(
       { method: req.method, route, status: reply.statusCode, ms: Math.round(reply.elapsedTime * 10) / 10, keyId: req.principal?.key.id, ip: req.ip },
       'http request',
     );
@@ -58,14 +58,14 @@ export function buildHttpServer(gw: Gateway, opts: { calls?: CallRegistry | null
 
   app.setErrorHandler((err: FastifyError, req, reply) => {
     if (isTollgateError(err)) {
-      if (err.httpStatus >= 500) gw.log.error({ err, route: req.routeOptions.url }, 'request failed');
+      if (err.httpStatus >= 500) ctx.log.error({ err, route: req.routeOptions.url }, 'request failed');
       return reply.code(err.httpStatus).send(errorBody(err.code, err.message, { details: err.details }));
     }
     const status = err.statusCode ?? 500;
-    if (status === 413) return reply.code(413).send(errorBody('VALIDATION_FAILED', `the body is larger than ${gw.config.http.bodyLimitBytes} bytes`));
+    if (status === 413) return reply.code(413).send(errorBody('VALIDATION_FAILED', `the body is larger than ${ctx.config.http.bodyLimitBytes} bytes`));
     if (status === 415) return reply.code(415).send(errorBody('VALIDATION_FAILED', 'send the body as application/json'));
     if (status >= 400 && status < 500) return reply.code(status).send(errorBody('VALIDATION_FAILED', err.message.replace(/^Body /, 'body ')));
-    gw.log.error({ err, route: req.routeOptions.url }, 'request failed');
+    ctx.log.error({ err, route: req.routeOptions.url }, 'request failed');
     return reply.code(500).send(errorBody('INTERNAL', 'internal error'));
   });
 
@@ -75,25 +75,25 @@ export function buildHttpServer(gw: Gateway, opts: { calls?: CallRegistry | null
   app.get('/readyz', async (_req, reply) => {
     if (draining) return reply.code(503).send(errorBody('STORE_UNAVAILABLE', 'draining'));
     try {
-      await gw.store.ping();
-      await gw.counters.countLeases('readyz');
+      await ctx.store.ping();
+      await ctx.counters.countLeases('readyz');
     } catch {
       return reply.code(503).send(errorBody('STORE_UNAVAILABLE', 'store or counters unreachable'));
     }
     return { status: 'ready' };
   });
-  app.get('/metrics', async (_req, reply) => reply.header('content-type', gw.metrics.registry.contentType).send(await gw.metrics.registry.metrics()));
+  app.get('/metrics', async (_req, reply) => reply.header('content-type', ctx.metrics.registry.contentType).send(await ctx.metrics.registry.metrics()));
   const doc = openApiDocument(VERSION);
   app.get('/openapi.json', () => doc);
 
-  registerKeyRoutes(app, gw);
-  registerTokenRoutes(app, gw);
-  registerAuditRoutes(app, gw);
-  registerUsageRoutes(app, gw);
-  registerAuthorizationRoutes(app, gw);
-  registerNumberRoutes(app, gw);
-  registerWebhookRoutes(app, gw);
-  registerCallRoutes(app, gw, opts.outbound ?? null, opts.trunks ?? null, opts.calls ?? null);
+  registerKeyRoutes(app, ctx);
+  registerTokenRoutes(app, ctx);
+  registerAuditRoutes(app, ctx);
+  registerUsageRoutes(app, ctx);
+  registerAuthorizationRoutes(app, ctx);
+  registerNumberRoutes(app, ctx);
+  registerWebhookRoutes(app, ctx);
+  registerCallRoutes(app, ctx, opts.outbound ?? null, opts.trunks ?? null, opts.calls ?? null);
   // The STIR/SHAKEN certificate chain at the x5u of tollgate's Identity headers (public, like any x5u).
   app.get('/v1/stir/cert.pem', (req, reply) => {
     const stir = opts.stir?.current;
@@ -103,7 +103,7 @@ export function buildHttpServer(gw: Gateway, opts: { calls?: CallRegistry | null
     if (req.headers['if-none-match'] === etag) return reply.code(304).send();
     return reply.header('content-type', 'application/pem-certificate-chain').send(pem);
   });
-  registerTwilioRoutes(app, gw, opts.calls ?? null);
+  registerTwilioRoutes(app, ctx, opts.calls ?? null);
 
   return { app, drain: () => void (draining = true) };
 }

@@ -1,20 +1,17 @@
 import { userInfo } from 'node:os';
 import { Command, CommanderError, Option } from 'commander';
-import { pino } from 'pino';
 import { loadConfig, type Config } from '../config/index.js';
-import { buildGateway, type Gateway } from '../main.js';
-import { createLogger } from '../observability/logger.js';
-import { buildHttpServer, VERSION } from '../api/server.js';
-import { startVoice } from '../calls/voice.js';
+import { VERSION } from '../api/server.js';
+import type { CliApp, CliServices } from './app.js';
 import { withoutQuery } from '../calls/number-service.js';
 import { TrunkService } from '../calls/trunk-service.js';
 import { readFileSync } from 'node:fs';
 import { accountSidFor, signingSecretFor } from '../keys/key-identity.js';
-import { loadStirSigning, stirX5u, type StirSigning } from '../stir/index.js';
+
 import { registerCertsCommands } from './certs-command.js';
 import { registerWebhooksCommands } from './webhooks-command.js';
 import { TollgateError } from '../errors/index.js';
-import type { KeyRecord } from '../keys/key-record.js';
+import type { KeyRecord } from '../store/key-record.js';
 import { scanGit, scanPaths, type Finding } from '../keys/leak-scanner.js';
 import { hashSecret } from '../keys/secret-crypto.js';
 import { keyPrincipal } from '../policy/principal.js';
@@ -84,7 +81,7 @@ function describeKey(k: KeyRecord): string {
   return lines.join('\n');
 }
 
-export function buildProgram(): Command {
+export function buildProgram(app: CliApp): Command {
   const program = new Command('tollgate')
     .description('tollgate: a voice gateway for AI agents, where every call is authorised, limited and metered by an API key')
     .version(VERSION)
@@ -97,9 +94,8 @@ export function buildProgram(): Command {
   const config = (overrides?: Record<string, unknown>): Config => loadConfig({ configFile: g().config, overrides });
 
   /** Runs a one-shot command against the configured store, and always closes it. */
-  async function withGateway<T>(fn: (gw: Gateway) => Promise<T>): Promise<T> {
-    const cfg = config();
-    const gw = await buildGateway(cfg, { purpose: 'command', logger: createLogger({ level: 'warn', destination: pino.destination(2) }) });
+  async function withGateway<T>(fn: (gw: CliServices) => Promise<T>): Promise<T> {
+    const gw = await app.open(config());
     try {
       return await fn(gw);
     } finally {
@@ -109,13 +105,13 @@ export function buildProgram(): Command {
 
   program
     .command('serve')
-    .description('run the gateway (REST API now; SIP and media as they land)')
+    .description('run the gateway: REST API, agent streams, SIP and media (drains on SIGTERM)')
     .option('--host <host>', 'HTTP listen address (default from config: 127.0.0.1)')
     .option('--port <port>', 'HTTP port (0 = any free port)', num)
     .action(async (o: { host?: string; port?: number }) => {
       const overrides: Record<string, unknown> = {};
       if (o.host !== undefined || o.port !== undefined) overrides.http = { ...(o.host !== undefined ? { host: o.host } : {}), ...(o.port !== undefined ? { port: o.port } : {}) };
-      await serve(config(overrides));
+      await app.serve(config(overrides));
     });
 
   const keys = program.command('keys').description('create and manage API keys');
@@ -236,7 +232,7 @@ export function buildProgram(): Command {
   registerCertsCommands(program, { json: () => !!g().json, loadConfig: () => config() });
   registerWebhooksCommands(program, { json: () => !!g().json, withGateway, actor });
 
-  const trunkService = (gw: Gateway): TrunkService => new TrunkService(gw.store, gw.audit, gw.counters, gw.config.secrets.masterKey, gw.log);
+  const trunkService = (gw: CliServices): TrunkService => new TrunkService(gw.store, gw.audit, gw.counters, gw.config.secrets.masterKey, gw.log);
   const trunks = program.command('trunks').description('carrier trunks outbound calls leave through');
   trunks
     .command('add <name>')
@@ -482,87 +478,8 @@ export function buildProgram(): Command {
   return program;
 }
 
-async function serve(config: Config): Promise<void> {
-  const gw = await buildGateway(config, { purpose: 'serve' });
-  let voice: Awaited<ReturnType<typeof startVoice>> | null = null;
-  const stirCertificate: { current: StirSigning | null } = { current: null };
-  let http: ReturnType<typeof buildHttpServer> | null = null;
-  try {
-    voice = await startVoice(gw);
-    http = buildHttpServer(gw, { calls: voice.calls, outbound: voice.outbound, trunks: voice.trunks, stir: stirCertificate });
-    await http.app.listen({ host: config.http.host, port: config.http.port });
-  } catch (err) {
-    // Nothing may keep the process alive after a failed start.
-    await http?.app.close();
-    await voice?.close();
-    await gw.close();
-    throw err;
-  }
-  if (!voice || !http) throw new Error('tollgate did not start');
-  const running = voice;
-  const web = http;
-  const addr = web.app.server.address();
-  const port = typeof addr === 'object' && addr ? addr.port : config.http.port;
-  const hostForUrl = config.http.host.includes(':') ? `[${config.http.host}]` : config.http.host;
-  const base = `http://${hostForUrl}:${port}`;
-  const bridge = running.bridge;
-  // STIR/SHAKEN signing: the default x5u is this gateway's own /v1/stir/cert.pem.
-  const stir = loadStirSigning(config, { x5u: stirX5u(config, base), log: gw.log.child({ component: 'stir' }) });
-  running.outbound.setStir(stir);
-  stirCertificate.current = stir;
-  bridge.setPublicBase(base);
-  // Agents dial in over WebSocket on the same port as the REST API (/v1/stream).
-  web.app.server.on('upgrade', (req, socket, head) => {
-    if (!bridge.handleUpgrade(req, socket, head)) socket.destroy();
-  });
-  gw.log.info({ url: base, sip: running.sip.listening, media: { workers: running.media.workerCount }, store: config.store.driver, counters: config.counters.driver, dataDir: config.dataDir }, 'tollgate listening');
-  const keyCount = await gw.store.countKeys();
-  process.stderr.write(
-    [
-      '',
-      `tollgate ${VERSION} is running: REST API on ${base} (store: ${config.store.driver}, counters: ${config.counters.driver})`,
-      `  SIP:     ${Object.entries(running.sip.listening).map(([p, a]) => `${p} ${a.address}:${a.port}`).join(', ')}; media workers: ${running.media.workerCount}`,
-      `  health:  curl ${base}/readyz`,
-      `  API doc: ${base}/openapi.json`,
-      keyCount === 0
-        ? '  next:    create your first admin key in another terminal:\n           npm run tollgate -- keys create --name admin --role admin'
-        : `  keys:    ${keyCount} in the store; list them with: npm run tollgate -- keys list`,
-      '  stop:    Ctrl-C (drains, then exits)',
-      '',
-    ].join('\n') + '\n',
-  );
-
-  let stopping = false;
-  const stop = (signal: string): void => {
-    if (stopping) return;
-    stopping = true;
-    gw.log.info({ signal }, 'draining');
-    web.drain();
-    running.drain();
-    const drainMs = config.sip.drainTimeoutSec * 1000;
-    const deadline = setTimeout(() => {
-      gw.log.error('drain deadline passed; exiting');
-      process.exit(1);
-    }, drainMs + 10_000);
-    deadline.unref();
-    void (async () => {
-      // Running calls of every kind may finish (new ones are refused: SIP 503, DRAINING) for up
-      // to sip.drainTimeoutSec; then the rest end (BYE or CANCEL) with reason shutdown.
-      await running.calls.idle(drainMs);
-      await web.app.close();
-      await running.close();
-      await gw.close();
-      gw.log.info('stopped');
-      clearTimeout(deadline);
-      process.exitCode = 0;
-    })();
-  };
-  process.once('SIGTERM', () => stop('SIGTERM'));
-  process.once('SIGINT', () => stop('SIGINT'));
-}
-
-export async function main(argv: string[]): Promise<number> {
-  const program = buildProgram();
+export async function main(argv: string[], app: CliApp): Promise<number> {
+  const program = buildProgram(app);
   try {
     await program.parseAsync(argv);
     return typeof process.exitCode === 'number' ? process.exitCode : EXIT.OK;

@@ -1,5 +1,5 @@
 import { Option, type Command } from 'commander';
-import type { Gateway } from '../main.js';
+import type { CliServices } from './app.js';
 import { TollgateError } from '../errors/index.js';
 import type { WebhookDelivery, WebhookEndpoint } from '../store/store.js';
 import { urlForAudit, WEBHOOK_EVENT_TYPES } from '../webhooks/index.js';
@@ -7,7 +7,7 @@ import { makeOut, table } from './output.js';
 
 export interface WebhooksCommandContext {
   json: () => boolean;
-  withGateway: <T>(fn: (gw: Gateway) => Promise<T>) => Promise<T>;
+  withGateway: <T>(fn: (gw: CliServices) => Promise<T>) => Promise<T>;
   actor: () => string;
 }
 

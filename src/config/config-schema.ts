@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { ALL_SCOPES } from '../keys/scopes.js';
+import { ALL_SCOPES } from '../store/scopes.js';
 
 const port = z.number().int().min(0).max(65535);
 const iso2 = z.string().regex(/^[A-Z]{2}$/, 'an ISO 3166-1 alpha-2 country code such as US');

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { crc32 } from 'node:zlib';
-import type { KeyMode } from './key-record.js';
+import type { KeyMode } from '../store/key-record.js';
 
 /**
  * API key format: `tg_live_` or `tg_test_`, then 32 random bytes as 43 base62 characters, then

@@ -1,7 +1,7 @@
 import { isIP } from 'node:net';
 import { z } from 'zod';
 import { parsePhoneNumberFromString } from 'libphonenumber-js';
-import { ALL_SCOPES, ROLES } from './scopes.js';
+import { ALL_SCOPES, ROLES } from '../store/scopes.js';
 
 /** Validation of key fields shared by the REST API and the CLI, so both reject the same input. */
 

@@ -3,7 +3,7 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { AuditLog, deriveAuditKey } from '../audit/index.js';
 import { createLogger } from '../observability/logger.js';
-import type { RevocationBus } from '../policy/counters.js';
+import type { RevocationBus } from './revocation-bus.js';
 import { LocalRevocationBus } from '../policy/memory-counters.js';
 import { RedisRevocationBus } from '../policy/redis-counters.js';
 import { PostgresStore } from '../store/postgres-store.js';

@@ -1,16 +1,16 @@
 import type { Logger } from 'pino';
 import { TollgateError } from '../errors/index.js';
 import type { AuditLog } from '../audit/audit-log.js';
-import type { RevocationBus } from '../policy/counters.js';
+import type { RevocationBus } from './revocation-bus.js';
 import type { KeyListFilter, Store } from '../store/store.js';
 import { LruCache } from '../util/lru-cache.js';
 import { systemClock, toIso, type Clock } from '../util/time.js';
 import { generateKeySecret, keyHint, newId, parseKeySecret } from './key-format.js';
-import type { KeyPatch, KeyRecord, SecretRecord } from './key-record.js';
+import type { KeyPatch, KeyRecord, SecretRecord } from '../store/key-record.js';
 import { keyCreateSchema, keyUpdateSchema, type KeyCreateInput, type KeyUpdateInput } from './key-input.js';
 import { parseInput } from '../util/parse-input.js';
 import { computeHa1, digestsEqual, hashSecret, open, seal } from './secret-crypto.js';
-import type { Scope } from './scopes.js';
+import type { Scope } from '../store/scopes.js';
 import { KeyChangeFeed } from './key-change-feed.js';
 
 export interface KeyServiceOptions {

@@ -5,10 +5,10 @@ import { TollgateError } from '../errors/index.js';
 import type { Store } from '../store/store.js';
 import { systemClock, toIso, type Clock } from '../util/time.js';
 import { newId } from './key-format.js';
-import type { KeyRecord } from './key-record.js';
+import type { KeyRecord } from '../store/key-record.js';
 import { isE164 } from './key-input.js';
 import { parseInput } from '../util/parse-input.js';
-import { ALL_SCOPES, effectiveScopes, type Scope } from './scopes.js';
+import { ALL_SCOPES, effectiveScopes, type Scope } from '../store/scopes.js';
 
 /** Scopes a short-lived token may never carry: a token cannot mint tokens or administer keys. */
 const NEVER_DELEGATED: ReadonlySet<Scope> = new Set(['keys:admin', 'tokens:mint']);

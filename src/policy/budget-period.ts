@@ -1,4 +1,4 @@
-import type { BudgetPeriod } from '../keys/key-record.js';
+import type { BudgetPeriod } from '../store/key-record.js';
 
 /** The current budget period (UTC) as an id and a half-open ISO range. */
 export function periodBounds(period: BudgetPeriod, nowMs: number): { id: string; from: string; to: string } {

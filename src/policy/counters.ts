@@ -52,10 +52,3 @@ export interface Counters {
   budgetState(account: string): Promise<BudgetState | null>;
   close(): Promise<void>;
 }
-
-/** Tells every node that a key changed (revoked, rotated, updated) so caches drop it at once. */
-export interface RevocationBus {
-  publish(keyId: string): Promise<void>;
-  subscribe(handler: (keyId: string) => void): () => void;
-  close(): Promise<void>;
-}

@@ -1,4 +1,5 @@
-import type { BudgetState, Counters, LeaseDecision, RateDecision, ReserveDecision, RevocationBus } from './counters.js';
+import type { BudgetState, Counters, LeaseDecision, RateDecision, ReserveDecision } from './counters.js';
+import type { RevocationBus } from '../keys/revocation-bus.js';
 
 interface Account {
   spent: number;

@@ -1,5 +1,5 @@
-import type { KeyRecord } from '../keys/key-record.js';
-import { effectiveScopes, type Scope } from '../keys/scopes.js';
+import type { KeyRecord } from '../store/key-record.js';
+import { effectiveScopes, type Scope } from '../store/scopes.js';
 import type { TokenClaims } from '../keys/token-service.js';
 
 /** Who is acting: an API key, or a short-lived token standing in for its parent key. */

@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import { Redis, type RedisOptions } from 'ioredis';
 import { CountersError } from '../errors/index.js';
-import type { BudgetState, Counters, LeaseDecision, RateDecision, ReserveDecision, RevocationBus } from './counters.js';
+import type { BudgetState, Counters, LeaseDecision, RateDecision, ReserveDecision } from './counters.js';
+import type { RevocationBus } from '../keys/revocation-bus.js';
 
 /**
  * Counters shared by every node of a cluster, kept in Redis (7+). Each operation is one Lua

@@ -1,5 +1,5 @@
 import { describe, it, expect } from 'vitest';
-import type { KeyRecord } from '../keys/key-record.js';
+import type { KeyRecord } from '../store/key-record.js';
 import { normaliseAddress, sourceAllowed } from './source-address.js';
 
 function keyWith(allowedCidrs: string[]): KeyRecord {

@@ -1,5 +1,5 @@
 import { BlockList, isIP } from 'node:net';
-import type { KeyRecord } from '../keys/key-record.js';
+import type { KeyRecord } from '../store/key-record.js';
 
 /** IPv4-mapped IPv6 (::ffff:192.0.2.1) as sockets report it → the IPv4 address. */
 export function normaliseAddress(addr: string): string {

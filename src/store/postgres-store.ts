@@ -1,6 +1,6 @@
 import pg from 'pg';
 import { StoreError } from '../errors/index.js';
-import type { KeyPatch, KeyRecord, SecretRecord } from '../keys/key-record.js';
+import type { KeyPatch, KeyRecord, SecretRecord } from './key-record.js';
 import type {
   AuditEntry, CallPatch, CallRecord, KeyChangeBatch, KeyListFilter, NumberRecord, Store, TrunkPatch, TrunkRecord, UsageRecord, WebhookDelivery,
   WebhookDeliveryPatch, WebhookDeliveryStatus, WebhookEndpoint,

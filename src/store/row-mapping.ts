@@ -1,4 +1,4 @@
-import type { KeyRecord, SecretRecord, Budget } from '../keys/key-record.js';
+import type { KeyRecord, SecretRecord, Budget } from './key-record.js';
 import type { AgentRoute, AuditEntry, CallRecord, NumberRecord, TrunkRecord, UsageRecord, WebhookDelivery, WebhookEndpoint } from './store.js';
 
 /** Row shapes shared by the SQLite and PostgreSQL stores (snake_case columns). */

@@ -7,7 +7,7 @@ import { storeContract } from './store-contract.js';
 import { SqliteStore } from './sqlite-store.js';
 import { SQLITE_MIGRATIONS } from './migrations.js';
 import { StoreError } from '../errors/index.js';
-import type { KeyRecord, SecretRecord } from '../keys/key-record.js';
+import type { KeyRecord, SecretRecord } from './key-record.js';
 
 const sampleKey = (id: string): KeyRecord => ({
   id, name: 'k', mode: 'live', status: 'active', role: null, scopes: [], allowedCidrs: [], allowedCountries: [], blockedPrefixes: [], callsPerSecond: 1, cpsBurst: 1,

@@ -2,7 +2,7 @@ import Database from 'better-sqlite3';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { StoreError } from '../errors/index.js';
-import type { KeyPatch, KeyRecord, SecretRecord } from '../keys/key-record.js';
+import type { KeyPatch, KeyRecord, SecretRecord } from './key-record.js';
 import type {
   AuditEntry, CallPatch, CallRecord, KeyChangeBatch, KeyListFilter, NumberRecord, Store, SyncKeyChangeFeed, TrunkPatch, TrunkRecord, UsageRecord,
   WebhookDelivery, WebhookDeliveryPatch, WebhookDeliveryStatus, WebhookEndpoint,

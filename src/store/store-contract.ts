@@ -1,7 +1,7 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { randomUUID } from 'node:crypto';
 import type { Store, AuditEntry, TrunkRecord, WebhookDelivery, WebhookEndpoint } from './store.js';
-import type { KeyRecord, SecretRecord } from '../keys/key-record.js';
+import type { KeyRecord, SecretRecord } from './key-record.js';
 
 /** The behaviour both stores must show. Run by sqlite-store.test.ts and postgres-store.test.ts. */
 export function storeContract(name: string, make: () => Promise<Store>, cleanup?: () => Promise<void>): void {

@@ -1,4 +1,4 @@
-import type { KeyPatch, KeyRecord, KeyStatus, KeyMode, SecretRecord } from '../keys/key-record.js';
+import type { KeyPatch, KeyRecord, KeyStatus, KeyMode, SecretRecord } from './key-record.js';
 
 export interface AuditEntry {
   readonly seq: number;

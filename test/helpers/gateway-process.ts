@@ -5,7 +5,7 @@ import { join, resolve } from 'node:path';
 import { inject } from 'vitest';
 
 export const ROOT = resolve(import.meta.dirname, '../..');
-const CLI = join(ROOT, 'src/cli/tollgate.ts');
+const CLI = join(ROOT, 'src/tollgate.ts');
 const TSX = join(ROOT, 'node_modules/tsx/dist/loader.mjs');
 
 let counter = 0;
@@ -29,7 +29,7 @@ export function rememberSecret(...secrets: (string | undefined | null)[]): void 
   if (lines.length) appendFileSync(join(itDir(), 'secrets', `${process.pid}.txt`), lines.join('\n') + '\n');
 }
 
-const BUILT_CLI = join(ROOT, 'dist/cli/tollgate.js');
+const BUILT_CLI = join(ROOT, 'dist/tollgate.js');
 
 export interface GatewayEnv {
   /** Run the compiled CLI from dist/ (what `npm start` and the Docker image run) instead of src/. */

@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
-import type { Gateway } from '../../main.js';
+import type { ApiContext, AuthContext } from '../context.js';
 import { authenticate } from '../authenticate.js';
 import { parseInput } from '../../util/parse-input.js';
 
@@ -12,16 +12,16 @@ const listQuery = z.strictObject({
 });
 
 /** GET /v1/audit and GET /v1/audit/verify (scope audit:read). */
-export function registerAuditRoutes(app: FastifyInstance, gw: Gateway): void {
+export function registerAuditRoutes(app: FastifyInstance, ctx: AuthContext & Pick<ApiContext, 'audit'>): void {
   app.get('/v1/audit', async (req, reply) => {
-    if (!(await authenticate(gw, req, reply, 'audit:read'))) return reply;
+    if (!(await authenticate(ctx, req, reply, 'audit:read'))) return reply;
     const q = parseInput(listQuery, req.query);
-    const entries = await gw.audit.list({ limit: q.limit, afterSeq: q.afterSeq, target: q.target, descending: q.order === 'desc' });
+    const entries = await ctx.audit.list({ limit: q.limit, afterSeq: q.afterSeq, target: q.target, descending: q.order === 'desc' });
     return { entries, next: entries.length === q.limit ? entries[entries.length - 1]!.seq : null };
   });
 
   app.get('/v1/audit/verify', async (req, reply) => {
-    if (!(await authenticate(gw, req, reply, 'audit:read'))) return reply;
-    return gw.audit.verify();
+    if (!(await authenticate(ctx, req, reply, 'audit:read'))) return reply;
+    return ctx.audit.verify();
   });
 }

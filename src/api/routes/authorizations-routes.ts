@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
-import type { Gateway } from '../../main.js';
+import type { ApiContext, AuthContext } from '../context.js';
 import { TollgateError } from '../../errors/index.js';
 import type { CallGrant } from '../../policy/policy-engine.js';
 import { LruCache } from '../../util/lru-cache.js';
@@ -26,18 +26,18 @@ const completeBody = z.strictObject({ billableSeconds: z.number().min(0).max(86_
  * real seconds. Grants live on the node that made them; an abandoned grant frees itself when
  * its lease expires (policy.leaseTtlSec).
  */
-export function registerAuthorizationRoutes(app: FastifyInstance, gw: Gateway): void {
+export function registerAuthorizationRoutes(app: FastifyInstance, ctx: AuthContext & Pick<ApiContext, 'config' | 'policy'>): void {
   const grants = new LruCache<string, CallGrant>(100_000, 2 * 86_400_000);
 
   app.post('/v1/authorizations', async (req, reply) => {
     const body = parseInput(authorizeBody, req.body);
     const scope = body.direction === 'inbound' ? 'calls:inbound' : 'calls:outbound';
-    const p = await authenticate(gw, req, reply, scope);
+    const p = await authenticate(ctx, req, reply, scope);
     if (!p) return reply;
     if (body.direction === 'outbound' && !body.destination) {
       throw new TollgateError('VALIDATION_FAILED', 'destination: is required for outbound calls', { details: { field: 'destination' } });
     }
-    const v = await gw.policy.authorize({
+    const v = await ctx.policy.authorize({
       principal: p,
       action: body.direction === 'inbound' ? 'call.inbound' : 'call.outbound',
       scope,
@@ -61,7 +61,7 @@ export function registerAuthorizationRoutes(app: FastifyInstance, gw: Gateway): 
       limitedBy: grant.limitedBy,
       ratePerMinute: grant.ratePerMinute,
       reserved: grant.budget?.reserved ?? 0,
-      leaseTtlSec: gw.config.policy.leaseTtlSec,
+      leaseTtlSec: ctx.config.policy.leaseTtlSec,
     });
   });
 
@@ -72,10 +72,10 @@ export function registerAuthorizationRoutes(app: FastifyInstance, gw: Gateway): 
   };
 
   app.post<{ Params: { callId: string } }>('/v1/authorizations/:callId/renew', async (req, reply) => {
-    const p = await ownerOnly(gw, req, reply);
+    const p = await ownerOnly(ctx, req, reply);
     if (!p) return reply;
     const g = owned(p.key.id, req.params.callId);
-    if (!(await gw.policy.renew(g))) {
+    if (!(await ctx.policy.renew(g))) {
       grants.delete(g.callId);
       throw new TollgateError('NOT_FOUND', `authorization ${g.callId} has expired`);
     }
@@ -83,19 +83,19 @@ export function registerAuthorizationRoutes(app: FastifyInstance, gw: Gateway): 
   });
 
   app.post<{ Params: { callId: string } }>('/v1/authorizations/:callId/complete', async (req, reply) => {
-    const p = await ownerOnly(gw, req, reply);
+    const p = await ownerOnly(ctx, req, reply);
     if (!p) return reply;
     const body = parseInput(completeBody, req.body);
     const g = owned(p.key.id, req.params.callId);
     const seconds = Math.min(body.billableSeconds, g.maxDurationSec);
-    const { cost } = await gw.policy.complete(g, seconds);
+    const { cost } = await ctx.policy.complete(g, seconds);
     grants.delete(g.callId);
     return { callId: g.callId, billableSeconds: Math.ceil(seconds), cost };
   });
 }
 
 /** Renew and complete act on the caller's own grant: no extra scope, but status and allowlist still apply. */
-async function ownerOnly(gw: Gateway, req: Parameters<typeof identify>[1], reply: Parameters<typeof identify>[2]) {
-  const p = await identify(gw, req, reply);
-  return p && permit(gw, req, reply, p, null);
+async function ownerOnly(ctx: AuthContext & Pick<ApiContext, 'config' | 'policy'>, req: Parameters<typeof identify>[1], reply: Parameters<typeof identify>[2]) {
+  const p = await identify(ctx, req, reply);
+  return p && permit(ctx, req, reply, p, null);
 }

@@ -1,15 +1,15 @@
 import type { FastifyInstance } from 'fastify';
-import type { Gateway } from '../../main.js';
+import type { ApiContext, AuthContext } from '../context.js';
 import { actorOf } from '../../policy/principal.js';
 import { authenticate } from '../authenticate.js';
 
 /** POST /v1/tokens: a key with tokens:mint mints a short-lived single-use token for a client app. */
-export function registerTokenRoutes(app: FastifyInstance, gw: Gateway): void {
+export function registerTokenRoutes(app: FastifyInstance, ctx: AuthContext & Pick<ApiContext, 'audit' | 'tokens'>): void {
   app.post('/v1/tokens', async (req, reply) => {
-    const p = await authenticate(gw, req, reply, 'tokens:mint');
+    const p = await authenticate(ctx, req, reply, 'tokens:mint');
     if (!p) return reply;
-    const { token, claims } = await gw.tokens.mint(p.key, (req.body ?? {}));
-    await gw.audit.append({
+    const { token, claims } = await ctx.tokens.mint(p.key, (req.body ?? {}));
+    await ctx.audit.append({
       actor: actorOf(p),
       action: 'token.minted',
       target: p.key.id,

@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyReply } from 'fastify';
-import type { Gateway } from '../../main.js';
+import type { ApiContext, AuthContext } from '../context.js';
 import type { CallRegistry } from '../../calls/call-registry.js';
 import { accountSidFor } from '../../keys/key-identity.js';
 import type { Principal } from '../../policy/principal.js';
@@ -17,21 +17,21 @@ function twilioError(reply: FastifyReply, status: number, code: number, message:
  * password, exactly as Pipecat's Twilio serializer sends it. Idempotent: a call that has
  * already ended answers 404 with Twilio's code 20404.
  */
-export function registerTwilioRoutes(app: FastifyInstance, gw: Gateway, calls: CallRegistry | null): void {
+export function registerTwilioRoutes(app: FastifyInstance, ctx: AuthContext & Pick<ApiContext, 'credentials' | 'policy'>, calls: CallRegistry | null): void {
   app.register((scope, _opts, done) => {
     scope.addContentTypeParser('application/x-www-form-urlencoded', { parseAs: 'string' }, (_req, body, parsed) => {
       parsed(null, Object.fromEntries(new URLSearchParams(body as string)));
     });
     scope.post<{ Params: { accountSid: string; callSid: string } }>('/2010-04-01/Accounts/:accountSid/Calls/:callSid', async (req, reply) => {
       const callSid = req.params.callSid.replace(/\.json$/, '');
-      const principal = await basicAuth(gw, req.headers.authorization, req.params.accountSid, req.ip);
+      const principal = await basicAuth(ctx, req.headers.authorization, req.params.accountSid, req.ip);
       if (!principal) return twilioError(reply, 401, 20003, 'Authenticate');
       const body = (typeof req.body === 'object' && req.body !== null ? req.body : {}) as Record<string, unknown>;
       const status = body.Status;
       if (status !== 'completed' && status !== 'canceled') return twilioError(reply, 400, 21218, 'Status must be completed or canceled: tollgate can only end a call');
       const call = calls?.getOwned(callSid, principal.key.id);
       if (!call) return twilioError(reply, 404, 20404, `The requested resource /2010-04-01/Accounts/${req.params.accountSid}/Calls/${callSid}.json was not found`);
-      const verdict = await gw.policy.authorize({ principal, action: 'api', scope: call.direction === 'inbound' ? 'calls:inbound' : 'calls:outbound', sourceIp: req.ip, transport: req.protocol === 'https' ? 'https' : 'http' });
+      const verdict = await ctx.policy.authorize({ principal, action: 'api', scope: call.direction === 'inbound' ? 'calls:inbound' : 'calls:outbound', sourceIp: req.ip, transport: req.protocol === 'https' ? 'https' : 'http' });
       if (!verdict.ok) return twilioError(reply, 403, 20403, verdict.message);
       req.principal = principal;
       call.details.agentHangup = 'rest';
@@ -53,7 +53,7 @@ export function registerTwilioRoutes(app: FastifyInstance, gw: Gateway, calls: C
 }
 
 /** Basic auth: user = the key's account SID (matching the URL), password = the key or a token. */
-async function basicAuth(gw: Gateway, header: string | undefined, accountSid: string, ip: string): Promise<Principal | null> {
+async function basicAuth(ctx: AuthContext & Pick<ApiContext, 'credentials' | 'policy'>, header: string | undefined, accountSid: string, ip: string): Promise<Principal | null> {
   const m = typeof header === 'string' ? /^Basic[ ]+([A-Za-z0-9+/=]+)\s*$/i.exec(header) : null;
   if (!m) return null;
   const decoded = Buffer.from(m[1]!, 'base64').toString('utf8');
@@ -61,7 +61,7 @@ async function basicAuth(gw: Gateway, header: string | undefined, accountSid: st
   if (i < 0) return null;
   const user = decoded.slice(0, i);
   const secret = decoded.slice(i + 1);
-  const v = await gw.credentials.verify(secret, ip);
+  const v = await ctx.credentials.verify(secret, ip);
   if (!v.ok) return null;
   const principal = v.principal;
   const expected = accountSidFor(principal.key.id);

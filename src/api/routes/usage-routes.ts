@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
-import type { Gateway } from '../../main.js';
+import type { ApiContext, AuthContext } from '../context.js';
 import { TollgateError } from '../../errors/index.js';
 import { authenticate } from '../authenticate.js';
 import { parseInput } from '../../util/parse-input.js';
@@ -25,9 +25,9 @@ const csvField = (v: string | number): string => {
  * GET /v1/usage (scope usage:read): metered seconds and cost per key in a time range, as JSON
  * or CSV. A key sees its own usage; keys:admin may name any key or all keys.
  */
-export function registerUsageRoutes(app: FastifyInstance, gw: Gateway): void {
+export function registerUsageRoutes(app: FastifyInstance, ctx: AuthContext & Pick<ApiContext, 'store'>): void {
   app.get('/v1/usage', async (req, reply) => {
-    const p = await authenticate(gw, req, reply, 'usage:read');
+    const p = await authenticate(ctx, req, reply, 'usage:read');
     if (!p) return reply;
     const q = parseInput(usageQuery, req.query);
     const admin = p.scopes.has('keys:admin');
@@ -37,7 +37,7 @@ export function registerUsageRoutes(app: FastifyInstance, gw: Gateway): void {
     const from = q.from ?? new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), 1)).toISOString();
     const to = q.to ?? new Date(now.getTime() + 1000).toISOString();
     if (from >= to) throw new TollgateError('VALIDATION_FAILED', 'from: must be before to', { details: { field: 'from' } });
-    const records = await gw.store.listUsage({ keyId, fromIso: from, toIso: to, limit: q.limit });
+    const records = await ctx.store.listUsage({ keyId, fromIso: from, toIso: to, limit: q.limit });
     if (q.format === 'csv') {
       const lines = ['id,key_id,call_id,direction,seconds,amount,created_at'];
       for (const r of records) lines.push([r.id, r.keyId, r.callId, r.direction, r.seconds, r.amount, r.createdAt].map(csvField).join(','));

@@ -1,16 +1,16 @@
-import type { Gateway } from '../main.js';
-import { MediaEngine } from '../media/media-engine.js';
-import { AgentBridge } from '../agents/agent-bridge.js';
-import { keyPrincipal } from '../policy/principal.js';
-import { CallRecords } from './call-records.js';
-import { CallRegistry } from './call-registry.js';
-import type { Call, CallResources, EndReason } from './call.js';
-import { InboundCalls } from './inbound-calls.js';
+import type { Gateway } from './main.js';
+import { MediaEngine } from './media/media-engine.js';
+import { AgentBridge } from './agents/agent-bridge.js';
+import { keyPrincipal } from './policy/principal.js';
+import { CallRecords } from './calls/call-records.js';
+import { CallRegistry } from './calls/call-registry.js';
+import type { Call, CallResources, EndReason } from './calls/call.js';
+import { InboundCalls } from './calls/inbound-calls.js';
 import { startSip, type SipService } from './sip-service.js';
-import { TestSink } from './test-sink.js';
-import { TrunkService } from './trunk-service.js';
-import { OutboundCalls } from './outbound-calls.js';
-import { createStirVerifier } from '../stir/index.js';
+import { TestSink } from './calls/test-sink.js';
+import { TrunkService } from './calls/trunk-service.js';
+import { OutboundCalls } from './calls/outbound-calls.js';
+import { createStirVerifier } from './stir/index.js';
 
 export interface Voice {
   readonly sip: SipService;

@@ -1,15 +1,15 @@
 import { hkdfSync } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import type { Gateway } from '../main.js';
-import { TollgateError } from '../errors/index.js';
-import { SipServer, type CallHandler } from '../sip/sip-server.js';
-import type { SipTransport, TransportProtocol } from '../transport/sip-transport.js';
-import { UdpTransport } from '../transport/udp-transport.js';
-import { StreamTransport } from '../transport/stream-transport.js';
-import { WsTransport } from '../transport/ws-transport.js';
-import type { StreamFramerFactory } from '../transport/stream-transport.js';
-import { SipStreamFramer } from '../sip/sip-stream-framer.js';
-import { KeyCredentials } from './key-credentials.js';
+import type { Gateway } from './main.js';
+import { TollgateError } from './errors/index.js';
+import { SipServer, type CallHandler } from './sip/sip-server.js';
+import type { SipTransport, TransportProtocol } from './transport/sip-transport.js';
+import { UdpTransport } from './transport/udp-transport.js';
+import { StreamTransport } from './transport/stream-transport.js';
+import { WsTransport } from './transport/ws-transport.js';
+import type { StreamFramerFactory } from './transport/stream-transport.js';
+import { SipStreamFramer } from './sip/sip-stream-framer.js';
+import { KeyCredentials } from './calls/key-credentials.js';
 
 export interface SipService {
   readonly server: SipServer;
