@@ -81,6 +81,7 @@ export async function startVoice(gw: Gateway): Promise<Voice> {
     media,
     agents: b,
     renew: (grant) => gw.policy.renew(grant),
+    freeSlot: (grant) => gw.policy.freeSlot(grant),
     complete: (grant, seconds, record) => gw.policy.complete(grant, seconds, record ?? undefined),
     release: (grant) => gw.policy.release(grant),
     records,

@@ -493,7 +493,13 @@ export class AgentBridge {
         state = 'done';
         const code = isTollgateError(err) ? err.code : 'INTERNAL';
         const status = isTollgateError(err) ? err.httpStatus : 500;
-        const close = status === 401 ? CLOSE.UNAUTHENTICATED : status === 403 || status === 402 ? CLOSE.FORBIDDEN : status === 429 ? CLOSE.OVER_LIMIT : CLOSE.BAD_MESSAGE;
+        // A draining node takes no new calls: 1001, as for a gateway shutting down (docs/agents.md),
+        // so the agent dials again elsewhere instead of treating its message as malformed.
+        const close = code === 'DRAINING' ? CLOSE.GOING_AWAY
+          : status === 401 ? CLOSE.UNAUTHENTICATED
+          : status === 403 || status === 402 ? CLOSE.FORBIDDEN
+          : status === 429 ? CLOSE.OVER_LIMIT
+          : CLOSE.BAD_MESSAGE;
         refuse(close, `${code}: ${isTollgateError(err) ? err.message : 'internal error'}`.slice(0, 120));
       }
     };

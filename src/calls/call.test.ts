@@ -26,19 +26,26 @@ function grant(over: Partial<CallGrant> = {}): CallGrant {
 
 /** Resources that count what a call gives back, so every test can say "exactly once". */
 function counting() {
-  const counts = { mediaClosed: 0, agentsEnded: 0, renewed: 0, settled: [] as (number | null)[], recordsStarted: 0, patches: [] as CallPatch[], notified: [] as string[] };
+  const counts = { mediaClosed: 0, agentsEnded: 0, renewed: 0, slotsFreed: 0, settled: [] as (number | null)[], recordsStarted: 0, patches: [] as CallPatch[], notified: [] as string[] };
   let mediaOpen: (() => void) | null = null;
+  /** Resolves media.close(); the default answers at once. */
+  let mediaClosing: Promise<void> = Promise.resolve();
   const res: CallResources = {
     media: {
-      close: () => {
+      close: async () => {
         counts.mediaClosed++;
-        return Promise.resolve(STATS);
+        await mediaClosing;
+        return STATS;
       },
     },
     agents: { ended: () => void counts.agentsEnded++ },
     renew: () => {
       counts.renewed++;
       return Promise.resolve(true);
+    },
+    freeSlot: () => {
+      counts.slotsFreed++;
+      return Promise.resolve();
     },
     complete: (_g, seconds, record) => {
       counts.settled.push(seconds);
@@ -68,7 +75,7 @@ function counting() {
     new Promise<{ address: string; port: number }>((resolve) => {
       mediaOpen = () => resolve({ address: '127.0.0.1', port: 20_000 });
     });
-  return { counts, res, openMedia, finishOpen: () => mediaOpen?.() };
+  return { counts, res, openMedia, finishOpen: () => mediaOpen?.(), holdMediaClose: (p: Promise<void>) => void (mediaClosing = p) };
 }
 
 describe('Call: one owner for every per-call resource, released exactly once', () => {
@@ -106,6 +113,22 @@ describe('Call: one owner for every per-call resource, released exactly once', (
     expect(settlementOf(call.grant, 5).cost).toBeGreaterThan(0);
     expect(c.counts.notified.filter((n) => n === 'call.ended')).toHaveLength(1);
     expect(registry.get(call.id)).toBeNull();
+  });
+
+  it('the concurrency slot is free the moment the call ends, before the media figures and the settlement', async () => {
+    const call = registry.create(init());
+    await call.startRecord();
+    await call.openMedia(() => Promise.resolve({ address: '127.0.0.1', port: 1 }));
+    call.answered();
+    let letMediaClose!: () => void;
+    c.holdMediaClose(new Promise((r) => (letMediaClose = r)));
+    call.end('remote-bye', 'caller');
+    call.end('remote-bye', 'caller');
+    await vi.advanceTimersByTimeAsync(0);
+    expect(c.counts).toMatchObject({ slotsFreed: 1, mediaClosed: 1, settled: [] });
+    letMediaClose();
+    await call.finished;
+    expect(c.counts).toMatchObject({ slotsFreed: 1, settled: [0] });
   });
 
   it('a call that never answered releases its grant (no usage) and is recorded failed', async () => {

@@ -77,6 +77,12 @@ export interface CallResources {
   /** Keeps the concurrency lease and budget reservation alive while the call runs. */
   renew(grant: CallGrant): Promise<unknown>;
   /**
+   * Frees the call's concurrency slot (its lease) only. end() calls it at once, so the key's
+   * next call is admitted as soon as this one is over; complete() and release() free it too,
+   * later (after the media figures), which is harmless: releasing a lease is idempotent.
+   */
+  freeSlot(grant: CallGrant): Promise<unknown>;
+  /**
    * Settles an answered call — usage, budget, lease and the record's completion, durably and
    * once per call id (the settlement ledger) — at `cost`, as settlementOf prices it.
    */
@@ -278,6 +284,9 @@ export class Call {
     this.endReason = reason;
     this.endedBy = by;
     this.timers.clear();
+    // The call is over for the key's concurrency limit now, not when its settlement lands
+    // (that waits for the media worker's figures): a caller redialling at once is admitted.
+    void this.res.freeSlot(this.grant).catch((err: unknown) => this.res.log.warn({ err, callId: this.id }, 'could not free the call\'s concurrency slot at its end; its settlement will'));
     try {
       this.leg?.hangup(reason);
     } catch (err) {

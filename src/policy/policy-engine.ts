@@ -279,6 +279,14 @@ export class PolicyEngine {
   }
 
   /**
+   * Frees a call's concurrency slot the moment it ends, ahead of its settlement (which frees it
+   * again, idempotently, and settles the budget at the real cost).
+   */
+  async freeSlot(grant: CallGrant): Promise<void> {
+    await this.counters.releaseLease(grant.leasePool, grant.callId);
+  }
+
+  /**
    * Gives a grant back unused (the call never started): frees the slot and drops the
    * reservation; writes no usage. Counters only: both steps are idempotent.
    */

@@ -56,6 +56,8 @@ describe('SipServer (UAS core, RFC 3261 §8.2, §12, §13.3, §15)', () => {
   let invites: InboundInvite[];
   let legs: InboundLeg[];
   let throwOnInvite: boolean;
+  /** Holds the credentials lookup (a store read) until it resolves. */
+  let ha1Delay: Promise<void>;
   const answerSdp = 'v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 20000 RTP/AVP 0\r\n';
 
   beforeEach(() => {
@@ -66,8 +68,12 @@ describe('SipServer (UAS core, RFC 3261 §8.2, §12, §13.3, §15)', () => {
     legs = [];
     throwOnInvite = false;
     offerDelay = Promise.resolve();
+    ha1Delay = Promise.resolve();
     const credentials: SipCredentials = {
-      ha1: (u, alg) => Promise.resolve(u === USER && alg === 'MD5' ? [md5(`${USER}:tollgate:${PASSWORD}`)] : null),
+      ha1: async (u, alg) => {
+        await ha1Delay;
+        return u === USER && alg === 'MD5' ? [md5(`${USER}:tollgate:${PASSWORD}`)] : null;
+      },
     };
     // The application side, as calls/ does it: bind, then answer or refuse.
     const handler: CallHandler = {
@@ -338,6 +344,27 @@ describe('SipServer (UAS core, RFC 3261 §8.2, §12, §13.3, §15)', () => {
     letGo();
     await flush();
     expect(last().status).toBe(200);
+  });
+
+  it('a copy arriving while the first INVITE is still being authenticated is merged too: 482, not a digest replay (§8.2.2.2)', async () => {
+    await deliver(msg('INVITE', { branch: 'z9hG4bKm1c', cseq: 1, body: offer }));
+    const challenge = last();
+    const nonce = /nonce="([^"]+)"/.exec(challenge.headers.get('Proxy-Authenticate')!)![1]!;
+    await deliver(msg('ACK', { branch: 'z9hG4bKm1c', cseq: 1, toTag: /tag=([^;]+)/.exec(challenge.headers.get('To')!)?.[1] }));
+    const uri = 'sip:+14155550100@127.0.0.1';
+    const response = digestResponse({ algorithm: 'MD5', username: USER, realm: 'tollgate', password: PASSWORD, method: 'INVITE', uri, nonce, nc: '00000001', cnonce: 'merged', qop: 'auth' });
+    const auth = `Digest username="${USER}", realm="tollgate", nonce="${nonce}", uri="${uri}", response="${response}", algorithm=MD5, qop=auth, nc=00000001, cnonce="merged"`;
+    // The key's credentials take a while to read; the copy comes meanwhile.
+    let release!: () => void;
+    ha1Delay = new Promise((r) => (release = r));
+    await deliver(msg('INVITE', { branch: 'z9hG4bKm2', cseq: 2, body: offer, auth }));
+    await deliver(msg('INVITE', { branch: 'z9hG4bKm2other', cseq: 2, body: offer, auth }));
+    expect(last().status).toBe(482);
+    release();
+    await flush();
+    expect(legs).toHaveLength(1);
+    expect(last().status).toBe(200);
+    expect(t.responses().filter((r) => r.status === 407)).toHaveLength(1);
   });
 
   it('while draining, new INVITEs get 503 with Retry-After', async () => {

@@ -142,6 +142,11 @@ export class SipServer {
   private readonly legs = new Map<string, LegState>();
   /** The leg an INVITE server transaction created (CANCEL finds it through the transaction). */
   private readonly legOfInvite = new WeakMap<ServerTransaction, LegState>();
+  /**
+   * INVITEs received but not yet a leg (being authenticated), by Call-ID, From tag and CSeq:
+   * a copy arriving by another path meanwhile is a merged request too (§8.2.2.2).
+   */
+  private readonly invitesArriving = new Set<string>();
   private readonly timers: TimerValues;
   private readonly limits: ParseLimits;
   private draining = false;
@@ -330,14 +335,25 @@ export class SipServer {
     const remoteTag = tagOf(fromHeader) ?? '';
     const cseq = parseCSeq(req.headers.get('CSeq') ?? '')?.seq ?? 0;
     // RFC 3261 §8.2.2.2: the same request arriving by another path (same Call-ID, From tag and
-    // CSeq as a dialog being set up, another branch) is a merged request: 482, not a new call.
+    // CSeq as an INVITE in progress, another branch) is a merged request: 482, not a new call.
+    // "In progress" starts at arrival: a copy that comes while the first is still being
+    // authenticated (its credentials read from the store) is merged too, not a digest replay.
+    const arriving = `${callId}\n${remoteTag}\n${cseq}`;
+    if (this.invitesArriving.has(arriving)) return this.respond(tx, 482, 'Loop Detected');
     for (const l of this.legs.values()) {
       if (l.dialog.callId === callId && l.dialog.remoteTag === remoteTag && l.dialog.remoteCseq === cseq && l.inviteTx !== tx) {
         return this.respond(tx, 482, 'Loop Detected');
       }
     }
-    await this.respond(tx, 100, 'Trying');
-    const username = await this.authenticate(tx, true);
+    this.invitesArriving.add(arriving);
+    let username: string | null;
+    try {
+      await this.respond(tx, 100, 'Trying');
+      username = await this.authenticate(tx, true);
+    } finally {
+      // From here on (no await until the leg is stored) the leg itself names the INVITE.
+      this.invitesArriving.delete(arriving);
+    }
     if (username === null || tx.cancelled || tx.state !== 'proceeding') return;
     const uri = parseUri(req.uri)!;
     const localTag = newTag();

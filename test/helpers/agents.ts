@@ -338,6 +338,11 @@ export interface AgentServerOptions {
   protocol?: string | false | ((offered: string[]) => string | false);
   /** Refuse every upgrade with this HTTP status (e.g. 401, 503), to test the gateway's handling. */
   rejectStatus?: number;
+  /**
+   * Hold each upgrade request this long before answering it (an agent slow to pick up). An
+   * upgrade whose client gave up meanwhile is never accepted and counts in `abandoned`.
+   */
+  holdUpgradeMs?: number;
 }
 
 /** A WebSocket server on 127.0.0.1:0 that hands each accepted connection to a new agent. */
@@ -346,8 +351,12 @@ export class AgentServer<A extends AgentPeer> {
   readonly agents: A[] = [];
   /** Every upgrade request seen, accepted or refused. */
   readonly requests: Handshake[] = [];
+  /** Held upgrades (holdUpgradeMs) whose client closed the connection before the answer. */
+  abandoned = 0;
   private readonly waiters = new Set<() => void>();
   private taken = 0;
+  /** Timers of upgrades being held (holdUpgradeMs). */
+  private readonly held = new Set<ReturnType<typeof setTimeout>>();
 
   private constructor(
     private readonly http: Server,
@@ -379,8 +388,31 @@ export class AgentServer<A extends AgentPeer> {
             },
       verifyClient: (info: { req: IncomingMessage }, cb: (ok: boolean, code?: number, message?: string) => void) => {
         server.requests.push(handshakeOf('server', info.req.url ?? '/', info.req.headers, ''));
-        if (opts.rejectStatus !== undefined) cb(false, opts.rejectStatus, 'refused by test agent');
-        else cb(true);
+        const answer = (): void => {
+          if (opts.rejectStatus !== undefined) return cb(false, opts.rejectStatus, 'refused by test agent');
+          cb(true);
+        };
+        if (opts.holdUpgradeMs) {
+          const socket = info.req.socket;
+          const t = setTimeout(() => {
+            server.held.delete(t);
+            answer();
+          }, opts.holdUpgradeMs);
+          server.held.add(t);
+          // The HTTP server keeps a half-open socket: the client's FIN shows as 'end'. ws itself
+          // never completes an upgrade whose socket is no longer readable.
+          const gaveUp = (): void => {
+            if (server.held.delete(t)) {
+              clearTimeout(t);
+              server.abandoned++;
+              socket.destroy();
+            }
+          };
+          socket.once('end', gaveUp);
+          socket.once('close', gaveUp);
+          return;
+        }
+        answer();
       },
     });
     await new Promise<void>((res, rej) => {
@@ -426,6 +458,8 @@ export class AgentServer<A extends AgentPeer> {
 
   /** Closes every agent's socket, then the server. */
   async close(): Promise<void> {
+    for (const t of this.held) clearTimeout(t);
+    this.held.clear();
     await Promise.all(this.agents.map((a) => a.close(1001, 'test server closing')));
     await new Promise<void>((res) => this.wss.close(() => res()));
     for (const s of this.sockets) s.destroy();
