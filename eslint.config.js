@@ -8,8 +8,8 @@ import tseslint from 'typescript-eslint';
  * What each folder of src/ may import besides itself (its own files). Everything not listed is
  * a higher layer or a sibling it must not reach: the protocol stack (transport, media, sdp, sip)
  * never imports keys, policy or store (sip/ gets policy through an injected interface), and
- * nothing imports the composition root (src/main.ts, src/voice.ts, src/sip-service.ts) but the
- * entry point (src/tollgate.ts).
+ * nothing imports the composition root (src/main.ts, src/core.ts, src/voice.ts,
+ * src/sip-service.ts) but the entry point (src/tollgate.ts).
  */
 const BASE = ['errors', 'util', 'observability'];
 const MAY_IMPORT = {
@@ -34,7 +34,7 @@ const MAY_IMPORT = {
   cli: [...BASE, 'config', 'store', 'audit', 'keys', 'billing', 'policy', 'webhooks', 'transport', 'media', 'sdp', 'sip', 'stir', 'agents', 'calls', 'api'],
 };
 const FOLDERS = Object.keys(MAY_IMPORT);
-const ROOT_FILES = ['main', 'voice', 'sip-service', 'tollgate'];
+const ROOT_FILES = ['main', 'core', 'voice', 'sip-service', 'tollgate'];
 const layerRules = Object.entries(MAY_IMPORT).map(([folder, allowed]) => ({
   files: [`src/${folder}/**/*.ts`],
   ignores: ['**/*.test.ts', '**/*-contract.ts'],

@@ -1,6 +1,6 @@
 import { hkdfSync } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import type { Gateway } from './main.js';
+import type { Gateway } from './core.js';
 import { TollgateError } from './errors/index.js';
 import { SipServer, type CallHandler } from './sip/sip-server.js';
 import type { SipTransport, TransportProtocol } from './transport/sip-transport.js';

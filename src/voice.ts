@@ -1,4 +1,4 @@
-import type { Gateway } from './main.js';
+import type { Gateway } from './core.js';
 import { MediaEngine } from './media/media-engine.js';
 import { AgentBridge } from './agents/agent-bridge.js';
 import { keyPrincipal } from './policy/principal.js';

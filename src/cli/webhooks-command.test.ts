@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { Command } from 'commander';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { loadConfig, type Config } from '../config/index.js';
-import { buildGateway, type Gateway } from '../main.js';
+import { buildGateway, type Gateway } from '../core.js';
 import { createLogger } from '../observability/logger.js';
 import { signingSecretFor } from '../keys/key-identity.js';
 import { registerWebhooksCommands } from './webhooks-command.js';

@@ -1,0 +1,171 @@
+import type { DestinationStream, Logger } from 'pino';
+import { join } from 'node:path';
+import type { Config } from './config/index.js';
+import { createLogger } from './observability/logger.js';
+import { Metrics } from './observability/metrics.js';
+import type { Store } from './store/store.js';
+import { SqliteStore } from './store/sqlite-store.js';
+import { PostgresStore } from './store/postgres-store.js';
+import { AuditLog, deriveAuditKey } from './audit/index.js';
+import { KeyService } from './keys/key-service.js';
+import { TokenService } from './keys/token-service.js';
+import { LocalRevocationBus, MemoryCounters } from './policy/memory-counters.js';
+import { RedisCounters, RedisRevocationBus } from './policy/redis-counters.js';
+import type { Counters } from './policy/counters.js';
+import type { RevocationBus } from './keys/revocation-bus.js';
+import { PolicyEngine } from './policy/policy-engine.js';
+import { CredentialVerifier } from './policy/credentials.js';
+import { SettlementLedger } from './billing/index.js';
+import { rateTableFor } from './policy/rate-table.js';
+import { blockedPrefixes } from './policy/prefix-lists.js';
+import { ensureDevCertificate } from './transport/dev-certificate.js';
+import { NumberService } from './calls/number-service.js';
+import { WebhookService } from './webhooks/index.js';
+
+
+/**
+ * Part of the composition root (ARCHITECTURE.md; src/main.ts): the core services every process
+ * kind needs — store, counters, audit, keys, tokens, policy, numbers, webhooks — built from
+ * config. Nothing below the root imports it.
+ */
+
+/** Every long-lived core object of one gateway, built from config (no module-level singletons). */
+export interface Gateway {
+  readonly config: Config;
+  readonly log: Logger;
+  readonly metrics: Metrics;
+  readonly store: Store;
+  readonly counters: Counters;
+  readonly bus: RevocationBus;
+  readonly audit: AuditLog;
+  readonly ledger: SettlementLedger;
+  readonly keys: KeyService;
+  readonly tokens: TokenService;
+  readonly policy: PolicyEngine;
+  /** Resolves API keys and tokens to principals (REST, agent streams, Twilio-style Basic auth). */
+  readonly credentials: CredentialVerifier;
+  readonly numbers: NumberService;
+  readonly webhooks: WebhookService;
+  readonly tls: { certFile: string; keyFile: string } | null;
+  close(): Promise<void>;
+}
+
+export interface BuildOptions {
+  logDestination?: DestinationStream;
+  /** The CLI's one-shot commands skip the dev certificate and default metrics. */
+  purpose?: 'serve' | 'command';
+  logger?: Logger;
+}
+
+export function openStore(config: Config): Store {
+  return config.store.driver === 'postgres'
+    ? new PostgresStore({ url: config.store.postgres.url, poolSize: config.store.postgres.poolSize, ...(config.store.postgres.schema ? { schema: config.store.postgres.schema } : {}) })
+    : new SqliteStore(config.store.sqlite.path);
+}
+
+export async function buildGateway(config: Config, opts: BuildOptions = {}): Promise<Gateway> {
+  const purpose = opts.purpose ?? 'serve';
+  const log = opts.logger ?? createLogger({ level: config.log.level, destination: opts.logDestination, base: { node: config.nodeId } });
+  const metrics = new Metrics({ defaultMetrics: purpose === 'serve' });
+  const closers: (() => Promise<void> | void)[] = [];
+  const close = async (): Promise<void> => {
+    while (closers.length) {
+      const c = closers.pop()!;
+      try {
+        await c();
+      } catch (err) {
+        log.warn({ err }, 'error while closing');
+      }
+    }
+  };
+  try {
+    const store = openStore(config);
+    closers.push(() => store.close());
+    await store.migrate();
+
+    let counters: Counters;
+    let bus: RevocationBus;
+    if (config.counters.driver === 'redis') {
+      const { url, keyPrefix } = config.counters.redis;
+      counters = new RedisCounters({ url, keyPrefix });
+      closers.push(() => counters.close());
+      const redisBus = new RedisRevocationBus({ url, channel: `${keyPrefix}revocations` });
+      bus = redisBus;
+      closers.push(() => bus.close());
+      await redisBus.ready();
+    } else {
+      counters = new MemoryCounters();
+      bus = new LocalRevocationBus();
+      closers.push(() => counters.close(), () => bus.close());
+    }
+
+    const audit = new AuditLog(store, deriveAuditKey(config.secrets.masterKey), log, undefined, () => metrics.auditEntries.inc());
+    // Built before the key service, which tells it about rotations and revocations. The
+    // delivery loop runs only in `serve`; one-shot CLI commands just queue deliveries.
+    const webhooks = new WebhookService(store, audit, { ...config.webhooks, masterKey: config.secrets.masterKey }, log.child({ component: 'webhooks' }));
+    closers.push(() => webhooks.stop());
+    const keys = new KeyService(
+      store,
+      audit,
+      bus,
+      {
+        pepper: config.secrets.pepper,
+        masterKey: config.secrets.masterKey,
+        realm: config.sip.realm,
+        rotationGraceSec: config.keys.rotationGraceSec,
+        cache: config.keys.cache,
+        changeFeed: config.keys.changeFeed,
+        defaults: config.keys.defaults,
+        onEvent: (type, keyId, data) => webhooks.emit(type, keyId, data),
+      },
+      log,
+      undefined,
+      (result) => metrics.keyVerifications.inc({ result }),
+    );
+    closers.push(() => keys.close());
+    // A serving gateway follows the store's key change feed, so changes by the CLI or another
+    // node reach it; one-shot commands only write (their changes land in the feed).
+    if (purpose === 'serve') await keys.start();
+    const tokens = new TokenService(store, (id) => keys.getCurrent(id), {
+      signingKeyPem: config.secrets.tokenSigningKey,
+      issuer: config.tokens.issuer,
+      defaultTtlSec: config.tokens.defaultTtlSec,
+      maxTtlSec: config.tokens.maxTtlSec,
+    });
+    // Settlements the store cannot take are journaled and replayed by the serving process only:
+    // a one-shot CLI command settles no calls and must not race the server over the journal.
+    const { journalFile, flushTimeoutMs, ...billing } = config.billing;
+    const ledger = new SettlementLedger(store, counters, { ...billing, journalPath: purpose === 'serve' ? journalFile : null }, log.child({ component: 'billing' }), {
+      onPending: (n) => metrics.settlementsPending.set(n),
+      onFailure: (stage) => metrics.settlementFailures.inc({ stage }),
+    });
+    // Runs before the store and the counters close (closers run last first): pending writes get
+    // flushTimeoutMs, the rest stays journaled for the next start.
+    closers.push(async () => {
+      await ledger.flush(flushTimeoutMs);
+      await ledger.close();
+    });
+    if (purpose === 'serve') await ledger.start();
+    const policy = new PolicyEngine(counters, store, ledger, audit, { ...config.policy, blockedPrefixes: blockedPrefixes(config), rates: rateTableFor(config) }, log, undefined, (action, verdict) =>
+      metrics.policyDecisions.inc({ action, verdict }),
+    );
+
+    const numbers = new NumberService(store, audit);
+
+    let tls: Gateway['tls'] = null;
+    if (config.tls.certFile) tls = { certFile: config.tls.certFile, keyFile: config.tls.keyFile };
+    else if (purpose === 'serve' && config.tls.autoGenerateDev) {
+      const dev = await ensureDevCertificate(join(config.dataDir, 'tls'));
+      if (dev.created) log.warn({ certFile: dev.certFile }, 'generated a self-signed development TLS certificate');
+      tls = { certFile: dev.certFile, keyFile: dev.keyFile };
+    }
+
+    if (purpose === 'serve') webhooks.start();
+    const credentials = new CredentialVerifier(keys, tokens, log);
+    return { config, log, metrics, store, counters, bus, audit, ledger, keys, tokens, policy, credentials, numbers, webhooks, tls, close };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}
+
