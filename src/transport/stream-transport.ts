@@ -119,8 +119,11 @@ export class StreamTransport implements SipTransport {
       ? createTlsServer({ minVersion: 'TLSv1.2', ...this.opts.tls }, (s) => this.accept(s))
       : createTcpServer((s) => this.accept(s));
     this.guard.watch(server, this.opts.tls !== undefined);
-    // A failed TLS handshake is the client's problem: report it, keep serving.
-    server.on('tlsClientError', (err: Error, s: TLSSocket) => this.events.peerError?.(sourceAddress(s), err));
+    // A failed TLS handshake is the client's problem: report it, keep serving. A socket without
+    // an address is already gone (refused by the guard, or reset by the client at once).
+    server.on('tlsClientError', (err: Error, s: TLSSocket) => {
+      if (s.remoteAddress !== undefined) this.events.peerError?.(sourceAddress(s), err);
+    });
     this.server = server;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);

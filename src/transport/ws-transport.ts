@@ -69,7 +69,9 @@ export class WsTransport implements SipTransport {
       if (socket.writable && err.code !== 'ECONNRESET') socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
       else socket.destroy();
     });
-    http.on('tlsClientError', (err: Error, socket: { remoteAddress?: string }) => this.events.peerError?.(sourceAddress(socket), err));
+    http.on('tlsClientError', (err: Error, socket: { remoteAddress?: string }) => {
+      if (socket.remoteAddress !== undefined) this.events.peerError?.(sourceAddress(socket), err);
+    });
     const wss = new WebSocketServer({
       server: http,
       maxPayload: this.opts.maxMessageBytes,
