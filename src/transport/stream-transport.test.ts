@@ -151,6 +151,21 @@ describe('StreamTransport: per-source connection cap', () => {
   });
 });
 
+describe('StreamTransport: client connections', () => {
+  it('send() opens a connection to a peer it has none with, and the peer\'s answer comes back on it', async () => {
+    const server = await start();
+    const client = await start();
+    await client.t.send(Buffer.from('REQUEST\r\n\r\n'), { protocol: 'tcp', address: '127.0.0.1', port: server.port });
+    await until(() => server.messages.length === 1, 'the request at the server');
+    await server.t.send(Buffer.from('ANSWER\r\n\r\n'), server.messages[0]!.peer);
+    await until(() => client.messages.length === 1, 'the answer at the client');
+    expect(client.messages[0]!.data.toString()).toBe('ANSWER\r\n\r\n');
+    expect(client.t.connections).toBe(1);
+    // Outbound connections are not counted against a source's inbound cap.
+    expect(client.t.connectionsFrom('127.0.0.1')).toBe(0);
+  });
+});
+
 describe('StreamTransport: deadlines (fake clock)', () => {
   it('closes a connection whose message is not complete messageTimeoutMs after its first byte, though bytes keep coming (slowloris)', async () => {
     vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setInterval', 'clearInterval', 'Date'] });
