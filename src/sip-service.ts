@@ -7,8 +7,9 @@ import type { SipTransport, TransportProtocol } from './transport/sip-transport.
 import { UdpTransport } from './transport/udp-transport.js';
 import { StreamTransport } from './transport/stream-transport.js';
 import { WsTransport } from './transport/ws-transport.js';
-import type { StreamFramerFactory } from './transport/stream-transport.js';
-import { SipStreamFramer } from './sip/sip-stream-framer.js';
+import type { ConnectionEvents } from './transport/connection-guard.js';
+import { sipStreamFraming } from './sip/sip-stream-framing.js';
+import { RateLimitedLog } from './observability/rate-limited-log.js';
 import { KeyCredentials } from './calls/key-credentials.js';
 
 export interface SipService {
@@ -18,9 +19,6 @@ export interface SipService {
   drain(): void;
   close(): Promise<void>;
 }
-
-/** SIP framing for TCP and TLS connections (RFC 3261 §18.3). */
-const sipFraming: StreamFramerFactory = (handlers, maxMessageBytes) => new SipStreamFramer(handlers, { maxMessageBytes });
 
 /** Key for stateless digest nonces, derived from the master key so every node shares it. */
 function nonceKey(masterKey: Buffer): Buffer {
@@ -55,14 +53,42 @@ export async function startSip(gw: Gateway, handler: CallHandler): Promise<SipSe
     },
   );
   const onMessage = (m: Parameters<SipServer['handle']>[0]): void => server.handle(m);
-  const onError = (err: Error): void => gw.log.error({ err }, 'SIP transport error');
+  // What clients do to connections is counted in full and logged as a rate-limited sample,
+  // without stacks: a flood must not turn into a flood of log lines.
+  const connLog = new RateLimitedLog(gw.log.child({ component: 'sip-transport' }), { intervalMs: 10_000, burst: 5 });
+  const onError = (err: Error): void => {
+    const code = (err as NodeJS.ErrnoException).code;
+    // Out of descriptors or buffers while accepting: a load condition, not a bug.
+    if (code === 'EMFILE' || code === 'ENFILE' || code === 'ENOBUFS' || code === 'ENOMEM') connLog.write('warn', `fault:${code}`, { code, error: err.message }, 'SIP transport cannot accept connections');
+    else gw.log.error({ err }, 'SIP transport error');
+  };
+  const connectionEvents = (transport: TransportProtocol): ConnectionEvents => ({
+    refused: (ip, reason) => {
+      gw.metrics.sipConnectionsRefused.inc({ transport, reason });
+      connLog.write('warn', `refused:${reason}`, { ip, transport, reason }, 'SIP connection refused');
+    },
+    closed: (ip, reason) => {
+      gw.metrics.sipConnectionsClosed.inc({ transport, reason });
+      connLog.write(reason === 'idle-timeout' ? 'debug' : 'warn', `closed:${reason}`, { ip, transport, reason }, 'SIP connection closed');
+    },
+    peerError: (ip, err) => connLog.write('debug', `peer:${transport}`, { ip, transport, code: (err as NodeJS.ErrnoException).code, error: err.message }, 'SIP connection failed'),
+  });
   const tlsFiles = gw.tls ? { cert: readFileSync(gw.tls.certFile), key: readFileSync(gw.tls.keyFile) } : null;
   const transports: SipTransport[] = [];
   const listening: SipService['listening'] = {};
   try {
     for (const protocol of new Set(c.transports)) {
       let t: SipTransport & { listen(host: string, port: number): Promise<void> };
-      const stream = { idleTimeoutMs: c.idleTimeoutSec * 1000, maxMessageBytes: c.maxMessageBytes, maxConnections: c.maxConnections, frame: sipFraming };
+      const stream = {
+        idleTimeoutMs: c.idleTimeoutSec * 1000,
+        messageTimeoutMs: c.messageTimeoutMs,
+        handshakeTimeoutMs: c.handshakeTimeoutMs,
+        maxMessageBytes: c.maxMessageBytes,
+        maxConnections: c.maxConnections,
+        maxConnectionsPerSource: c.maxConnectionsPerSource,
+        frame: sipStreamFraming,
+        events: connectionEvents(protocol),
+      };
       switch (protocol) {
         case 'udp':
           t = new UdpTransport(onMessage, onError, c.maxMessageBytes);

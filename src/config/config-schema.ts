@@ -60,6 +60,12 @@ export const configSchema = z
       digestAlgorithms: z.array(z.enum(['SHA-256', 'MD5'])).min(1),
       idleTimeoutSec: z.number().int().min(5).max(3600),
       maxConnections: z.number().int().min(1).max(1_000_000),
+      /** Stream connections (TCP, TLS, WS, WSS) one source address may hold at once, per transport. */
+      maxConnectionsPerSource: z.number().int().min(1).max(1_000_000),
+      /** Once a message's first byte has arrived on TCP or TLS, the rest must follow within this long. */
+      messageTimeoutMs: z.number().int().min(100).max(600_000),
+      /** TLS handshake, and WebSocket upgrade (TLS included for WSS), within this long of the accept. */
+      handshakeTimeoutMs: z.number().int().min(100).max(600_000),
       maxMessageBytes: z.number().int().min(1024).max(1_048_576),
       drainTimeoutSec: z.number().int().min(0).max(3600),
       bruteForce: z.strictObject({

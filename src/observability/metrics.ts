@@ -12,6 +12,8 @@ export class Metrics {
   readonly sipAuthFailures: Counter;
   readonly sipBlockedSources: Counter;
   readonly sipCalls: Counter<'outcome'>;
+  readonly sipConnectionsRefused: Counter<'transport' | 'reason'>;
+  readonly sipConnectionsClosed: Counter<'transport' | 'reason'>;
   readonly activeCalls: Gauge;
   readonly agentStreams: Gauge<'protocol'>;
   readonly agentConnects: Counter<'outcome'>;
@@ -66,6 +68,18 @@ export class Metrics {
       name: 'tollgate_sip_calls_total',
       help: 'Inbound SIP calls by outcome: answered, ended, or the refusal code',
       labelNames: ['outcome'],
+      registers: [this.registry],
+    });
+    this.sipConnectionsRefused = new Counter({
+      name: 'tollgate_sip_connections_refused_total',
+      help: 'SIP stream connections (TCP, TLS, WS, WSS) refused at accept, by reason: source-limit (sip.maxConnectionsPerSource) or limit (sip.maxConnections)',
+      labelNames: ['transport', 'reason'],
+      registers: [this.registry],
+    });
+    this.sipConnectionsClosed = new Counter({
+      name: 'tollgate_sip_connections_closed_total',
+      help: 'SIP stream connections closed by tollgate, by reason: handshake-timeout, message-timeout, idle-timeout, framing-error',
+      labelNames: ['transport', 'reason'],
       registers: [this.registry],
     });
     this.activeCalls = new Gauge({

@@ -174,15 +174,15 @@ export const DEFAULT_LIMITS: ParseLimits = Object.freeze({ maxMessageBytes: 65_5
 
 /**
  * A message that could not be parsed. `status` is the response a server sends when the
- * message was a request it can answer (400 malformed, 413 too large, 505 version not supported,
- * 513 message too large
- * for the transport / header limits), or null when the datagram should just be dropped
+ * message was a request it can answer (400 malformed, 413 too large, 414 Request-URI too long,
+ * 505 version not supported, 513 message too large for the transport / header limits), or null
+ * when the datagram should just be dropped
  * (e.g. not SIP at all, or a malformed response). `partial` holds the headers read before the
  * fault, for building that response (Via, From, To, Call-ID, CSeq).
  */
 export interface ParseFailure {
   readonly ok: false;
-  readonly status: 400 | 413 | 505 | 513 | null;
+  readonly status: 400 | 413 | 414 | 505 | 513 | null;
   readonly reason: string;
   readonly partial: { readonly isRequest: boolean; readonly method: string | null; readonly headers: SipHeaders } | null;
 }

@@ -237,6 +237,43 @@ describe('parseMessage: mandatory headers (RFC 3261 §8.1.1, §8.2)', () => {
     expect(request(parseMessage(requestWithout('Max-Forwards'))).method).toBe('INVITE');
   });
 
+  it('Max-Forwards must be 0..255 in digits (RFC 3261 §20.22): 400 otherwise, answered with the headers', () => {
+    const withMf = (v: string): ParseResult => parseMessage(Buffer.from(invite().toString('latin1').replace('Max-Forwards: 70', `Max-Forwards: ${v}`), 'latin1'));
+    for (const good of ['0', '1', '70', '255', '0068']) expect(withMf(good).ok, good).toBe(true);
+    for (const bad of ['-1', '256', '100000000000000000000', 'abc', '7 0', '', '0x10', '+5']) {
+      const r = withMf(bad);
+      expect(r.ok, bad).toBe(false);
+      if (r.ok) continue;
+      expect(r.status, bad).toBe(400);
+      expect(r.reason).toBe('Max-Forwards must be 0 to 255');
+      expect(r.partial?.headers.get('CSeq')).toBe('314159 INVITE');
+    }
+  });
+
+  it('two Max-Forwards that disagree are 400; a repeated equal one is harmless', () => {
+    expect(parseMessage(invite({ extra: ['Max-Forwards: 70'] })).ok).toBe(true);
+    const r = parseMessage(invite({ extra: ['Max-Forwards: 69'] }));
+    expect(!r.ok && r.reason).toContain('Max-Forwards');
+  });
+
+  it('an Expires beyond 2^32-1 is 400 (RFC 3261 §20.19); a non-numeric one is left to the registrar (treated as 3600)', () => {
+    expect(parseMessage(invite({ extra: ['Expires: 4294967295'] })).ok).toBe(true);
+    expect(parseMessage(invite({ extra: ['Expires: 0004294967295'] })).ok).toBe(true);
+    expect(parseMessage(invite({ extra: ['Expires: Thu, 01 Dec 2040 16:00:00 GMT'] })).ok).toBe(true);
+    for (const bad of ['4294967296', '10000000000000000000000000']) {
+      const r = parseMessage(invite({ extra: [`Expires: ${bad}`] }));
+      expect(!r.ok && r.status, bad).toBe(400);
+      expect(!r.ok && r.reason).toBe('Expires larger than 2^32-1');
+    }
+  });
+
+  it('a CSeq number of 2^31 or more is 400 (RFC 3261 §8.1.1.5)', () => {
+    for (const v of ['2147483648', '4294967296', '36893488147419103232']) {
+      const r = parseMessage(Buffer.from(invite().toString('latin1').replace('CSeq: 314159 INVITE', `CSeq: ${v} INVITE`), 'latin1'));
+      expect(!r.ok && r.status, v).toBe(400);
+    }
+  });
+
   it('answers 400 when the CSeq method does not match the request method', () => {
     const r = parseMessage(Buffer.from(invite().toString('latin1').replace('CSeq: 314159 INVITE', 'CSeq: 314159 BYE'), 'latin1'));
     expect(r.ok).toBe(false);
@@ -287,11 +324,30 @@ describe('parseMessage: limits', () => {
     if (!f.ok) expect(f.status).toBe(400);
   });
 
-  it('bounds the start line too: 400 for a long Request-Line, drop for a long status line', () => {
+  it('bounds the start line too: 414 for a long Request-URI (RFC 3261 §21.4.12), drop for a long status line', () => {
     const longReq = parseMessage(Buffer.from(`INVITE sip:${'a'.repeat(9000)}@example.com SIP/2.0\r\n\r\n`));
-    expect(!longReq.ok && longReq.status).toBe(400);
+    expect(!longReq.ok && longReq.status).toBe(414);
     const longResp = parseMessage(Buffer.from(`SIP/2.0 200 ${'O'.repeat(9000)}\r\n\r\n`));
     expect(!longResp.ok && longResp.status).toBeNull();
+  });
+
+  it('a 40 KB Request-URI is 414 with the headers read, so the request can be answered', () => {
+    const big = Buffer.from(invite().toString('latin1').replace('sip:bob@biloxi.example.com SIP/2.0', `sip:${'b'.repeat(40_000)}@biloxi.example.com SIP/2.0`), 'latin1');
+    const r = parseMessage(big);
+    expect(r.ok).toBe(false);
+    if (r.ok) return;
+    expect(r.status).toBe(414);
+    expect(r.reason).toContain('Request-URI');
+    expect(r.partial?.method).toBe('INVITE');
+    expect(r.partial?.headers.get('Call-ID')).toBe('a84b4c76e66710@pc33.atlanta.example.com');
+    // Over maxMessageBytes the message is too large as a whole: 513.
+    const huge = parseMessage(Buffer.concat([big, Buffer.alloc(30_000, 0x61)]));
+    expect(!huge.ok && huge.status).toBe(513);
+  });
+
+  it('a long start line whose long part is the method is a malformed line: 400', () => {
+    const r = parseMessage(Buffer.from(`${'M'.repeat(9000)} sip:a@example.com SIP/2.0\r\n\r\n`));
+    expect(!r.ok && r.status).toBe(400);
   });
 
   it('never throws on 2,000 random mutations of a valid INVITE (seeded)', () => {
@@ -329,7 +385,7 @@ describe('parseMessage: limits', () => {
       let r: ParseResult | undefined;
       expect(() => (r = parseMessage(b))).not.toThrow();
       if (r!.ok) okCount++;
-      else expect([400, 513, null]).toContain(r!.status);
+      else expect([400, 414, 505, 513, null]).toContain(r!.status);
     }
     expect(okCount).toBeGreaterThan(0);
   });
@@ -537,12 +593,14 @@ describe('RFC 4475 §3.2–3.4: transaction and application layer cases', () => 
     expect(parseVia(m.headers.get('Via')!)?.params.get('branch')).toBe('z9hG4bK');
   });
 
-  it('insuf (§3.3.1): missing To, From, Call-ID — 400, and too little to build a response', () => {
+  it('insuf (§3.3.1): missing To, From, Call-ID — "ideally, it will respond with a 400"; Via and CSeq were read', () => {
     const r = parseMessage(fixture('insuf'));
     expect(r.ok).toBe(false);
     if (r.ok) return;
     expect(r.status).toBe(400);
     expect(r.partial?.headers.has('From')).toBe(false);
+    expect(r.partial?.headers.get('Via')).toBe('SIP/2.0/UDP 192.0.2.95;branch=z9hG4bKkdj.insuf');
+    expect(r.partial?.headers.get('CSeq')).toBe('193942 INVITE');
   });
 
   it('unkscm (§3.3.2) and novelsc (§3.3.3): other URI schemes parse; parseUri returns null (the UA answers 416)', () => {

@@ -10,14 +10,18 @@
  * - header syntax, folding, compact forms, limits;
  * - the headers every transaction needs: top Via, From, To, Call-ID and CSeq must be present,
  *   well formed and (except Via) single (RFC 4475 §3.3.8); CSeq method must equal the request
- *   method (RFC 4475 §3.1.2.17). Max-Forwards may be missing (it is a SHOULD) and is not
- *   range-checked: RFC 4475 §3.1.2.4 lets an element treat a bad one as absent;
+ *   method (RFC 4475 §3.1.2.17);
+ * - scalar fields of requests: CSeq below 2^31 (RFC 3261 §8.1.1.5), Max-Forwards 0..255
+ *   (RFC 3261 §20.22; it may be missing, it is a SHOULD), a numeric Expires at most 2^32-1
+ *   (§20.19). RFC 4475 §3.1.2.4 lets an element treat a bad Max-Forwards as absent; a gateway
+ *   that answers 400 tells the sender about its bug instead of guessing a hop count;
  * - Content-Length (bytes), including duplicates that disagree (RFC 4475 §3.3.9).
  * Other headers stay raw text; sip-grammar.ts parses them on demand, so an element that does
  * not need, say, Contact or Date does not reject a message for them (RFC 4475 §3.1.2.12, §3.1.2.13).
  *
- * Failures are data (ParseFailure): 400 for a malformed request, 513 for one over
- * maxMessageBytes, null (drop silently) for malformed responses and for input that is not SIP.
+ * Failures are data (ParseFailure): 400 for a malformed request, 414 for a Request-URI longer
+ * than maxLineBytes, 505 for another SIP version, 513 for one over maxMessageBytes, null (drop
+ * silently) for malformed responses and for input that is not SIP.
  */
 import { DEFAULT_LIMITS, SipHeaders, splitHeaderList, type ParseFailure, type ParseLimits, type ParseResult } from './sip-message.js';
 import { parseCSeq, parseNameAddr, parseUri, parseVia } from './sip-grammar.js';
@@ -96,7 +100,7 @@ function utf8(latin1: string): string {
   return NON_ASCII.test(latin1) ? Buffer.from(latin1, 'latin1').toString('utf8') : latin1;
 }
 
-type Failure = { status: 400 | 505 | 513 | null; reason: string };
+type Failure = { status: 400 | 414 | 505 | 513 | null; reason: string };
 
 function failure(f: Failure, isRequest: boolean, method: string | null, headers: SipHeaders | null): ParseFailure {
   return {
@@ -158,6 +162,30 @@ function parseContentLength(v: string): number {
   return n;
 }
 
+/** Max-Forwards = 1*DIGIT, "an integer in the range 0-255" (RFC 3261 §20.22, §25.1); leading zeros allowed (RFC 4475 §3.1.1.1). */
+function isMaxForwards(v: string): boolean {
+  if (v.length === 0) return false;
+  let n = 0;
+  for (let i = 0; i < v.length; i++) {
+    const c = v.charCodeAt(i);
+    if (c < 48 || c > 57) return false;
+    n = n * 10 + (c - 48);
+    if (n > 255) return false;
+  }
+  return true;
+}
+
+/**
+ * Expires = delta-seconds, "between 0 and (2**32)-1" (RFC 3261 §20.19). Only an all-digit value
+ * beyond that range is refused (the scalar overflow of RFC 4475 §3.1.2.4); other malformed
+ * values "SHOULD be treated as equivalent to 3600" (§20.19), which is what the registrar does.
+ */
+function isExpiresOverflow(v: string): boolean {
+  if (!/^\d+$/.test(v)) return false;
+  const digits = v.replace(/^0+(?=\d)/, '');
+  return digits.length > 10 || Number(digits) > 0xffffffff;
+}
+
 /**
  * Parses one SIP message. Never throws: every input yields a message or a ParseFailure.
  * For datagrams (RFC 3261 §18.3) bytes after Content-Length are discarded and a body shorter
@@ -194,11 +222,6 @@ function parse(buf: Buffer, limits: ParseLimits): ParseResult {
   let ce = lineEnd;
   if (ce > pos && s.charCodeAt(ce - 1) === 13) ce--;
 
-  if (ce - pos > limits.maxLineBytes) {
-    if (s.startsWith('SIP/', pos) || !looksLikeRequestLine(s.slice(pos, ce))) return failure(NOT_SIP, false, null, null);
-    return failure({ status: 400, reason: `Request-Line longer than ${limits.maxLineBytes} bytes` }, true, null, new SipHeaders());
-  }
-
   let isRequest: boolean;
   let method: string | null = null;
   let requestUri = '';
@@ -206,7 +229,22 @@ function parse(buf: Buffer, limits: ParseLimits): ParseResult {
   let reason = '';
   let startError: Failure | null = null;
 
-  if (s.startsWith('SIP/', pos)) {
+  if (ce - pos > limits.maxLineBytes) {
+    if (s.startsWith('SIP/', pos) || !looksLikeRequestLine(s.slice(pos, ce))) return failure(NOT_SIP, false, null, null);
+    // Only the Request-URI is unbounded on a request line. When it is the long part, RFC 3261
+    // §21.4.12 has the exact answer, 414 Request-URI Too Long; the headers are still read so
+    // the answer can be built (a message over maxMessageBytes gets 513 instead, below). A long
+    // method token is just a malformed line: 400.
+    isRequest = true;
+    const sp1 = s.indexOf(' ', pos);
+    const spLast = s.lastIndexOf(' ', ce - 1);
+    if (sp1 > pos && isTokenRange(s, pos, sp1) && sp1 - pos < spLast - sp1) {
+      method = s.slice(pos, sp1);
+      startError = { status: 414, reason: `Request-URI longer than ${limits.maxLineBytes} bytes` };
+    } else {
+      startError = { status: 400, reason: `Request-Line longer than ${limits.maxLineBytes} bytes` };
+    }
+  } else if (s.startsWith('SIP/', pos)) {
     // Status-Line = SIP-Version SP Status-Code SP Reason-Phrase. A response that does not parse is dropped.
     isRequest = false;
     if (!s.startsWith('SIP/2.0 ', pos)) return failure({ status: null, reason: 'Unsupported SIP version' }, false, null, null);
@@ -246,7 +284,7 @@ function parse(buf: Buffer, limits: ParseLimits): ParseResult {
           if (!looksLikeRequestLine(s.slice(pos, ce))) return failure(NOT_SIP, false, null, null);
           startError = { status: 400, reason: 'Malformed Request-Line' };
         } else {
-          // RFC 4475 §3.1.2.16 expects 505 here; ParseFailure.status has no 505, so 400 with this reason.
+          // RFC 4475 §3.1.2.16 (badvers): 505 Version Not Supported.
           startError = { status: 505, reason: 'Version Not Supported' };
         }
       } else if (!isTokenRange(s, pos, sp1)) {
@@ -343,6 +381,8 @@ function parse(buf: Buffer, limits: ParseLimits): ParseResult {
   let callId = -1;
   let cseq = -1;
   let contentLength = -1;
+  let maxForwards = -1;
+  let expires = -1;
   let duplicate: string | null = null;
   for (let k = 0; k < names.length; k++) {
     const n = names[k]!;
@@ -370,6 +410,14 @@ function parse(buf: Buffer, limits: ParseLimits): ParseResult {
       case 'Content-Length':
         if (contentLength < 0) contentLength = k;
         else if (values[k] !== values[contentLength]) duplicate ??= n;
+        break;
+      case 'Max-Forwards':
+        if (maxForwards < 0) maxForwards = k;
+        else if (values[k] !== values[maxForwards]) duplicate ??= n;
+        break;
+      case 'Expires':
+        if (expires < 0) expires = k;
+        else if (values[k] !== values[expires]) duplicate ??= n;
         break;
     }
   }
@@ -409,6 +457,8 @@ function parse(buf: Buffer, limits: ParseLimits): ParseResult {
   const body = bodyLength === 0 ? EMPTY_BODY : Buffer.from(buf.subarray(bodyStart, bodyStart + bodyLength));
   if (isRequest) {
     if (cs.method !== method) return fail({ status: 400, reason: 'CSeq method does not match the request method' });
+    if (maxForwards >= 0 && !isMaxForwards(values[maxForwards]!)) return fail({ status: 400, reason: 'Max-Forwards must be 0 to 255' });
+    if (expires >= 0 && isExpiresOverflow(values[expires]!)) return fail({ status: 400, reason: 'Expires larger than 2^32-1' });
     return { ok: true, message: { kind: 'request', method: cs.method, uri: requestUri, headers, body } };
   }
   return { ok: true, message: { kind: 'response', status, reason, headers, body } };

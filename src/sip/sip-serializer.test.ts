@@ -183,10 +183,23 @@ describe('buildResponseFromPartial', () => {
     expect(buildResponseFromPartial(r.partial, 513)?.reason).toBe('Message Too Large');
   });
 
-  it('returns null without the headers a response needs, for responses, and for ACK', () => {
+  it('answers insuf (RFC 4475 §3.3.1) with a 400 carrying Via and CSeq, without the missing From, To and Call-ID', () => {
     const insuf = parseMessage(readFileSync(`${FIXTURES}insuf.sip`));
     expect(insuf.ok).toBe(false);
-    if (!insuf.ok) expect(buildResponseFromPartial(insuf.partial, 400)).toBeNull();
+    if (insuf.ok) return;
+    const resp = buildResponseFromPartial(insuf.partial, 400);
+    expect(resp?.status).toBe(400);
+    expect(resp?.headers.entries().map((e) => e.name)).toEqual(['Via', 'CSeq']);
+    expect(serializeMessage(resp!).toString()).toBe('SIP/2.0 400 Bad Request\r\nVia: SIP/2.0/UDP 192.0.2.95;branch=z9hG4bKkdj.insuf\r\nCSeq: 193942 INVITE\r\nContent-Length: 0\r\n\r\n');
+  });
+
+  it('returns null without Via or CSeq (nothing to route or match the answer by), for responses, and for ACK', () => {
+    const noVia = parseMessage(Buffer.from(INVITE.toString('latin1').replace(/^Via:.*\r\n/gm, '').replace('Content-Length: 4', 'Content-Length: 40'), 'latin1'));
+    expect(noVia.ok).toBe(false);
+    if (!noVia.ok) expect(buildResponseFromPartial(noVia.partial, 400)).toBeNull();
+    const noCSeq = parseMessage(Buffer.from(INVITE.toString('latin1').replace(/^CSeq:.*\r\n/gm, ''), 'latin1'));
+    expect(noCSeq.ok).toBe(false);
+    if (!noCSeq.ok) expect(buildResponseFromPartial(noCSeq.partial, 400)).toBeNull();
     expect(buildResponseFromPartial(null, 400)).toBeNull();
     const ack = Buffer.from(INVITE.toString('latin1').replace('INVITE sip:', 'ACK sip:').replace('Content-Length: 4', 'Content-Length: 99'), 'latin1');
     const r = parseMessage(ack);

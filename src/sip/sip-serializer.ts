@@ -170,14 +170,17 @@ export function buildResponse(req: SipRequest, status: number, reason?: string, 
 }
 
 /**
- * Builds the response to a request that failed to parse (ParseFailure.partial), e.g. a 400 or
- * 513, when the headers read before the fault include Via, From, To, Call-ID and CSeq.
+ * Builds the response to a request that failed to parse (ParseFailure.partial), e.g. a 400, 414
+ * or 513, when the headers read before the fault include Via and CSeq: the Via routes the
+ * response back (RFC 3261 §18.2.2) and Via branch + CSeq method let the client match it to its
+ * transaction (§17.1.3). From, To and Call-ID are copied when present; a request missing them
+ * (RFC 4475 §3.3.1 insuf) still gets the 400 the RFC hopes for, without them.
  * Returns null otherwise, and for ACK, which is never answered (RFC 3261 §17.2.3).
  */
 export function buildResponseFromPartial(partial: ParseFailure['partial'], status: number, reason?: string): SipResponse | null {
   if (!partial?.isRequest) return null;
   const h = partial.headers;
-  for (const name of ['Via', 'From', 'To', 'Call-ID', 'CSeq']) if (!h.has(name)) return null;
+  if (!h.has('Via') || !h.has('CSeq')) return null;
   if (partial.method === 'ACK' || /^\s*\d+\s+ACK\s*$/.test(h.get('CSeq') ?? '')) return null;
   return { kind: 'response', status, reason: reason ?? reasonPhrase(status), headers: responseHeaders(h, undefined), body: EMPTY };
 }

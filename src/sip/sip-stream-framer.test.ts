@@ -148,6 +148,22 @@ describe('SipStreamFramer limits and framing errors', () => {
     expect(summary(events)).toEqual(['error:MESSAGE_TOO_LARGE']);
   });
 
+  it('hands the failed message\'s header block to onError, so the request can be answered', () => {
+    const { f, events } = framer(1000);
+    const head = 'INVITE sip:b@example.com SIP/2.0\r\nCSeq: 1 INVITE\r\nContent-Length: 5000\r\n\r\n';
+    f.push(Buffer.from(`${head}body bytes`));
+    const e = events[0];
+    expect(e?.kind === 'error' && e.error.head.toString()).toBe(head);
+    const bad = framer();
+    bad.f.push(Buffer.from('OPTIONS sip:b@example.com SIP/2.0\r\nl: -1\r\n\r\n'));
+    const b = bad.events[0];
+    expect(b?.kind === 'error' && b.error.head.toString()).toBe('OPTIONS sip:b@example.com SIP/2.0\r\nl: -1\r\n\r\n');
+    const long = framer(100);
+    long.f.push(Buffer.from(`OPTIONS sip:b@example.com SIP/2.0\r\nX: ${'a'.repeat(200)}`));
+    const l = long.events[0];
+    expect(l?.kind === 'error' && l.error.head.length).toBe(100);
+  });
+
   it.each([
     ['negative (RFC 4475 §3.1.2.3)', 'Content-Length: -999'],
     ['non-numeric', 'Content-Length: five'],

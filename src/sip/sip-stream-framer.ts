@@ -26,6 +26,11 @@ export type FramingErrorCode = 'HEADERS_TOO_LARGE' | 'MESSAGE_TOO_LARGE' | 'BAD_
 export interface FramingError {
   readonly code: FramingErrorCode;
   readonly message: string;
+  /**
+   * The failed message's header block as read (start line and headers; at most maxMessageBytes
+   * when no end of headers was found), so the request can still be answered (400, 513).
+   */
+  readonly head: Buffer;
 }
 
 export interface SipStreamFramerHandlers {
@@ -106,17 +111,17 @@ export class SipStreamFramer {
         const end = this.findHeaderEnd();
         if (end < 0) {
           if (this.buf.length > this.maxMessageBytes) {
-            this.fail(call, 'HEADERS_TOO_LARGE', `No end of headers within ${this.maxMessageBytes} bytes`);
+            this.fail(call, 'HEADERS_TOO_LARGE', `No end of headers within ${this.maxMessageBytes} bytes`, this.maxMessageBytes);
           }
           return;
         }
         const cl = this.contentLength(end);
         if (cl < 0) {
-          this.fail(call, 'BAD_CONTENT_LENGTH', 'Missing, negative, non-numeric or conflicting Content-Length');
+          this.fail(call, 'BAD_CONTENT_LENGTH', 'Missing, negative, non-numeric or conflicting Content-Length', end);
           return;
         }
         if (end + cl > this.maxMessageBytes) {
-          this.fail(call, 'MESSAGE_TOO_LARGE', `Message of ${end + cl} bytes exceeds ${this.maxMessageBytes}`);
+          this.fail(call, 'MESSAGE_TOO_LARGE', `Message of ${end + cl} bytes exceeds ${this.maxMessageBytes}`, end);
           return;
         }
         this.headerEnd = end;
@@ -219,9 +224,10 @@ export class SipStreamFramer {
     return value === -2 ? 0 : value;
   }
 
-  private fail(call: (f: () => void) => void, code: FramingErrorCode, message: string): void {
+  private fail(call: (f: () => void) => void, code: FramingErrorCode, message: string, headEnd: number): void {
+    const head = Buffer.from(this.buf.subarray(0, headEnd));
     this.stopped = true;
     this.buf = EMPTY;
-    call(() => this.handlers.onError({ code, message }));
+    call(() => this.handlers.onError({ code, message, head }));
   }
 }

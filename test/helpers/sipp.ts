@@ -42,6 +42,8 @@ export interface SippOptions {
   /** Raw µ-law file streamed as RTP after the answer (uac-auth-echo). */
   rtpFile?: string;
   timeoutSec?: number;
+  /** SIPp's own address for SIP and media (-i, -mi), e.g. 127.0.0.2 to be another source than 127.0.0.1. */
+  localAddress?: string;
 }
 
 /** What a finished SIPp run left in its directory: its log files by suffix, and its call counts (-stf stat.csv). */
@@ -102,9 +104,9 @@ function runSippOnce(o: SippOptions): Promise<SippRun> {
     '-m', String(o.calls ?? 1),
     '-l', String(o.limit ?? o.calls ?? 1),
     '-r', String(o.rate ?? 10),
-    '-i', '127.0.0.1',
+    '-i', o.localAddress ?? '127.0.0.1',
     '-p', String(base + 2000),
-    '-mi', '127.0.0.1',
+    '-mi', o.localAddress ?? '127.0.0.1',
     '-mp', String(base),
     '-ci', '127.0.0.1',
     '-cp', String(base + 1000),
