@@ -563,6 +563,8 @@ export class RtpPeer {
   received = 0;
   echoed = 0;
   foreign = 0;
+  /** The payloads of the first packets received (at most 500: 10 s), for what was heard. */
+  readonly payloads: Buffer[] = [];
   private seq = randomInt(0, 0xffff);
   private ts = randomInt(0, 2 ** 31);
   private timer: ReturnType<typeof setInterval> | null = null;
@@ -601,6 +603,7 @@ export class RtpPeer {
     const cc = pkt[0]! & 0x0f;
     const payload = pkt.subarray(12 + 4 * cc);
     if (payload.length === 0) return;
+    if (this.payloads.length < 500) this.payloads.push(Buffer.from(payload));
     const b = payload[0]!;
     if (payload.every((x) => x === b)) {
       if (b === this.marker) this.echoed++;

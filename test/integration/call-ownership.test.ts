@@ -4,12 +4,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { api, rememberSecret, runCli, startGateway, waitForLog, type RunningGateway } from '../helpers/gateway-process.js';
-import { RawUac, type UacCall } from '../helpers/raw-uac.js';
+import { RawUac, mediaOf, type UacCall } from '../helpers/raw-uac.js';
 import { runSipp } from '../helpers/sipp.js';
 import { NativeAgent, PipecatLikeAgent } from '../helpers/agents.js';
 import { clusterBackend, type Backend } from '../helpers/backends.js';
 import { newBranch } from '../../src/sip/sip-ids.js';
 import { billedSeconds } from '../../src/policy/rate-table.js';
+import { detectTone, ulawDecode } from '../helpers/audio.js';
 
 /**
  * One Call object owns each call, keyed by the gateway's own id, never by the SIP Call-ID:
@@ -419,6 +420,44 @@ describe('one Call per call, keyed by the gateway (leaseTtlSec 5, agents.connect
       const records = await h.endedRecords(k, c.callId, 1);
       expect(records[0]).toMatchObject({ status: 'ended', endReason: 'remote-bye' });
     }
+  });
+});
+
+describe('agents.progress: ringback', () => {
+  let gw: RunningGateway;
+  let h: Harness;
+  beforeAll(async () => {
+    gw = await startGateway({ env: { ...BASE_ENV, TOLLGATE_AGENTS__PROGRESS: 'ringback' } });
+    h = await new Harness(gw).init();
+  });
+  afterEach(() => h.closeAll());
+  afterAll(() => gw.stop());
+
+  it('while the agent is reached the caller gets 183 with the SDP answer and hears the ringing tone (440 + 480 Hz) as early media, then the 200 with the same SDP', async () => {
+    // The agent answers its upgrade only after 2 s: the caller hears ringing meanwhile.
+    const server = h.keep(await PipecatLikeAgent.listen({ holdUpgradeMs: 2000 }));
+    const k = await h.key();
+    const number = await h.number(k, 'agent', { url: `${server.url}/ringback` });
+    const uac = await h.uac();
+    const call = uac.call({ dialled: number, credentials: credsOf(k) });
+    await call.start();
+    const progress = await call.response(183);
+    expect(progress.headers.get('Content-Type')).toBe('application/sdp');
+    const early = mediaOf(progress.body);
+    expect(early).not.toBeNull();
+    // Ringing tone before the answer (RTP to the SDP address the INVITE came from).
+    await until(() => call.rtp.payloads.length >= 50, 5000, 'a second of early media');
+    expect(call.answer).toBeNull();
+    const heard = ulawDecode(Buffer.concat(call.rtp.payloads.slice(0, 50)));
+    // Two tones of equal level: each stands at about 0 dB against the other, far above the rest.
+    expect(detectTone(heard, 8000, 440, { minSnrDb: -3 }).present, 'the 440 Hz of ringback').toBe(true);
+    expect(detectTone(heard, 8000, 480, { minSnrDb: -3 }).present, 'the 480 Hz of ringback').toBe(true);
+    expect(detectTone(heard, 8000, 1000, { minSnrDb: -3 }).present, 'nothing at 1 kHz').toBe(false);
+    const ok = await call.finalResponse(10_000);
+    expect(ok.status).toBe(200);
+    call.ack();
+    expect(mediaOf(ok.body)).toEqual(early);
+    expect((await call.bye()).status).toBe(200);
   });
 });
 
