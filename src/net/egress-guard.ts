@@ -271,14 +271,16 @@ export class EgressGuard {
       return why ? refused('destination-not-allowed', `${host}: ${why}`) : { ok: true, url: u, host, addresses: LOOPBACK };
     }
 
+    // A metadata name is refused whether or not it resolves here, unless egress.allow lists every address it has.
+    const metadata = METADATA_NAMES.has(name);
+    if (metadata && this.allow.length === 0) return refused('destination-not-allowed', `${host}: cloud metadata name`);
     let answers: readonly ResolvedAddress[];
     try {
       answers = await this.resolve(name, opts.signal);
     } catch (err) {
-      return refused('unresolvable', `${host}: ${(err as { code?: string }).code ?? (err as Error).message}`);
+      return refused(metadata ? 'destination-not-allowed' : 'unresolvable', `${host}: ${(err as { code?: string }).code ?? (err as Error).message}`);
     }
-    if (answers.length === 0) return refused('unresolvable', `${host}: no addresses`);
-    const metadata = METADATA_NAMES.has(name);
+    if (answers.length === 0) return refused(metadata ? 'destination-not-allowed' : 'unresolvable', `${host}: no addresses`);
     const addresses: ResolvedAddress[] = [];
     for (const a of answers) {
       const ip = parseIp(a.address);
