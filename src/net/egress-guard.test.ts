@@ -97,7 +97,7 @@ describe('egress guard: operator URLs (keys:admin configured them)', () => {
   });
 
   it('still refuses link-local and cloud metadata destinations, whatever the spelling', async () => {
-    for (const url of ['http://169.254.169.254/', 'http://[::ffff:a9fe:a9fe]/', 'http://2852039166/', 'http://[fe80::1]/', 'http://metadata.google.internal/', 'http://100.100.100.200/', 'http://[fd00:ec2::254]/', 'https://rebound.example.com/']) {
+    for (const url of ['http://169.254.169.254/', 'http://[::ffff:a9fe:a9fe]/', 'http://2852039166/', 'http://[2002:a9fe:a9fe::]/', 'http://[64:ff9b::a9fe:a9fe]/', 'http://[fe80::1]/', 'http://metadata.google.internal/', 'http://100.100.100.200/', 'http://[fd00:ec2::254]/', 'https://rebound.example.com/']) {
       expect(await check(url), url).toMatchObject({ ok: false, refusal: 'destination-not-allowed' });
     }
   });

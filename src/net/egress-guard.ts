@@ -170,6 +170,7 @@ const UNTRUSTED_REFUSED: readonly Range[] = [
 const METADATA_NAMES: ReadonlySet<string> = new Set(['metadata', 'metadata.google.internal', 'metadata.goog', 'instance-data', 'instance-data.ec2.internal']);
 
 const SIX_TO_FOUR = parseCidr('2002::/16')!;
+const NAT64 = parseCidr('64:ff9b::/96')!;
 const LOOPBACK: readonly ResolvedAddress[] = [{ address: '127.0.0.1', family: 4 }];
 const ALL_SCHEMES: readonly string[] = ['http:', 'https:', 'ws:', 'wss:'];
 const HTTP_SCHEMES: readonly string[] = ['http:', 'https:'];
@@ -215,18 +216,20 @@ export class EgressGuard {
 
   /**
    * Why `ip` may not be reached with `trust` (the refused range's name), or null when it may.
-   * IPv4-mapped/compatible IPv6 is judged as its IPv4, 6to4 (2002::/16) by the IPv4 it embeds.
+   * IPv4-mapped/compatible IPv6 is judged as its IPv4; 6to4 (2002::/16, RFC 3056) and NAT64
+   * (64:ff9b::/96, RFC 6052) also by the IPv4 they lead to.
    */
   refusedRange(ip: IpAddress, trust: EgressTrust): string | null {
     const a = unmapIpv4(ip);
     if (this.allow.some((c) => inCidr(a, c))) return null;
     for (const r of ALWAYS_REFUSED) if (inCidr(a, r.cidr)) return r.label;
+    const inner = inCidr(a, SIX_TO_FOUR) ? a.bytes.slice(2, 6) : inCidr(a, NAT64) ? a.bytes.slice(12, 16) : null;
+    if (inner) {
+      const why = this.refusedRange({ family: 4, bytes: inner }, trust);
+      if (why) return `${inCidr(a, NAT64) ? 'NAT64' : '6to4'} of ${why}`;
+    }
     if (trust === 'operator') return null;
     for (const r of UNTRUSTED_REFUSED) if (inCidr(a, r.cidr)) return r.label;
-    if (inCidr(a, SIX_TO_FOUR)) {
-      const inner = this.refusedRange({ family: 4, bytes: a.bytes.slice(2, 6) }, trust);
-      if (inner) return `6to4 of ${inner}`;
-    }
     return null;
   }
 
