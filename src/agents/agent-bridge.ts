@@ -207,16 +207,21 @@ export class AgentBridge {
     const native = call.route.protocol === 'native';
     // Checked now (DNS answers change), connected to the checked addresses only. Reasons stay
     // generic: the call record is readable by the call's key.
+    // The resolution and the handshake share agents.connectTimeoutMs.
+    const deadline = Date.now() + cfg.connectTimeoutMs;
     const target = await this.deps.egress.check(url, call.routeTrust, { schemes: ['ws:', 'wss:'], signal: AbortSignal.timeout(cfg.connectTimeoutMs) });
     if (!target.ok) {
       if (target.refusal === 'invalid-url' || target.refusal === 'scheme-not-allowed') return { ok: false, reason: 'the agent URL is not a valid ws:// or wss:// URL' };
-      return { ok: false, reason: target.refusal === 'unresolvable' ? 'agent connection failed' : 'agent destination not allowed' };
+      if (target.refusal === 'destination-not-allowed') return { ok: false, reason: 'agent destination not allowed' };
+      return { ok: false, reason: Date.now() >= deadline ? 'agent connect timeout' : 'agent connection failed' };
     }
     if (entry.ended) return { ok: false, reason: 'the call ended while the agent was connecting' };
+    const left = Math.max(1, deadline - Date.now());
     let ws: WebSocket;
     try {
       ws = new WebSocket(target.url, native ? [NATIVE_SUBPROTOCOL] : [], {
         headers,
+        // A backstop: the timer below (what is left of connectTimeoutMs) decides first.
         handshakeTimeout: cfg.connectTimeoutMs,
         maxPayload: cfg.maxMessageBytes,
         perMessageDeflate: false,
@@ -228,7 +233,7 @@ export class AgentBridge {
     }
     entry.pending = ws;
     const opened = await new Promise<ConnectResult>((resolve) => {
-      const timer = setTimeout(() => done({ ok: false, reason: 'agent connect timeout' }), cfg.connectTimeoutMs);
+      const timer = setTimeout(() => done({ ok: false, reason: 'agent connect timeout' }), left);
       const done = (r: ConnectResult): void => {
         clearTimeout(timer);
         ws.off('open', onOpen);

@@ -221,7 +221,7 @@ describe('WebhookService', () => {
     const outcomes: WebhookOutcome[] = [
       { ok: false, status: 500, error: 'HTTP 500' },
       { ok: false, status: null, error: 'timeout after 2000 ms' },
-      { ok: false, status: null, error: 'ECONNRESET' },
+      { ok: false, status: null, error: 'connection failed' },
       { ok: false, status: 503, error: 'HTTP 503' },
     ];
     const randoms = [0, 0.999_999, 0.5];
@@ -247,7 +247,7 @@ describe('WebhookService', () => {
     // Attempt 3 fails: next in 4000 ms exactly (random 0.5).
     now = T0 + 3200;
     expect(await s.webhooks.deliverNow()).toBe(1);
-    expect(await get()).toMatchObject({ attempts: 3, lastError: 'ECONNRESET', nextAttemptAt: new Date(T0 + 7200).toISOString() });
+    expect(await get()).toMatchObject({ attempts: 3, lastError: 'connection failed', nextAttemptAt: new Date(T0 + 7200).toISOString() });
     // Attempt 4 = maxAttempts: failed for good.
     now = T0 + 7200;
     expect(await s.webhooks.deliverNow()).toBe(1);
