@@ -11,11 +11,13 @@ import tseslint from 'typescript-eslint';
  * nothing imports the composition root (src/main.ts, src/core.ts, src/voice.ts,
  * src/sip-service.ts) but the entry point (src/tollgate.ts).
  */
-const BASE = ['errors', 'util', 'observability'];
+/** net/ is the egress guard: every server-side request (webhooks, agent dial-out, x5u) goes through it. */
+const BASE = ['errors', 'util', 'observability', 'net'];
 const MAY_IMPORT = {
   errors: [],
   util: ['errors'],
   observability: ['errors', 'util'],
+  net: ['errors', 'util', 'observability'],
   store: [...BASE],
   config: [...BASE, 'store'],
   audit: [...BASE, 'config', 'store'],

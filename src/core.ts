@@ -21,6 +21,7 @@ import { blockedPrefixes } from './policy/prefix-lists.js';
 import { ensureDevCertificate } from './transport/dev-certificate.js';
 import { NumberService } from './calls/number-service.js';
 import { WebhookService } from './webhooks/index.js';
+import { EgressGuard } from './net/index.js';
 
 
 /**
@@ -46,6 +47,8 @@ export interface Gateway {
   readonly credentials: CredentialVerifier;
   readonly numbers: NumberService;
   readonly webhooks: WebhookService;
+  /** Every server-side request goes through it: webhooks, agent dial-outs, attach webhooks, x5u fetches. */
+  readonly egress: EgressGuard;
   readonly tls: { certFile: string; keyFile: string } | null;
   close(): Promise<void>;
 }
@@ -102,7 +105,8 @@ export async function buildGateway(config: Config, opts: BuildOptions = {}): Pro
     const audit = new AuditLog(store, deriveAuditKey(config.secrets.masterKey), log, undefined, () => metrics.auditEntries.inc());
     // Built before the key service, which tells it about rotations and revocations. The
     // delivery loop runs only in `serve`; one-shot CLI commands just queue deliveries.
-    const webhooks = new WebhookService(store, audit, { ...config.webhooks, masterKey: config.secrets.masterKey }, log.child({ component: 'webhooks' }));
+    const egress = new EgressGuard({ allow: config.egress.allow, log: log.child({ component: 'egress' }) });
+    const webhooks = new WebhookService(store, audit, { ...config.webhooks, masterKey: config.secrets.masterKey }, log.child({ component: 'webhooks' }), { egress });
     closers.push(() => webhooks.stop());
     const keys = new KeyService(
       store,
@@ -162,7 +166,7 @@ export async function buildGateway(config: Config, opts: BuildOptions = {}): Pro
 
     if (purpose === 'serve') webhooks.start();
     const credentials = new CredentialVerifier(keys, tokens, log);
-    return { config, log, metrics, store, counters, bus, audit, ledger, keys, tokens, policy, credentials, numbers, webhooks, tls, close };
+    return { config, log, metrics, store, counters, bus, audit, ledger, keys, tokens, policy, credentials, numbers, webhooks, egress, tls, close };
   } catch (err) {
     await close();
     throw err;

@@ -72,6 +72,7 @@ export async function startVoice(gw: Gateway): Promise<Voice> {
     policy: gw.policy,
     keys: gw.keys,
     tokens: gw.tokens,
+    egress: gw.egress,
     metrics: gw.metrics,
     log: gw.log,
   });
@@ -118,7 +119,7 @@ export async function startVoice(gw: Gateway): Promise<Voice> {
       registry,
       media,
       bridge: b,
-      stir: gw.config.stir.verify.enabled ? { verifier: createStirVerifier(gw.config), rejectFailed: gw.config.stir.verify.rejectFailed } : null,
+      stir: gw.config.stir.verify.enabled ? { verifier: createStirVerifier(gw.config, { egress: gw.egress }), rejectFailed: gw.config.stir.verify.rejectFailed } : null,
       notify,
       log: gw.log.child({ component: 'calls' }),
     },
@@ -143,7 +144,7 @@ export async function startVoice(gw: Gateway): Promise<Voice> {
   const trunks = new TrunkService(gw.store, gw.audit, gw.counters, gw.config.secrets.masterKey, gw.log.child({ component: 'trunks' }));
   trunks.startHealthChecks((peer) => sip.server.uac.ping(peer));
   const outbound = new OutboundCalls(
-    { numbers: gw.numbers, policy: gw.policy, audit: gw.audit, notify: (type, keyId, data) => gw.webhooks.notify(type, keyId, data), registry, uac: sip.server.uac, media, bridge: b, trunks, sink, log: gw.log.child({ component: 'outbound' }) },
+    { numbers: gw.numbers, policy: gw.policy, audit: gw.audit, egress: gw.egress, notify: (type, keyId, data) => gw.webhooks.notify(type, keyId, data), registry, uac: sip.server.uac, media, bridge: b, trunks, sink, log: gw.log.child({ component: 'outbound' }) },
     { codecs: m.codecs, warningBeforeEndSec: a.warningBeforeEndSec, maxQueueMs: a.maxQueueMs, defaultAttestation: gw.config.stir.defaultAttestation },
   );
   b.setOutbound(outbound);

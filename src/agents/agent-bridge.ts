@@ -13,6 +13,7 @@ import type { TokenService } from '../keys/token-service.js';
 import type { Config } from '../config/index.js';
 import type { Metrics } from '../observability/metrics.js';
 import { isTollgateError } from '../errors/index.js';
+import { pinnedLookup, type EgressGuard, type EgressTrust } from '../net/index.js';
 import { AgentSession, CLOSE } from './agent-session.js';
 import { accountSidFor, signingSecretFor } from '../keys/key-identity.js';
 import { tollgateSignature, twilioSignature } from '../keys/request-signature.js';
@@ -31,6 +32,11 @@ export interface BridgeCall {
   readonly direction: 'inbound' | 'outbound';
   readonly target: 'agent' | 'attach';
   readonly route: AgentRoute;
+  /**
+   * Whose the route's URLs are (docs/security.md, "Server-side requests"): `operator` for a
+   * number's route (keys:admin set it), `untrusted` for agent.url on POST /v1/calls.
+   */
+  readonly routeTrust: EgressTrust;
   readonly verstat: StartInfo['verstat'];
   /** Ends the call because the agent asked or left (BYE; CDR says the agent ended it). */
   agentHangup(how: string): void;
@@ -44,6 +50,8 @@ export interface AgentBridgeDeps {
   readonly policy: { authorize(req: AuthorizeRequest): Promise<Verdict> };
   readonly keys: Pick<KeyService, 'getCurrent'>;
   readonly tokens: Pick<TokenService, 'mint'>;
+  /** Every dial-out and attach webhook goes through it. */
+  readonly egress: Pick<EgressGuard, 'check' | 'request'>;
   readonly metrics: Pick<Metrics, 'agentConnects' | 'agentStreams' | 'agentForwardLatency' | 'agentFramesDropped'>;
   readonly log: Logger;
 }
@@ -197,21 +205,35 @@ export class AgentBridge {
     };
     if (cfg.twilioAuthToken) headers['X-Twilio-Signature'] = twilioSignature(cfg.twilioAuthToken, url);
     const native = call.route.protocol === 'native';
+    // Checked now (DNS answers change), connected to the checked addresses only. Reasons stay
+    // generic: the call record is readable by the call's key.
+    // The resolution and the handshake share agents.connectTimeoutMs.
+    const deadline = Date.now() + cfg.connectTimeoutMs;
+    const target = await this.deps.egress.check(url, call.routeTrust, { schemes: ['ws:', 'wss:'], signal: AbortSignal.timeout(cfg.connectTimeoutMs) });
+    if (!target.ok) {
+      if (target.refusal === 'invalid-url' || target.refusal === 'scheme-not-allowed') return { ok: false, reason: 'the agent URL is not a valid ws:// or wss:// URL' };
+      if (target.refusal === 'destination-not-allowed') return { ok: false, reason: 'agent destination not allowed' };
+      return { ok: false, reason: Date.now() >= deadline ? 'agent connect timeout' : 'agent connection failed' };
+    }
+    if (entry.ended) return { ok: false, reason: 'the call ended while the agent was connecting' };
+    const left = Math.max(1, deadline - Date.now());
     let ws: WebSocket;
     try {
-      ws = new WebSocket(url, native ? [NATIVE_SUBPROTOCOL] : [], {
+      ws = new WebSocket(target.url, native ? [NATIVE_SUBPROTOCOL] : [], {
         headers,
+        // A backstop: the timer below (what is left of connectTimeoutMs) decides first.
         handshakeTimeout: cfg.connectTimeoutMs,
         maxPayload: cfg.maxMessageBytes,
         perMessageDeflate: false,
         followRedirects: false,
+        lookup: pinnedLookup(target.addresses),
       });
     } catch {
       return { ok: false, reason: 'the agent URL is not a valid ws:// or wss:// URL' };
     }
     entry.pending = ws;
     const opened = await new Promise<ConnectResult>((resolve) => {
-      const timer = setTimeout(() => done({ ok: false, reason: 'agent connect timeout' }), cfg.connectTimeoutMs);
+      const timer = setTimeout(() => done({ ok: false, reason: 'agent connect timeout' }), left);
       const done = (r: ConnectResult): void => {
         clearTimeout(timer);
         ws.off('open', onOpen);
@@ -220,7 +242,10 @@ export class AgentBridge {
         resolve(r);
       };
       const onOpen = (): void => done({ ok: true, format: routeFormat(call.route) });
-      const onError = (err: Error): void => done({ ok: false, reason: `agent connect failed: ${err.message}` });
+      const onError = (err: Error): void => {
+        this.log.debug({ callSid: call.callSid, err: (err as NodeJS.ErrnoException).code ?? err.message }, 'agent connection failed');
+        done({ ok: false, reason: 'agent connection failed' });
+      };
       const onResponse = (_req: unknown, res: IncomingMessage): void => {
         res.resume();
         done({ ok: false, reason: `agent refused the WebSocket upgrade with HTTP ${res.statusCode ?? '?'}` });
@@ -288,7 +313,8 @@ export class AgentBridge {
         expiresInSec: ttlSec,
       },
     });
-    const res = await fetch(call.route.webhookUrl ?? '', {
+    // Through the egress guard (no redirects, pinned address); failures reject with a generic EgressError.
+    const res = await this.deps.egress.request(call.route.webhookUrl ?? '', call.routeTrust, {
       method: 'POST',
       headers: {
         'content-type': 'application/json',
@@ -296,11 +322,10 @@ export class AgentBridge {
         'tollgate-signature': tollgateSignature(signingSecretFor(this.deps.config.masterKey, call.keyId), body),
       },
       body,
-      redirect: 'manual',
-      signal: AbortSignal.timeout(this.cfg.connectTimeoutMs),
+      timeoutMs: this.cfg.connectTimeoutMs,
+      maxBytes: 0,
     });
-    await res.arrayBuffer().catch(() => undefined);
-    return res.ok ? null : `webhook answered HTTP ${res.status}`;
+    return res.status >= 200 && res.status < 300 ? null : `webhook answered HTTP ${res.status}`;
   }
 
   /** Binds a socket to the call; the agent hears nothing until start(). */

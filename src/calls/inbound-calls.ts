@@ -270,6 +270,8 @@ export class InboundCalls implements CallHandler {
         direction: 'inbound',
         target: number.target === 'attach' ? 'attach' : 'agent',
         route,
+        // A number's route was set with keys:admin: the operator's own agents and webhooks.
+        routeTrust: 'operator',
         verstat,
         agentHangup: (how) => this.agentHangup(call, m, how),
       })

@@ -22,6 +22,7 @@ import type { CallRegistry } from './call-registry.js';
 import type { TrunkRoute, TrunkService } from './trunk-service.js';
 import type { TrunkRecord } from '../store/store.js';
 import { attestationFor, canonicalTn, type Attestation, type StirSigning } from '../stir/index.js';
+import type { EgressGuard } from '../net/index.js';
 
 const callBaseSchema = z.strictObject({
   to: z.string().refine(isE164, 'must be a valid E.164 number such as +14155550100'),
@@ -58,6 +59,8 @@ export interface OutboundCallsDeps {
   readonly numbers: Pick<NumberService, 'lookup'>;
   readonly policy: Pick<PolicyEngine, 'authorize' | 'release'>;
   readonly audit: Pick<AuditLog, 'append'>;
+  /** Checks agent.url up front (the bridge checks it again when it dials). */
+  readonly egress: Pick<EgressGuard, 'check'>;
   /** Queues limit.exceeded webhooks. */
   readonly notify: (type: 'limit.exceeded', keyId: string, data: Record<string, unknown>) => void;
   readonly registry: CallRegistry;
@@ -163,6 +166,17 @@ export class OutboundCalls {
       throw new TollgateError(verdict.code, verdict.message, verdict.retryAfterMs !== undefined ? { details: { retryAfterMs: verdict.retryAfterMs } } : {});
     }
     const grant = verdict.grant!;
+    // agent.url is the caller's: it may not point the gateway at loopback, private, link-local or
+    // metadata addresses (docs/security.md). A name that does not resolve now is checked at the answer.
+    if (input.agent?.url) {
+      const egress = await deps.egress.check(input.agent.url, 'untrusted', { schemes: ['ws:', 'wss:'] });
+      if (!egress.ok && egress.refusal !== 'unresolvable') {
+        await deps.policy.release(grant);
+        await deps.audit.append({ actor: actorOf(principal), action: 'call.refused', target: key.id, details: { code: 'EGRESS_REFUSED', to: input.to, from: input.from } });
+        deps.log.info({ keyId: key.id, code: 'EGRESS_REFUSED', to: input.to }, 'outbound call refused');
+        throw new TollgateError('EGRESS_REFUSED', 'agent.url: destination not allowed (docs/security.md, "Server-side requests")', { details: { field: 'agent.url' } });
+      }
+    }
     // Test keys never reach a carrier: their calls go to the built-in test sink.
     let route: { trunk: TrunkRecord | null; peer: TrunkRoute['peer']; credentials: TrunkRoute['credentials'] } | null;
     try {
@@ -268,6 +282,8 @@ export class OutboundCalls {
         direction: 'outbound',
         target: 'agent',
         route,
+        // agent.url came with the request: the caller's, never the operator's.
+        routeTrust: 'untrusted',
         verstat: 'No-TN-Validation',
         agentHangup: (how) => {
           call.details.agentHangup = how;

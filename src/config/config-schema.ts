@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { ALL_SCOPES } from '../store/scopes.js';
+import { parseCidr } from '../net/ip-address.js';
 
 const port = z.number().int().min(0).max(65535);
 const iso2 = z.string().regex(/^[A-Z]{2}$/, 'an ISO 3166-1 alpha-2 country code such as US');
@@ -192,6 +193,14 @@ export const configSchema = z
       concurrency: z.number().int().min(1).max(256),
       /** Accept http:// endpoint URLs (tests and labs only; production wants https). */
       allowHttp: z.boolean(),
+    }),
+    egress: z.strictObject({
+      /**
+       * CIDRs every server-side request may reach (webhooks, agent dial-out, x5u fetches) even
+       * though the egress guard refuses them: loopback, private, link-local, metadata… Default
+       * empty. docs/security.md, "Server-side requests".
+       */
+      allow: z.array(z.string().refine((v) => parseCidr(v) !== null, 'a CIDR such as 10.1.0.0/16 or fd00:1::/64, or a single address')).max(256),
     }),
   })
   .superRefine((c, ctx) => {

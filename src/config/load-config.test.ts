@@ -134,6 +134,11 @@ describe('loadConfig overrides', () => {
     expect(loadConfig({ env: env({ TOLLGATE_SIP__REALM_FILE: join(dir, 'realm.txt') }), cwd: dir }).sip.realm).toBe('carrier.example');
   });
 
+  it('egress.allow is empty by default; TOLLGATE_EGRESS__ALLOW takes a flow list of CIDRs', () => {
+    expect(loadConfig({ env: env(), cwd: dir }).egress.allow).toEqual([]);
+    expect(loadConfig({ env: env({ TOLLGATE_EGRESS__ALLOW: '[127.0.0.1/32, ::1/128, 10.20.0.0/16]' }), cwd: dir }).egress.allow).toEqual(['127.0.0.1/32', '::1/128', '10.20.0.0/16']);
+  });
+
   it('an unknown top-level setting is refused', () => {
     expect(configError(() => loadConfig({ env: env({ TOLLGATE_HTPP__PORT: '1' }), cwd: dir })).message).toContain('htpp');
   });
@@ -221,6 +226,10 @@ describe('loadConfig validation', () => {
     const c = loadConfig({ env: env({ TOLLGATE_SECRETS__MASTER_KEY: key.toString('base64') }), cwd: dir });
     expect(c.secrets.masterKey.equals(key)).toBe(true);
     expect(existsSync(join(dir, 'secrets', 'master-key'))).toBe(false);
+  });
+
+  it('rejects an egress.allow entry that is not a CIDR, naming it', () => {
+    expect(configError(() => loadConfig({ env: env({ TOLLGATE_EGRESS__ALLOW: '[localhost]' }), cwd: dir })).message).toMatch(/egress\.allow\.0: a CIDR/);
   });
 
   it('rejects a pepper shorter than 16 characters', () => {

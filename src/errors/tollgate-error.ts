@@ -25,6 +25,7 @@ export const ERROR_CODES = {
   DESTINATION_BLOCKED: { httpStatus: 403, retryable: false },
   CALLER_ID_NOT_OWNED: { httpStatus: 403, retryable: false },
   TLS_REQUIRED: { httpStatus: 403, retryable: false },
+  EGRESS_REFUSED: { httpStatus: 403, retryable: false },
   RATE_LIMITED: { httpStatus: 429, retryable: true },
   CONCURRENCY_LIMITED: { httpStatus: 429, retryable: true },
   BUDGET_EXHAUSTED: { httpStatus: 402, retryable: false },

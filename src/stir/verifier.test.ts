@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { createDevStirCertificates } from './dev-certs.js';
 import { PassportSigner } from './passport.js';
 import { StirVerifier, sipResponseFor, type StirVerifierOptions } from './verifier.js';
-import type { CertFetcher } from './x5u-fetcher.js';
+import { X5uFetchError, type CertFetcher } from './x5u-fetcher.js';
 
 const X5U = 'https://certs.example.net/stir/cert.pem';
 const FROM = '+1 (215) 555-1212';
@@ -213,13 +213,13 @@ describe('STIR verification (RFC 8224 §6.2, ATIS-1000074 §5.3.2)', () => {
       return new Promise<Uint8Array>(() => undefined);
     };
     const t0 = Date.now();
-    await failsWith(good(), 'x5u-unavailable', /longer than 150 ms/, verifier({ fetcher: hang, fetchTimeoutMs: 150 }));
+    await failsWith(good(), 'x5u-unavailable', /^x5u certificate could not be fetched$/, verifier({ fetcher: hang, fetchTimeoutMs: 150 }));
     expect(Date.now() - t0).toBeLessThan(2000);
     expect(aborted).toBe(true);
   });
 
   it('a certificate body over the size cap fails', async () => {
-    await failsWith(good(), 'x5u-unavailable', /larger than 65536 bytes/, verifier({ fetcher: mapFetcher({ [X5U]: certPem + ' '.repeat(65_536) }) }));
+    await failsWith(good(), 'x5u-unavailable', /^x5u certificate could not be fetched$/, verifier({ fetcher: mapFetcher({ [X5U]: certPem + ' '.repeat(65_536) }) }));
   });
 
   it('an http x5u is refused without fetching unless allowHttpX5u is set', async () => {
@@ -234,10 +234,29 @@ describe('STIR verification (RFC 8224 §6.2, ATIS-1000074 §5.3.2)', () => {
   it('a failed fetch fails the call and is not cached; garbage bodies fail as unreadable', async () => {
     const fetcher = mapFetcher({});
     const v = verifier({ fetcher });
-    await failsWith(good(), 'x5u-unavailable', /HTTP 404/, v);
-    await failsWith(good(), 'x5u-unavailable', /HTTP 404/, v);
+    // The reason says the fetch failed, never how (the calling side reads it in the call record).
+    await failsWith(good(), 'x5u-unavailable', /^x5u certificate could not be fetched$/, v);
+    await failsWith(good(), 'x5u-unavailable', /^x5u certificate could not be fetched$/, v);
     expect(fetcher.calls.length).toBe(2);
     await failsWith(good(), 'untrusted-certificate', /readable certificate/, verifier({ fetcher: mapFetcher({ [X5U]: 'not a certificate' }) }));
+  });
+
+  it('an x5u the egress guard refuses fails as "x5u destination not allowed"; the default fetcher refuses loopback without connecting', async () => {
+    const refusing: CertFetcher = () => Promise.reject(new X5uFetchError('refused', 'x5u fetch failed: destination not allowed'));
+    await failsWith(good(), 'x5u-unavailable', /^x5u destination not allowed$/, verifier({ fetcher: refusing }));
+    const loop = 'https://127.0.0.1:1/cert.pem';
+    const id = new PassportSigner(key, loop).identity({ attest: 'A', origTn: '12155551212', destTn: [TO], iat: nowSec(), origid: 'x' });
+    await failsWith(id, 'x5u-unavailable', /^x5u destination not allowed$/, new StirVerifier({ trustAnchors: anchors, maxAgeSec: 60, fetchTimeoutMs: 2000, cacheTtlSec: 0, cacheMaxEntries: 10, allowHttpX5u: false }));
+  });
+
+  it('fetches nothing for a header that fails any cheaper check (malformed, stale, numbers that do not match)', async () => {
+    const fetcher = mapFetcher({ [X5U]: certPem });
+    const v = verifier({ fetcher });
+    const signer = new PassportSigner(key, X5U);
+    await failsWith(signer.identity({ attest: 'A', origTn: '12155551212', destTn: [TO], iat: nowSec() - 3600, origid: 'x' }), 'stale', /old/, v);
+    await failsWith(signer.identity({ attest: 'A', origTn: '12155550000', destTn: [TO], iat: nowSec(), origid: 'x' }), 'tn-mismatch', /orig/, v);
+    await failsWith('not.a.jws;info=<https://certs.example.net/stir/cert.pem>;alg=ES256;ppt=shaken', 'malformed', /./, v);
+    expect(fetcher.calls).toEqual([]);
   });
 
   it('a cached certificate avoids a second fetch until its TTL passes; concurrent calls share one fetch', async () => {

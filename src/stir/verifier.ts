@@ -5,7 +5,8 @@ import { parseCertificates, verifyChain } from './certificate-chain.js';
 import { loadTrustAnchors } from './cert-store.js';
 import { parseIdentityHeader } from './identity-header.js';
 import { canonicalTn, type Attestation } from './passport.js';
-import { fetchX5u, X5uFetchError, type CertFetcher } from './x5u-fetcher.js';
+import { guardedX5uFetcher, X5uFetchError, type CertFetcher } from './x5u-fetcher.js';
+import { EgressGuard } from '../net/index.js';
 
 /**
  * Verification of SHAKEN Identity headers (RFC 8224 §6.2, RFC 8588, ATIS-1000074 §5.3.2),
@@ -87,6 +88,7 @@ export interface StirVerifierOptions {
   requireTnAuthList?: boolean;
   /** Answer No-TN-Validation to everything (stir.verify.enabled false). */
   disabled?: boolean;
+  /** Default: guardedX5uFetcher through an egress guard with an empty egress.allow. */
   fetcher?: CertFetcher;
   /** Clock for the cache TTL (default Date.now). */
   clock?: () => number;
@@ -97,6 +99,9 @@ type CertEntry =
   | { ok: false; failure: StirFailure; reason: string };
 
 const DEFAULT_MAX_CERT_BYTES = 64 * 1024;
+/** The only reasons a failed x5u fetch gives (docs/security.md, "Server-side requests"). */
+export const X5U_UNAVAILABLE = 'x5u certificate could not be fetched';
+export const X5U_REFUSED = 'x5u destination not allowed';
 
 const failed = (failure: StirFailure, reason: string, x5u?: string): StirVerdict =>
   x5u === undefined ? { verstat: 'TN-Validation-Failed', reason, failure } : { verstat: 'TN-Validation-Failed', reason, failure, x5u };
@@ -122,7 +127,7 @@ export class StirVerifier {
 
   constructor(private readonly opts: StirVerifierOptions) {
     this.cache = new LruCache(opts.cacheMaxEntries, opts.cacheTtlSec * 1000, opts.clock ?? Date.now);
-    this.fetcher = opts.fetcher ?? fetchX5u;
+    this.fetcher = opts.fetcher ?? guardedX5uFetcher(new EgressGuard({ allow: [] }), { allowHttp: opts.allowHttpX5u });
     this.maxCertBytes = opts.maxCertBytes ?? DEFAULT_MAX_CERT_BYTES;
   }
 
@@ -228,22 +233,25 @@ export class StirVerifier {
       }, this.opts.fetchTimeoutMs);
     });
     try {
-      body = await Promise.race([this.fetcher(x5u, { signal: ac.signal, maxBytes: this.maxCertBytes }), timeout]);
+      body = await Promise.race([this.fetcher(x5u, { signal: ac.signal, timeoutMs: this.opts.fetchTimeoutMs, maxBytes: this.maxCertBytes }), timeout]);
     } catch (err) {
-      // Fetch failures are not cached: the next call tries again.
-      const msg = err instanceof X5uFetchError ? err.message : `x5u fetch failed: ${(err as Error)?.message ?? String(err)}`;
-      return { ok: false, failure: 'x5u-unavailable', reason: msg };
+      // Fetch failures are not cached: the next call tries again. The reason lands in the call
+      // record and the identity.failed webhook, which the calling side may read: it says that
+      // the fetch failed, never how (a socket error, a status or a timeout would make the
+      // gateway a probe of whatever answers at the x5u).
+      const refused = err instanceof X5uFetchError && err.kind === 'refused';
+      return { ok: false, failure: 'x5u-unavailable', reason: refused ? X5U_REFUSED : X5U_UNAVAILABLE };
     } finally {
       clearTimeout(timer);
     }
-    if (body.byteLength > this.maxCertBytes) return { ok: false, failure: 'x5u-unavailable', reason: `x5u body larger than ${this.maxCertBytes} bytes` };
+    if (body.byteLength > this.maxCertBytes) return { ok: false, failure: 'x5u-unavailable', reason: X5U_UNAVAILABLE };
 
     let entry: CertEntry;
     let certs: X509Certificate[];
     try {
       certs = parseCertificates(body);
-    } catch (err) {
-      entry = { ok: false, failure: 'untrusted-certificate', reason: `x5u did not serve a readable certificate: ${(err as Error).message}` };
+    } catch {
+      entry = { ok: false, failure: 'untrusted-certificate', reason: 'x5u did not serve a readable certificate' };
       this.cache.set(x5u, entry);
       return entry;
     }
@@ -261,8 +269,9 @@ export class StirVerifier {
  * (relative to the working directory) or, when that is empty, the development CA at
  * <dataDir>/stir/ca.pem. Throws ConfigError when a configured trustFile is unreadable.
  */
-export function createStirVerifier(config: Config, opts: { fetcher?: CertFetcher; cwd?: string; requireTnAuthList?: boolean } = {}): StirVerifier {
+export function createStirVerifier(config: Config, opts: { fetcher?: CertFetcher; egress?: EgressGuard; cwd?: string; requireTnAuthList?: boolean } = {}): StirVerifier {
   const v = config.stir.verify;
+  const fetcher = opts.fetcher ?? guardedX5uFetcher(opts.egress ?? new EgressGuard({ allow: config.egress.allow }), { allowHttp: v.allowHttpX5u });
   const anchors = v.enabled ? loadTrustAnchors(config, opts.cwd) : { anchors: [], file: null };
   return new StirVerifier({
     trustAnchors: anchors.anchors,
@@ -272,7 +281,7 @@ export function createStirVerifier(config: Config, opts: { fetcher?: CertFetcher
     cacheMaxEntries: v.cacheMaxEntries,
     allowHttpX5u: v.allowHttpX5u,
     disabled: !v.enabled,
-    ...(opts.fetcher ? { fetcher: opts.fetcher } : {}),
+    fetcher,
     ...(opts.requireTnAuthList !== undefined ? { requireTnAuthList: opts.requireTnAuthList } : {}),
   });
 }

@@ -1,15 +1,18 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { fetchX5u, X5uFetchError } from './x5u-fetcher.js';
+import { guardedX5uFetcher, X5uFetchError } from './x5u-fetcher.js';
+import { EgressGuard } from '../net/index.js';
 
 const PEM = '-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n';
 let server: Server;
+const requests: string[] = [];
 let base: string;
 const sockets = new Set<import('node:net').Socket>();
 
 beforeAll(async () => {
   server = createServer((req, res) => {
+    requests.push(req.url ?? '');
     switch (req.url) {
       case '/cert.pem':
         res.writeHead(200, { 'content-type': 'application/x-pem-file' }).end(PEM);
@@ -45,7 +48,9 @@ afterAll(async () => {
   await new Promise((r) => server.close(r));
 });
 
-const get = (path: string, maxBytes = 65_536, timeoutMs = 2000) => fetchX5u(base + path, { signal: AbortSignal.timeout(timeoutMs), maxBytes });
+/** The test server is on 127.0.0.1: reachable only because egress.allow says so here. */
+const lab = guardedX5uFetcher(new EgressGuard({ allow: ['127.0.0.1/32'] }), { allowHttp: true });
+const get = (path: string, maxBytes = 65_536, timeoutMs = 2000) => lab(base + path, { signal: AbortSignal.timeout(timeoutMs), timeoutMs, maxBytes });
 const kind = async (p: Promise<unknown>) => {
   try {
     await p;
@@ -62,7 +67,7 @@ describe('fetching an x5u certificate', () => {
 
   it('refuses non-200 answers and redirects (an x5u names the certificate itself)', async () => {
     expect(await kind(get('/missing'))).toBe('http-status');
-    expect(await kind(get('/redirect'))).toBe('network');
+    expect(await kind(get('/redirect'))).toBe('http-status');
   });
 
   it('refuses bodies over the cap, declared or streamed', async () => {
@@ -74,5 +79,22 @@ describe('fetching an x5u certificate', () => {
     const t0 = Date.now();
     expect(await kind(get('/hang', 65_536, 200))).toBe('timeout');
     expect(Date.now() - t0).toBeLessThan(2000);
+  });
+
+  it('an x5u is untrusted: loopback, private and metadata addresses are refused before connecting, whatever the spelling', async () => {
+    const strict = guardedX5uFetcher(new EgressGuard({ allow: [] }), { allowHttp: true });
+    const before = requests.length;
+    const port = new URL(base).port;
+    for (const url of [`${base}/cert.pem`, `http://127.1:${port}/cert.pem`, `http://[::ffff:127.0.0.1]:${port}/cert.pem`, `http://localhost:${port}/cert.pem`, 'http://169.254.169.254/cert.pem', 'http://10.0.0.1/cert.pem']) {
+      expect(await kind(strict(url, { signal: AbortSignal.timeout(2000), timeoutMs: 2000, maxBytes: 65_536 })), url).toBe('refused');
+    }
+    expect(requests.length).toBe(before);
+  });
+
+  it('https only unless allowHttp (stir.verify.allowHttpX5u)', async () => {
+    const httpsOnly = guardedX5uFetcher(new EgressGuard({ allow: ['127.0.0.1/32'] }), { allowHttp: false });
+    const before = requests.length;
+    expect(await kind(httpsOnly(`${base}/cert.pem`, { signal: AbortSignal.timeout(2000), timeoutMs: 2000, maxBytes: 65_536 }))).toBe('refused');
+    expect(requests.length).toBe(before);
   });
 });

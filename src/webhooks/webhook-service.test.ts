@@ -15,10 +15,17 @@ import { SqliteStore } from '../store/sqlite-store.js';
 import type { Clock } from '../util/time.js';
 import type { WebhookOutcome, WebhookRequest } from './webhook-sender.js';
 import { WebhookService, type WebhookServiceDeps, type WebhookServiceOptions } from './webhook-service.js';
+import { EgressGuard, type Resolver } from '../net/index.js';
 
 const T0 = Date.parse('2026-06-01T12:00:00.000Z');
 const dir = mkdtempSync(join(tmpdir(), 'tollgate-webhooks-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+/** Names in the tests resolve here without DNS: *.example.com to a public address, the rest nowhere. */
+const PUBLIC = '93.184.215.14';
+const resolver: Resolver = (name) => (name.endsWith('.example.com') ? Promise.resolve([{ address: PUBLIC, family: 4 }]) : Promise.reject(Object.assign(new Error('ENOTFOUND'), { code: 'ENOTFOUND' })));
+/** The receivers here listen on 127.0.0.1, which a key's endpoint may reach only through egress.allow. */
+const EGRESS = new EgressGuard({ allow: ['127.0.0.1/32'], resolver });
 
 const OPTIONS = { maxAttempts: 4, initialBackoffMs: 1000, maxBackoffMs: 600_000, timeoutMs: 2000, concurrency: 4, allowHttp: true } as const;
 
@@ -52,7 +59,7 @@ async function setup(o: {
   const masterKey = o.masterKey ?? randomBytes(32);
   const clock = o.clock ?? Date.now;
   const audit = new AuditLog(store, deriveAuditKey(masterKey), log, clock);
-  const webhooks = new WebhookService(store, audit, { ...OPTIONS, masterKey, ...o.options }, log, { clock, ...o.deps });
+  const webhooks = new WebhookService(store, audit, { ...OPTIONS, masterKey, ...o.options }, log, { clock, egress: EGRESS, ...o.deps });
   const keys = new KeyService(
     store,
     audit,
@@ -214,7 +221,7 @@ describe('WebhookService', () => {
     const outcomes: WebhookOutcome[] = [
       { ok: false, status: 500, error: 'HTTP 500' },
       { ok: false, status: null, error: 'timeout after 2000 ms' },
-      { ok: false, status: null, error: 'ECONNRESET' },
+      { ok: false, status: null, error: 'connection failed' },
       { ok: false, status: 503, error: 'HTTP 503' },
     ];
     const randoms = [0, 0.999_999, 0.5];
@@ -240,7 +247,7 @@ describe('WebhookService', () => {
     // Attempt 3 fails: next in 4000 ms exactly (random 0.5).
     now = T0 + 3200;
     expect(await s.webhooks.deliverNow()).toBe(1);
-    expect(await get()).toMatchObject({ attempts: 3, lastError: 'ECONNRESET', nextAttemptAt: new Date(T0 + 7200).toISOString() });
+    expect(await get()).toMatchObject({ attempts: 3, lastError: 'connection failed', nextAttemptAt: new Date(T0 + 7200).toISOString() });
     // Attempt 4 = maxAttempts: failed for good.
     now = T0 + 7200;
     expect(await s.webhooks.deliverNow()).toBe(1);
@@ -304,7 +311,7 @@ describe('WebhookService', () => {
     }
   });
 
-  it('reports a connection reset and a refused connection without the URL', async () => {
+  it('reports a connection reset as "connection failed": neither the URL nor the socket error', async () => {
     const r = await receiver((req) => req.socket.destroy());
     try {
       const s = await setup();
@@ -314,7 +321,7 @@ describe('WebhookService', () => {
       await s.webhooks.deliverNow();
       const [d] = await s.store.listDeliveries({ keyId: key.id, limit: 1 });
       expect(d).toMatchObject({ status: 'pending', attempts: 1, lastStatus: null });
-      expect(d!.lastError).toMatch(/ECONNRESET|UND_ERR_SOCKET|socket/i);
+      expect(d!.lastError).toBe('connection failed');
       expect(d!.lastError).not.toContain('zzz-secret-zzz');
       expect(s.logs.join('')).not.toContain('zzz-secret-zzz');
     } finally {
@@ -464,5 +471,57 @@ describe('WebhookService', () => {
     expect(() => s.webhooks.notify('call.ended', key.id, {})).not.toThrow();
     await s.webhooks.stop();
     expect(s.logs.join('')).toContain('could not queue webhook event');
+  });
+});
+
+describe('WebhookService and the egress guard (docs/security.md, "Server-side requests")', () => {
+  const strict = new EgressGuard({ allow: [], resolver: (name) => (name === 'loop.example.com' ? Promise.resolve([{ address: '127.0.0.1', family: 4 }]) : resolver(name)) });
+
+  it("refuses a key's endpoint on loopback, private, link-local or metadata addresses in any spelling, with EGRESS_REFUSED and no address in the message", async () => {
+    const s = await setup({ deps: { egress: strict } });
+    const { key } = await s.keys.create({ name: 'a' }, 'test');
+    for (const url of ['http://127.1:9/h', 'http://2130706433/h', 'http://[::ffff:127.0.0.1]/h', 'http://localhost/h', 'http://169.254.169.254/latest', 'http://10.0.0.1/h', 'https://loop.example.com/h']) {
+      const err = await s.webhooks.addEndpoint({ url, events: ['*'], keyId: key.id }, 'test').catch((e: unknown) => e);
+      expect(err, url).toMatchObject({ code: 'EGRESS_REFUSED', httpStatus: 403, details: { field: 'url' } });
+      expect((err as Error).message, url).not.toMatch(/127\.0\.0\.1|169\.254|10\.0\.0\.1/);
+    }
+    expect(await s.store.listWebhookEndpoints({ keyId: key.id, limit: 100 })).toEqual([]);
+    // A name that does not resolve yet is accepted: every delivery is checked again.
+    await s.webhooks.addEndpoint({ url: 'https://not-yet.invalid/h', events: ['*'], keyId: key.id }, 'test');
+  });
+
+  it('lets account-wide (keys:admin) endpoints reach private receivers, but never link-local or metadata ones', async () => {
+    const r = await receiver(answer(204));
+    try {
+      const s = await setup({ deps: { egress: strict } });
+      await s.webhooks.addEndpoint({ url: r.url, events: ['key.revoked'], keyId: null }, 'test');
+      for (const url of ['http://169.254.169.254/', 'http://[fe80::1]/', 'http://metadata.google.internal/']) {
+        await expect(s.webhooks.addEndpoint({ url, events: ['*'], keyId: null }, 'test'), url).rejects.toMatchObject({ code: 'EGRESS_REFUSED' });
+      }
+      await s.webhooks.emit('key.revoked', null, {});
+      await s.webhooks.deliverNow();
+      expect(r.got.length).toBe(1);
+    } finally {
+      await r.close();
+    }
+  });
+
+  it('checks again at each delivery: a name that now resolves to loopback fails at once with "destination not allowed", and nothing is sent', async () => {
+    const r = await receiver(answer(204));
+    try {
+      let target = PUBLIC;
+      const port = new URL(r.url).port;
+      const guard = new EgressGuard({ allow: [], resolver: () => Promise.resolve([{ address: target, family: 4 }]) });
+      const s = await setup({ deps: { egress: guard } });
+      const { key } = await s.keys.create({ name: 'a' }, 'test');
+      await s.webhooks.addEndpoint({ url: `http://rebind.example.com:${port}/h`, events: ['*'], keyId: key.id }, 'test');
+      target = '127.0.0.1';
+      await s.webhooks.emit('call.ended', key.id, {});
+      expect(await s.webhooks.deliverNow()).toBe(1);
+      expect((await s.store.listDeliveries({ keyId: key.id, limit: 1 }))[0]).toMatchObject({ status: 'failed', attempts: 1, lastStatus: null, lastError: 'destination not allowed', nextAttemptAt: null });
+      expect(r.got.length).toBe(0);
+    } finally {
+      await r.close();
+    }
   });
 });

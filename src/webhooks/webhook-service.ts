@@ -10,7 +10,8 @@ import { parseInput } from '../util/parse-input.js';
 import { systemClock, toIso, type Clock } from '../util/time.js';
 import { backoffMs } from '../util/backoff.js';
 import { buildEvent, isWebhookEventType, WEBHOOK_EVENT_TYPES, type WebhookEventType } from './webhook-events.js';
-import { fetchSender, type WebhookOutcome, type WebhookSender } from './webhook-sender.js';
+import { guardedSender, type WebhookOutcome, type WebhookSender } from './webhook-sender.js';
+import { EgressGuard, type EgressTrust } from '../net/index.js';
 import { checkWebhookUrl, urlForAudit, urlForLog } from './webhook-url.js';
 
 /** config.webhooks, plus what the service needs from the rest of the config. */
@@ -37,8 +38,19 @@ export interface WebhookServiceDeps {
   readonly clock?: Clock;
   /** [0, 1) for the backoff jitter. */
   readonly random?: () => number;
+  /** The egress guard endpoints are checked with at registration and sent through (default: one with an empty egress.allow). */
+  readonly egress?: EgressGuard;
+  /** Default: POST through `egress` (guardedSender). */
   readonly send?: WebhookSender;
 }
+
+/**
+ * Whose URL an endpoint's is (docs/security.md, "Server-side requests"). Account-wide endpoints
+ * can only be added with keys:admin: the operator's own receivers, which may be private. A
+ * key's endpoints are untrusted even when an admin added them: the key reads their delivery
+ * log, so a private destination there would tell the key how the gateway's network answers.
+ */
+export const endpointTrust = (e: { readonly keyId: string | null }): EgressTrust => (e.keyId === null ? 'operator' : 'untrusted');
 
 /** Endpoints per key, and account-wide: bounds the fan-out of one event. */
 export const MAX_ENDPOINTS_PER_OWNER = 16;
@@ -77,6 +89,7 @@ export class WebhookService {
   private readonly clock: Clock;
   private readonly random: () => number;
   private readonly send: WebhookSender;
+  private readonly egress: EgressGuard;
   private readonly pollIntervalMs: number;
   private running = false;
   private stopped: Promise<void> | null = null;
@@ -98,7 +111,8 @@ export class WebhookService {
   ) {
     this.clock = deps.clock ?? systemClock;
     this.random = deps.random ?? Math.random;
-    this.send = deps.send ?? fetchSender;
+    this.egress = deps.egress ?? new EgressGuard({ allow: [] });
+    this.send = deps.send ?? guardedSender(this.egress);
     this.pollIntervalMs = opts.pollIntervalMs ?? 1000;
   }
 
@@ -134,11 +148,20 @@ export class WebhookService {
 
   // ── endpoints and the delivery log ──────────────────────────────────────────────────────
 
-  /** Adds an endpoint. Ownership (who may act for `keyId`) is the caller's check. */
+  /**
+   * Adds an endpoint. Ownership (who may act for `keyId`) is the caller's check. A URL whose
+   * destination the egress guard refuses for the endpoint's trust (a literal address, or a name
+   * resolving there now) is refused with EGRESS_REFUSED; a name that does not resolve yet is
+   * accepted, and every delivery is checked again.
+   */
   async addEndpoint(input: WebhookEndpointInput, actor: string): Promise<WebhookEndpoint> {
     const p = parseInput(webhookEndpointInputSchema, input);
     const url = checkWebhookUrl(p.url, { allowHttp: this.opts.allowHttp });
     if (!url.ok) throw new TollgateError('VALIDATION_FAILED', `url: ${url.reason}`, { details: { field: 'url' } });
+    const egress = await this.egress.check(url.url, endpointTrust(p), { schemes: ['http:', 'https:'] });
+    if (!egress.ok && egress.refusal !== 'unresolvable') {
+      throw new TollgateError('EGRESS_REFUSED', 'url: destination not allowed (docs/security.md, "Server-side requests")', { details: { field: 'url' } });
+    }
     if (p.keyId !== null) {
       const key = await this.store.getKey(p.keyId);
       if (!key) throw new TollgateError('VALIDATION_FAILED', `keyId: no key with id ${p.keyId}`, { details: { field: 'keyId' } });
@@ -328,7 +351,7 @@ export class WebhookService {
         'tollgate-delivery': d.id,
       };
       const started = this.clock();
-      const outcome = await this.send({ url: endpoint.url, headers, body: d.payload, timeoutMs: this.opts.timeoutMs, signal: ctl.signal });
+      const outcome = await this.send({ url: endpoint.url, trust: endpointTrust(endpoint), headers, body: d.payload, timeoutMs: this.opts.timeoutMs, signal: ctl.signal });
       if (!outcome.ok && (outcome.aborted || ctl.signal.aborted)) {
         // Stopping: hand it back uncounted, due at once.
         await this.store.updateDelivery(d.id, { nextAttemptAt: toIso(this.clock()) });
@@ -351,9 +374,10 @@ export class WebhookService {
       this.log.info({ ...ctx, attempt: attempts, status: outcome.status }, 'webhook delivered');
       return;
     }
-    if (attempts >= this.opts.maxAttempts) {
+    // A refused destination stays refused: no retries towards it.
+    if (attempts >= this.opts.maxAttempts || outcome.refused) {
       await this.store.updateDelivery(d.id, { status: 'failed', attempts, nextAttemptAt: null, lastStatus: outcome.status, lastError: outcome.error, updatedAt: now });
-      this.log.warn({ ...ctx, attempt: attempts, status: outcome.status, error: outcome.error }, 'webhook delivery failed; no attempts left');
+      this.log.warn({ ...ctx, attempt: attempts, status: outcome.status, error: outcome.error }, outcome.refused ? 'webhook delivery failed; destination not allowed' : 'webhook delivery failed; no attempts left');
       return;
     }
     const next = nowMs + backoffMs(attempts, this.opts, this.random);

@@ -23,7 +23,9 @@ describe('outbound calls through a carrier trunk (SIPp as the carrier)', () => {
     writeFileSync(rates, shipped.replace(/^rates:\n/m, 'rates:\n  - { prefix: "+1505", description: test dear prefix, outbound: 3600, increment: "1/1" }\n'));
     // A development STI-CA and SHAKEN certificate in the data dir, so outbound INVITEs are signed.
     dataDir = mkdtempSync(join(tmpdir(), 'tollgate-gw-'));
-    const env = { TOLLGATE_AGENTS__WARNING_BEFORE_END_SEC: '2', TOLLGATE_POLICY__RATE_TABLE_FILE: rates, TOLLGATE_WEBHOOKS__ALLOW_HTTP: 'true' };
+    // The agents and webhook receivers here listen on 127.0.0.1: agent.url and a key's webhook
+    // endpoints are the caller's, and reach loopback only through egress.allow.
+    const env = { TOLLGATE_AGENTS__WARNING_BEFORE_END_SEC: '2', TOLLGATE_POLICY__RATE_TABLE_FILE: rates, TOLLGATE_WEBHOOKS__ALLOW_HTTP: 'true', TOLLGATE_EGRESS__ALLOW: '[127.0.0.1/32]' };
     const certs = await runCli(['certs', 'dev'], gatewayEnv({ dataDir, env }));
     expect(certs.code, certs.stderr).toBe(0);
     gw = await startGateway({ dataDir, env });

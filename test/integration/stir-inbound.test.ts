@@ -22,6 +22,8 @@ async function stirGateway(rejectFailed: boolean): Promise<{ gw: RunningGateway;
     TOLLGATE_SIP__DIGEST_ALGORITHMS: '[MD5, SHA-256]',
     // The x5u is the gateway's own http:// URL here (no TLS on the test listener).
     TOLLGATE_STIR__VERIFY__ALLOW_HTTP_X5U: 'true',
+    // ...on 127.0.0.1, which an x5u (always the caller's URL) reaches only through egress.allow.
+    TOLLGATE_EGRESS__ALLOW: '[127.0.0.1/32]',
     TOLLGATE_STIR__VERIFY__REJECT_FAILED: String(rejectFailed),
   };
   const certs = await runCli(['certs', 'dev'], gatewayEnv({ dataDir, env }));

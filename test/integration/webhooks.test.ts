@@ -10,6 +10,8 @@ import { securityCases } from '../helpers/security-cases.js';
 /** Short retries so a whole schedule fits in a test: 100, 200, 400 ms (±20 %), 4 attempts, 500 ms timeout. */
 const FAST = {
   TOLLGATE_WEBHOOKS__ALLOW_HTTP: 'true',
+  // The receivers listen on 127.0.0.1, which a key's endpoint reaches only through egress.allow.
+  TOLLGATE_EGRESS__ALLOW: '[127.0.0.1/32]',
   TOLLGATE_WEBHOOKS__INITIAL_BACKOFF_MS: '100',
   TOLLGATE_WEBHOOKS__MAX_BACKOFF_MS: '400',
   TOLLGATE_WEBHOOKS__MAX_ATTEMPTS: '4',
