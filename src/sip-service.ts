@@ -51,6 +51,11 @@ export async function startSip(gw: Gateway, handler: CallHandler, media: SipMedi
     ? new OverloadMonitor(o, { pendingInvites: () => server?.pendingInvites ?? 0, mediaLoad: () => media?.utilization() ?? null }, (s) => {
       m.sipOverloaded.set(s.overloaded ? 1 : 0);
       m.sipPendingInvites.set(s.pendingInvites);
+      if (server) {
+        const held = server.transactions;
+        m.sipTransactions.set({ side: 'server' }, held.servers);
+        m.sipTransactions.set({ side: 'client' }, held.clients);
+      }
       m.sipOverloadEventLoopDelay.set(s.eventLoopDelayMs / 1000);
       if (s.mediaLoad !== null) m.sipOverloadMediaLoad.set(s.mediaLoad);
     })

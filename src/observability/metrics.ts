@@ -16,6 +16,7 @@ export class Metrics {
   readonly sipOverloadRefusals: Counter<'signal'>;
   readonly sipOverloaded: Gauge;
   readonly sipPendingInvites: Gauge;
+  readonly sipTransactions: Gauge<'side'>;
   readonly sipOverloadEventLoopDelay: Gauge;
   readonly sipOverloadMediaLoad: Gauge;
   readonly sipCalls: Counter<'outcome'>;
@@ -99,6 +100,12 @@ export class Metrics {
     this.sipPendingInvites = new Gauge({
       name: 'tollgate_sip_pending_invites',
       help: 'INVITEs received and not yet answered finally, at the last overload sample',
+      registers: [this.registry],
+    });
+    this.sipTransactions = new Gauge({
+      name: 'tollgate_sip_transactions',
+      help: 'SIP transactions held (server, client), at the last overload sample: unauthenticated requests hold none',
+      labelNames: ['side'],
       registers: [this.registry],
     });
     this.sipOverloadEventLoopDelay = new Gauge({
