@@ -63,6 +63,7 @@ describe('SipServer (UAS core, RFC 3261 §8.2, §12, §13.3, §15)', () => {
   /** What the fake load monitor answers. */
   let load: LoadVerdict;
   let logLines: Record<string, unknown>[];
+  let nonceCountsDown: boolean;
   let events: string[];
   const answerSdp = 'v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 20000 RTP/AVP 0\r\n';
 
@@ -80,6 +81,7 @@ describe('SipServer (UAS core, RFC 3261 §8.2, §12, §13.3, §15)', () => {
     logLines = [];
     events = [];
     peer = CARRIER;
+    nonceCountsDown = false;
     const credentials: SipCredentials = {
       ha1: async (u, alg) => {
         ha1Lookups++;
@@ -107,6 +109,7 @@ describe('SipServer (UAS core, RFC 3261 §8.2, §12, §13.3, §15)', () => {
     const seen = new Set<string>();
     const nonceCounts: NonceCountStore = {
       claim: (nonce, nc) => {
+        if (nonceCountsDown) return Promise.reject(new Error('counters down'));
         const fresh = !seen.has(`${nonce}:${nc}`);
         seen.add(`${nonce}:${nc}`);
         return Promise.resolve(fresh);
@@ -566,6 +569,14 @@ describe('SipServer (UAS core, RFC 3261 §8.2, §12, §13.3, §15)', () => {
       await flush();
       expect(server.pendingInvites).toBe(0);
     });
+  });
+
+  it('credentials that cannot be checked (the nonce-count memory down) are refused 500, never let through; the fault is logged as a sample', async () => {
+    nonceCountsDown = true;
+    await authedInvite();
+    expect(last().status).toBe(500);
+    expect(invites).toHaveLength(0);
+    expect(logLines.filter((l) => l.msg === 'could not check digest credentials: the key store or the nonce-count memory failed')).toHaveLength(1);
   });
 
   it('a response that cannot be sent because the client has gone is a warning without a stack, not an error', async () => {

@@ -496,7 +496,16 @@ export class SipServer {
     const ip = tx.peer.address;
     const challengeHeader = proxy ? 'Proxy-Authenticate' : 'WWW-Authenticate';
     const status = proxy ? 407 : 401;
-    const result = await this.digest.verify(req.method, req.uri, this.authorizationValues(req, proxy), (u, alg) => this.credentials.ha1(u, alg));
+    let result: Awaited<ReturnType<DigestAuthenticator['verify']>>;
+    try {
+      result = await this.digest.verify(req.method, req.uri, this.authorizationValues(req, proxy), (u, alg) => this.credentials.ha1(u, alg));
+    } catch (err) {
+      // The key store or the nonce-count memory (Redis) did not answer: refused, never let
+      // through unchecked. A fault, but one that repeats per request while it lasts: sampled.
+      this.quietLog.write('error', 'digest-fault', { err, ip, method: req.method }, 'could not check digest credentials: the key store or the nonce-count memory failed');
+      await this.respond(tx, 500, 'Server Internal Error');
+      return null;
+    }
     if (result.ok) {
       this.blocker.succeed(ip, result.username);
       return result.username;
