@@ -11,11 +11,15 @@ import type { ConnectionEvents } from './transport/connection-guard.js';
 import { sipStreamFraming } from './sip/sip-stream-framing.js';
 import { RateLimitedLog } from './observability/rate-limited-log.js';
 import { KeyCredentials } from './calls/key-credentials.js';
+import { DigestNonceCounts } from './policy/digest-nonce-counts.js';
+import { OverloadMonitor } from './observability/overload-monitor.js';
 
 export interface SipService {
   readonly server: SipServer;
   /** Bound address of each enabled transport. */
   readonly listening: Partial<Record<TransportProtocol, { address: string; port: number }>>;
+  /** Overload control's measure of load (null when sip.overload.enabled is off). */
+  readonly overload: OverloadMonitor | null;
   drain(): void;
   close(): Promise<void>;
 }
@@ -25,34 +29,74 @@ function nonceKey(masterKey: Buffer): Buffer {
   return Buffer.from(hkdfSync('sha256', masterKey, Buffer.alloc(0), 'tollgate sip nonce v1', 32));
 }
 
+/** What the SIP side reads from the media plane. */
+export interface SipMediaLoad {
+  /** Busiest media worker's event-loop utilisation since the previous call (MediaEngine.utilization). */
+  utilization(): number;
+}
+
 /**
  * Starts tollgate's SIP side from config: one transport per entry of sip.transports (TLS and
  * WSS with the configured or development certificate), a SipServer that authenticates with the
- * keys' digest credentials, and `handler` (the inbound calls) for everything after that.
+ * keys' digest credentials (nonce counts in the counters backend, so a cluster sharing Redis
+ * refuses a replay on any node), overload control reading the event loop, the INVITEs in
+ * progress and `media`'s load, and `handler` (the inbound calls) for everything after that.
  */
-export async function startSip(gw: Gateway, handler: CallHandler): Promise<SipService> {
+export async function startSip(gw: Gateway, handler: CallHandler, media: SipMediaLoad | null = null): Promise<SipService> {
   const c = gw.config.sip;
-  const server = new SipServer(
+  const m = gw.metrics;
+  const o = c.overload;
+  let server: SipServer | null = null;
+  const overload = o.enabled
+    ? new OverloadMonitor(o, { pendingInvites: () => server?.pendingInvites ?? 0, mediaLoad: () => media?.utilization() ?? null }, (s) => {
+      m.sipOverloaded.set(s.overloaded ? 1 : 0);
+      m.sipPendingInvites.set(s.pendingInvites);
+      if (server) {
+        const held = server.transactions;
+        m.sipTransactions.set({ side: 'server' }, held.servers);
+        m.sipTransactions.set({ side: 'client' }, held.clients);
+      }
+      m.sipOverloadEventLoopDelay.set(s.eventLoopDelayMs / 1000);
+      if (s.mediaLoad !== null) m.sipOverloadMediaLoad.set(s.mediaLoad);
+    })
+    : null;
+  server = new SipServer(
     {
       realm: c.realm,
       nonceKey: nonceKey(gw.config.secrets.masterKey),
       nonceTtlMs: c.nonceTtlSec * 1000,
       digestAlgorithms: c.digestAlgorithms,
+      allowNoQop: c.digest.allowNoQop,
       userAgent: 'tollgate',
-      bruteForce: { maxFailures: c.bruteForce.maxFailures, windowMs: c.bruteForce.windowSec * 1000, blockMs: c.bruteForce.blockSec * 1000 },
+      bruteForce: {
+        maxFailures: c.bruteForce.maxFailures,
+        windowMs: c.bruteForce.windowSec * 1000,
+        blockMs: c.bruteForce.blockSec * 1000,
+        maxUsernamesPerSource: c.bruteForce.maxUsernamesPerSource,
+      },
+      challenges: { ratePerSec: c.challenges.perSourcePerSec, burst: c.challenges.burst, floodThreshold: c.challenges.floodThreshold, blockMs: c.challenges.floodBlockSec * 1000 },
       limits: { maxMessageBytes: c.maxMessageBytes, maxHeaders: 100, maxLineBytes: 8192 },
       ...(c.advertisedAddress ? { advertisedAddress: c.advertisedAddress } : {}),
     },
-    new KeyCredentials(gw.keys),
-    handler,
-    gw.log.child({ component: 'sip' }),
     {
-      onAuthFailure: () => gw.metrics.sipAuthFailures.inc(),
-      onBlocked: () => gw.metrics.sipBlockedSources.inc(),
-      onCall: (outcome) => gw.metrics.sipCalls.inc({ outcome: outcome.startsWith('ended:') ? 'ended' : outcome }),
+      credentials: new KeyCredentials(gw.keys),
+      nonceCounts: new DigestNonceCounts(gw.counters),
+      ...(overload ? { load: overload } : {}),
+      handler,
+      log: gw.log.child({ component: 'sip' }),
+      events: {
+        onAuthFailure: (_ip, reason) => m.sipAuthFailures.inc({ reason }),
+        onBlocked: (_ip, reason) => m.sipBlockedSources.inc({ reason }),
+        onDropped: (reason) => m.sipDroppedRequests.inc({ reason }),
+        onChallenge: (outcome) => m.sipChallenges.inc({ outcome }),
+        onOverload: (signal) => m.sipOverloadRefusals.inc({ signal }),
+        onCall: (outcome) => m.sipCalls.inc({ outcome: outcome.startsWith('ended:') ? 'ended' : outcome }),
+      },
     },
   );
-  const onMessage = (m: Parameters<SipServer['handle']>[0]): void => server.handle(m);
+  const sip = server;
+  overload?.start();
+  const onMessage = (msg: Parameters<SipServer['handle']>[0]): void => sip.handle(msg);
   // What clients do to connections is counted in full and logged as a rate-limited sample,
   // without stacks: a flood must not turn into a flood of log lines.
   const connLog = new RateLimitedLog(gw.log.child({ component: 'sip-transport' }), { intervalMs: 10_000, burst: 5 });
@@ -114,10 +158,11 @@ export async function startSip(gw: Gateway, handler: CallHandler): Promise<SipSe
           break;
       }
       transports.push(t);
-      server.addTransport(t);
+      sip.addTransport(t);
       listening[protocol] = t.address();
     }
   } catch (err) {
+    overload?.close();
     await Promise.all(transports.map((t) => t.close()));
     const e = err as NodeJS.ErrnoException & { port?: number; address?: string };
     if (e.code === 'EADDRINUSE' || e.code === 'EACCES') {
@@ -127,11 +172,13 @@ export async function startSip(gw: Gateway, handler: CallHandler): Promise<SipSe
   }
   gw.log.info({ sip: listening }, 'SIP listening');
   return {
-    server,
+    server: sip,
     listening,
-    drain: () => server.drain(),
+    overload,
+    drain: () => sip.drain(),
     async close() {
-      await server.close();
+      overload?.close();
+      await sip.close();
       await Promise.all(transports.map((t) => t.close()));
     },
   };

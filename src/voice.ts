@@ -132,7 +132,7 @@ export async function startVoice(gw: Gateway): Promise<Voice> {
   );
   let sip: SipService;
   try {
-    sip = await startSip(gw, inbound);
+    sip = await startSip(gw, inbound, media);
   } catch (err) {
     unsubscribe();
     b.close();

@@ -16,6 +16,7 @@ import type { Call, EndReason } from './call.js';
 import type { CallRegistry } from './call-registry.js';
 import { normaliseDialled, type NumberService } from './number-service.js';
 import { toSpec, type MediaTrust } from './media-spec.js';
+import { RateLimitedLog } from '../observability/rate-limited-log.js';
 
 /** Every policy refusal is a SIP refusal: the compiler checks DenyCode ⊆ CallDenyCode here. */
 const asCallDeny = (code: DenyCode): CallDenyCode => code;
@@ -111,11 +112,15 @@ function refusalFor(reason: EndReason): CallDenyCode {
  */
 export class InboundCalls implements CallHandler {
   private readonly mediaOf = new Map<string, InboundMedia>();
+  /** Refusals that repeat per call under load (no media port): a sample of them, without stacks. */
+  private readonly quietLog: RateLimitedLog;
 
   constructor(
     private readonly deps: InboundCallsDeps,
     private readonly opts: InboundCallsOptions,
-  ) {}
+  ) {
+    this.quietLog = new RateLimitedLog(deps.log, { intervalMs: 10_000, burst: 5 });
+  }
 
   async invite(inv: InboundInvite, leg: InboundLeg): Promise<void> {
     const { deps } = this;
@@ -182,7 +187,9 @@ export class InboundCalls implements CallHandler {
     try {
       local = await call.openMedia((callId) => deps.media.open(callId));
     } catch (err) {
-      deps.log.warn({ err: (err as Error).message, callId: id }, 'no media port for the call');
+      // Port exhaustion is a load condition, refused 480 per call: counted in
+      // tollgate_sip_calls_total{outcome="MEDIA_UNAVAILABLE"}, logged as a sample.
+      this.quietLog.write('warn', 'no-media-port', { err: (err as Error).message, callId: id }, 'no media port for the call');
       return fail('MEDIA_UNAVAILABLE', 'no media capacity', 'media-unavailable');
     }
     if (!local) return;

@@ -59,6 +59,10 @@ export const configSchema = z
       wssPort: port,
       nonceTtlSec: z.number().int().min(10).max(3600),
       digestAlgorithms: z.array(z.enum(['SHA-256', 'MD5'])).min(1),
+      digest: z.strictObject({
+        /** Accept digest answers without qop (RFC 2069 style, old clients): each nonce then serves one request. */
+        allowNoQop: z.boolean(),
+      }),
       idleTimeoutSec: z.number().int().min(5).max(3600),
       maxConnections: z.number().int().min(1).max(1_000_000),
       /** Stream connections (TCP, TLS, WS, WSS) one source address may hold at once, per transport. */
@@ -69,10 +73,32 @@ export const configSchema = z
       handshakeTimeoutMs: z.number().int().min(100).max(600_000),
       maxMessageBytes: z.number().int().min(1024).max(1_048_576),
       drainTimeoutSec: z.number().int().min(0).max(3600),
+      /** Failed authentications: per (source address, username), and distinct usernames per source. */
       bruteForce: z.strictObject({
         maxFailures: z.number().int().min(1).max(10_000),
         windowSec: z.number().int().min(1).max(86_400),
         blockSec: z.number().int().min(1).max(86_400),
+        maxUsernamesPerSource: z.number().int().min(1).max(10_000),
+      }),
+      /** Answers without authentication (challenges, OPTIONS, 481, early refusals) per source address. */
+      challenges: z.strictObject({
+        perSourcePerSec: z.number().positive().max(1_000_000),
+        burst: z.number().int().min(1).max(1_000_000),
+        /** Requests over the rate within 10 s that make a source a flood, blocked for floodBlockSec. */
+        floodThreshold: z.number().int().min(1).max(10_000_000),
+        floodBlockSec: z.number().int().min(1).max(86_400),
+      }),
+      /** Overload control: new INVITEs get 503 with Retry-After while any signal is over its threshold. */
+      overload: z.strictObject({
+        enabled: z.boolean(),
+        /** p99 of the main thread's event-loop delay over the last sample, ms. */
+        maxEventLoopDelayMs: z.number().int().min(1).max(60_000),
+        /** INVITEs received and not yet answered finally (calls being set up). */
+        maxPendingInvites: z.number().int().min(1).max(1_000_000),
+        /** Busiest media worker's event-loop utilisation over the last sample, 0..1. */
+        maxMediaLoad: z.number().min(0.01).max(1),
+        sampleMs: z.number().int().min(100).max(60_000),
+        retryAfterSec: z.number().int().min(1).max(3600),
       }),
     }),
     media: z.strictObject({

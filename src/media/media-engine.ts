@@ -1,5 +1,6 @@
 import { Worker } from 'node:worker_threads';
 import { availableParallelism } from 'node:os';
+import type { EventLoopUtilization } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import type { FromWorker, MediaSpec, SessionStats, ToWorker, WorkerInit } from './media-protocol.js';
 
@@ -32,6 +33,8 @@ interface WorkerSlot {
   readonly sessions: Set<string>;
   readonly pending: Map<string, { resolve: (v: unknown) => void; reject: (e: Error) => void }>;
   alive: boolean;
+  /** The worker's event-loop utilisation when utilization() last read it. */
+  elu?: EventLoopUtilization;
 }
 
 /**
@@ -96,6 +99,7 @@ export class MediaEngine {
   private spawn(slot: WorkerSlot, init: WorkerInit): Promise<void> {
     const worker = newWorker(init);
     slot.worker = worker;
+    delete slot.elu;
     return new Promise((resolve, reject) => {
       worker.on('message', (m: FromWorker) => {
         if (m.type === 'ready') {
@@ -247,6 +251,23 @@ export class MediaEngine {
   /** Per-worker figures (sessions, CPU time, heap) for metrics and benchmarks. */
   async stats(): Promise<Extract<FromWorker, { type: 'stats' }>[]> {
     return Promise.all(this.slots.filter((s) => s.alive).map((s) => this.request<Extract<FromWorker, { type: 'stats' }>>(s, 'stats', { type: 'stats' })));
+  }
+
+  /**
+   * The busiest worker's event-loop utilisation (0..1: the share of wall time its loop was busy)
+   * since the previous call, read from the main thread without a message round trip. A load
+   * signal for overload control: near 1 the worker no longer keeps up with its packets.
+   */
+  utilization(): number {
+    let max = 0;
+    for (const s of this.slots) {
+      if (!s.alive) continue;
+      const now = s.worker.performance.eventLoopUtilization();
+      const delta = s.elu ? s.worker.performance.eventLoopUtilization(now, s.elu) : now;
+      s.elu = now;
+      max = Math.max(max, delta.utilization);
+    }
+    return max;
   }
 
   /** Test hook and operator tool: terminates one worker as a crash would. */

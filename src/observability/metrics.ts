@@ -9,8 +9,16 @@ export class Metrics {
   readonly policyDecisions: Counter<'action' | 'verdict'>;
   readonly auditEntries: Counter;
   readonly activeLeases: Gauge;
-  readonly sipAuthFailures: Counter;
-  readonly sipBlockedSources: Counter;
+  readonly sipAuthFailures: Counter<'reason'>;
+  readonly sipBlockedSources: Counter<'reason'>;
+  readonly sipDroppedRequests: Counter<'reason'>;
+  readonly sipChallenges: Counter<'outcome'>;
+  readonly sipOverloadRefusals: Counter<'signal'>;
+  readonly sipOverloaded: Gauge;
+  readonly sipPendingInvites: Gauge;
+  readonly sipTransactions: Gauge<'side'>;
+  readonly sipOverloadEventLoopDelay: Gauge;
+  readonly sipOverloadMediaLoad: Gauge;
   readonly sipCalls: Counter<'outcome'>;
   readonly sipConnectionsRefused: Counter<'transport' | 'reason'>;
   readonly sipConnectionsClosed: Counter<'transport' | 'reason'>;
@@ -56,12 +64,58 @@ export class Metrics {
     });
     this.sipAuthFailures = new Counter({
       name: 'tollgate_sip_auth_failures_total',
-      help: 'Failed SIP digest authentications (wrong password, unknown user, bad nonce)',
+      help: 'Failed SIP digest authentications by reason: response (wrong password), unknown-user, nonce, replay, qop-required, uri-mismatch, algorithm, malformed',
+      labelNames: ['reason'],
       registers: [this.registry],
     });
     this.sipBlockedSources = new Counter({
       name: 'tollgate_sip_blocked_sources_total',
-      help: 'Source addresses blocked after repeated SIP authentication failures',
+      help: 'SIP blocks started, by reason: brute-force (a username from one source), username-scan (a source trying many usernames), flood (a source over sip.challenges)',
+      labelNames: ['reason'],
+      registers: [this.registry],
+    });
+    this.sipDroppedRequests = new Counter({
+      name: 'tollgate_sip_dropped_requests_total',
+      help: 'SIP messages dropped without an answer because their source (or source and username) is blocked, by reason',
+      labelNames: ['reason'],
+      registers: [this.registry],
+    });
+    this.sipChallenges = new Counter({
+      name: 'tollgate_sip_challenges_total',
+      help: 'Requests without credentials: digest challenges sent (stateless), or not answered because the source was over sip.challenges.perSourcePerSec',
+      labelNames: ['outcome'],
+      registers: [this.registry],
+    });
+    this.sipOverloadRefusals = new Counter({
+      name: 'tollgate_sip_overload_refusals_total',
+      help: 'New INVITEs refused 503 by overload control, by the signal over its threshold: event-loop-delay, media-load, pending-invites',
+      labelNames: ['signal'],
+      registers: [this.registry],
+    });
+    this.sipOverloaded = new Gauge({
+      name: 'tollgate_sip_overloaded',
+      help: '1 while the last overload sample had a signal over its threshold (new INVITEs get 503), else 0',
+      registers: [this.registry],
+    });
+    this.sipPendingInvites = new Gauge({
+      name: 'tollgate_sip_pending_invites',
+      help: 'INVITEs received and not yet answered finally, at the last overload sample',
+      registers: [this.registry],
+    });
+    this.sipTransactions = new Gauge({
+      name: 'tollgate_sip_transactions',
+      help: 'SIP transactions held (server, client), at the last overload sample: unauthenticated requests hold none',
+      labelNames: ['side'],
+      registers: [this.registry],
+    });
+    this.sipOverloadEventLoopDelay = new Gauge({
+      name: 'tollgate_sip_overload_event_loop_delay_seconds',
+      help: 'p99 event-loop delay of the main thread over the last overload sample (threshold sip.overload.maxEventLoopDelayMs)',
+      registers: [this.registry],
+    });
+    this.sipOverloadMediaLoad = new Gauge({
+      name: 'tollgate_sip_overload_media_load',
+      help: 'Event-loop utilisation of the busiest media worker over the last overload sample, 0..1 (threshold sip.overload.maxMediaLoad)',
       registers: [this.registry],
     });
     this.sipCalls = new Counter({

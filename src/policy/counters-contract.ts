@@ -119,6 +119,31 @@ export function countersContract(name: string, make: () => Promise<Counters>): v
       expect(await c.renewReservation(a, 'nope', 500)).toBe(false);
     });
 
+    it('claimOnce: true the first time a member is claimed, false for a replay', async () => {
+      const s = id('once');
+      expect(await c.claimOnce(s, '1', 10_000, 10)).toBe(true);
+      expect(await c.claimOnce(s, '1', 10_000, 10)).toBe(false);
+      expect(await c.claimOnce(s, '2', 10_000, 10)).toBe(true);
+      expect(await c.claimOnce(id('once'), '1', 10_000, 10)).toBe(true);
+    });
+
+    it('claimOnce refuses every claim once the set holds maxMembers', async () => {
+      const s = id('once');
+      expect(await c.claimOnce(s, 'a', 10_000, 2)).toBe(true);
+      expect(await c.claimOnce(s, 'b', 10_000, 2)).toBe(true);
+      expect(await c.claimOnce(s, 'c', 10_000, 2)).toBe(false);
+    });
+
+    it('a claimOnce set expires ttlMs after its first member; later claims do not extend it', async () => {
+      const s = id('once');
+      expect(await c.claimOnce(s, 'a', 200, 10)).toBe(true);
+      await new Promise((r) => setTimeout(r, 120));
+      expect(await c.claimOnce(s, 'b', 200, 10)).toBe(true);
+      await new Promise((r) => setTimeout(r, 150));
+      expect(await c.claimOnce(s, 'a', 200, 10)).toBe(true);
+      expect(await c.claimOnce(s, 'b', 200, 10)).toBe(true);
+    });
+
     it('unknown accounts have no state', async () => {
       expect(await c.budgetState(id('budget'))).toBeNull();
     });

@@ -1,6 +1,6 @@
 /**
- * Shared counters behind the policy engine: CPS (GCRA), concurrency leases and budget
- * reservations. Two implementations pass the same contract (policy/counters-contract.ts):
+ * Shared counters behind the policy engine: CPS (GCRA), concurrency leases, budget
+ * reservations, and once-only claims (digest nonce counts). Two implementations pass the same contract (policy/counters-contract.ts):
  * MemoryCounters for one node and RedisCounters (atomic Lua scripts) for a cluster.
  */
 export interface RateDecision {
@@ -50,5 +50,12 @@ export interface Counters {
   /** Extends a live reservation's life (for calls longer than the reservation TTL). */
   renewReservation(account: string, reservationId: string, ttlMs: number): Promise<boolean>;
   budgetState(account: string): Promise<BudgetState | null>;
+  /**
+   * Adds `member` to `set` unless it is there already: true the first time, false for every
+   * later claim while the set lives. The set lives `ttlMs` from its first member (later claims
+   * do not extend it) and holds `maxMembers` at most: past that every claim is false. Atomic
+   * across nodes. Used for digest nonce counts (RFC 7616 §3.4.5): set = the nonce, member = nc.
+   */
+  claimOnce(set: string, member: string, ttlMs: number, maxMembers: number): Promise<boolean>;
   close(): Promise<void>;
 }

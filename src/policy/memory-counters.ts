@@ -14,6 +14,8 @@ export class MemoryCounters implements Counters {
   private readonly tat = new Map<string, number>();
   private readonly pools = new Map<string, Map<string, number>>();
   private readonly accounts = new Map<string, Account>();
+  /** claimOnce sets in the order they were made (so the oldest expire first). */
+  private readonly claims = new Map<string, { expiresAt: number; members: Set<string> }>();
 
   constructor(private readonly now: () => number = () => performance.timeOrigin + performance.now()) {}
 
@@ -114,7 +116,31 @@ export class MemoryCounters implements Counters {
     return Promise.resolve(a ? { spent: a.spent, reserved: this.liveReserved(a) } : null);
   }
 
+  claimOnce(set: string, member: string, ttlMs: number, maxMembers: number): Promise<boolean> {
+    const now = this.now();
+    // Sets made earlier expire earlier when TTLs are alike: drop expired ones from the front.
+    for (const [k, v] of this.claims) {
+      if (v.expiresAt > now) break;
+      this.claims.delete(k);
+    }
+    let s = this.claims.get(set);
+    if (s && s.expiresAt <= now) {
+      this.claims.delete(set);
+      s = undefined;
+    }
+    if (!s) {
+      s = { expiresAt: now + ttlMs, members: new Set() };
+      this.claims.set(set, s);
+      // A bound on memory: past it the eldest set goes (its TTL was the shortest-lived anyway).
+      if (this.claims.size > 1_000_000) this.claims.delete(this.claims.keys().next().value!);
+    }
+    if (s.members.has(member) || s.members.size >= maxMembers) return Promise.resolve(false);
+    s.members.add(member);
+    return Promise.resolve(true);
+  }
+
   close(): Promise<void> {
+    this.claims.clear();
     this.tat.clear();
     this.pools.clear();
     this.accounts.clear();

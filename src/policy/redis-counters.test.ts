@@ -45,6 +45,16 @@ describe('RedisCounters across nodes', () => {
     expect((await b.rateLimit(bucket, 1, 2)).allowed).toBe(false);
   });
 
+  it('a member claimed on one node is a replay on the other (digest nonce counts)', async () => {
+    const a = counters();
+    const b = counters();
+    const set = `nc:${randomUUID()}`;
+    expect(await a.claimOnce(set, '00000001', 10_000, 100)).toBe(true);
+    expect(await b.claimOnce(set, '00000001', 10_000, 100)).toBe(false);
+    const both = await Promise.all([a.claimOnce(set, '00000002', 10_000, 100), b.claimOnce(set, '00000002', 10_000, 100)]);
+    expect(both.filter(Boolean)).toHaveLength(1);
+  });
+
   it('two nodes share one lease pool', async () => {
     const a = counters();
     const b = counters();

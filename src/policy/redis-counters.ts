@@ -18,6 +18,7 @@ import type { RevocationBus } from '../keys/revocation-bus.js';
  *   budget:{<account>}:resv    zset    reservationId → expiry
  *   budget:{<account>}:amount  hash    reservationId → amount
  *   budget:{<account>}:settled zset    reservationId → settle time (last 10 000 kept)
+ *   once:<set>                 set     claimOnce members; expires ttlMs after its first member
  * The budget keys share a hash tag so they live in one cluster slot, and expire together
  * after `budgetTtlMs` without writes (the account then asks for its seed again).
  */
@@ -175,6 +176,15 @@ local reserved = live_reserved(now_ms())
 return {f(tonumber(redis.call('HGET', KEYS[1], 'spent'))), f(reserved)}
 `;
 
+/** ARGV: member, ttlMs, maxMembers. 1 when the member is new (and now added), else 0. */
+const CLAIM_ONCE = `
+local n = redis.call('SCARD', KEYS[1])
+if redis.call('SISMEMBER', KEYS[1], ARGV[1]) == 1 or n >= tonumber(ARGV[3]) then return 0 end
+redis.call('SADD', KEYS[1], ARGV[1])
+if n == 0 then redis.call('PEXPIRE', KEYS[1], math.max(1, tonumber(ARGV[2]))) end
+return 1
+`;
+
 class LuaScript {
   readonly sha: string;
   constructor(readonly source: string) {
@@ -192,6 +202,7 @@ const SCRIPTS = {
   settleBudget: new LuaScript(SETTLE_BUDGET),
   renewReservation: new LuaScript(RENEW_RESERVATION),
   budgetState: new LuaScript(BUDGET_STATE),
+  claimOnce: new LuaScript(CLAIM_ONCE),
 } as const;
 
 type Operation = keyof typeof SCRIPTS;
@@ -373,6 +384,10 @@ export class RedisCounters implements Counters {
     if (reply === null) return null;
     const [spent, reserved] = toPair(reply, 'budgetState');
     return { spent: toNumber(spent, 'budgetState'), reserved: toNumber(reserved, 'budgetState') };
+  }
+
+  async claimOnce(set: string, member: string, ttlMs: number, maxMembers: number): Promise<boolean> {
+    return (await this.run('claimOnce', [`${this.prefix}once:${set}`], [member, Math.ceil(ttlMs), maxMembers])) === 1;
   }
 
   /** Closes the connection this instance opened (a client passed in stays open). Idempotent. */

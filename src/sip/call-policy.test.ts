@@ -26,6 +26,7 @@ const EXPECTED: Record<CallDenyCode, number> = {
   RECORD_UNAVAILABLE: 503,
   IDENTITY_INVALID: 438,
   TEMPORARILY_UNAVAILABLE: 480,
+  OVERLOADED: 503,
   DRAINING: 503,
 };
 
@@ -38,6 +39,7 @@ describe('the one mapping from a call refusal to a SIP response', () => {
     expect(sipRefusalFor('RATE_LIMITED', 1).retryAfterSec).toBe(1);
     expect(sipRefusalFor('RATE_LIMITED', 2500).retryAfterSec).toBe(3);
     expect(sipRefusalFor('DRAINING').retryAfterSec).toBe(30);
+    expect(sipRefusalFor('OVERLOADED', 10_000).retryAfterSec).toBe(10);
     expect(sipRefusalFor('KEY_REVOKED').retryAfterSec).toBeUndefined();
   });
 

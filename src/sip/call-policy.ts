@@ -33,12 +33,38 @@ export type CallDenyCode =
   | 'IDENTITY_INVALID'
   /** The call ended on our side before it was answered (no more specific reason to give). */
   | 'TEMPORARILY_UNAVAILABLE'
+  /** The node is overloaded (event-loop delay, INVITEs in progress or media load over its threshold). */
+  | 'OVERLOADED'
   | 'DRAINING';
 
 /** Where the SIP layer gets digest credentials: a key's HA1 values (calls/ implements it with the key service). */
 export interface SipCredentials {
   /** HA1 values of a digest username (a key id); null for an unknown or unusable user. */
   ha1(username: string, algorithm: DigestAlgorithm): Promise<string[] | null>;
+}
+
+/**
+ * The digest nonce-count memory (policy/ implements it on the counters backend, so with Redis
+ * every node of a cluster sees what the others accepted). A fault (Redis down) rejects, and
+ * the request is refused: replay protection fails closed.
+ */
+export interface NonceCountStore {
+  /** True the first time `nc` is used with `nonce` (RFC 7616 §3.4.5); false for a replay. */
+  claim(nonce: string, nc: number, ttlMs: number): Promise<boolean>;
+}
+
+/** Whether the node can take a new call now, or is overloaded (and which signal said so). */
+export type LoadVerdict =
+  | { readonly ok: true }
+  | { readonly ok: false; readonly signal: string; readonly retryAfterSec: number };
+
+/**
+ * How loaded the node is, asked before each new INVITE, before any digest work (the
+ * composition root implements it from the event-loop delay, the INVITEs in progress and the
+ * media workers' load). Must answer synchronously and cheaply: it runs for every INVITE.
+ */
+export interface LoadMonitor {
+  admit(): LoadVerdict;
 }
 
 export interface SipRefusal {
@@ -88,6 +114,10 @@ export function sipRefusalFor(code: CallDenyCode, retryAfterMs?: number): SipRef
       return { status: 438, reason: 'Invalid Identity Header' };
     case 'DRAINING':
       return { status: 503, reason: 'Service Unavailable', retryAfterSec: 30 };
+    // RFC 3261 §21.5.4: a 503 with Retry-After tells the client (or the carrier's proxy) to
+    // try another node or come back later, not to give the call up.
+    case 'OVERLOADED':
+      return { status: 503, reason: 'Service Unavailable', retryAfterSec: Math.max(1, Math.ceil((retryAfterMs ?? 5000) / 1000)) };
     default: {
       const unmapped: never = code;
       throw new Error(`no SIP response for ${String(unmapped)}`);

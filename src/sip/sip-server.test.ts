@@ -3,7 +3,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { createLogger } from '../observability/logger.js';
 import type { InboundMessage, Peer, SipTransport } from '../transport/sip-transport.js';
 import { SipServer, type CallHandler, type InboundInvite, type InboundLeg, type LegEnd } from './sip-server.js';
-import type { SipCredentials } from './call-policy.js';
+import type { LoadMonitor, LoadVerdict, NonceCountStore, SipCredentials } from './call-policy.js';
 import { parseMessage } from './sip-parser.js';
 import type { SipResponse, SipRequest } from './sip-message.js';
 import { digestResponse } from './digest-auth.js';
@@ -42,7 +42,8 @@ class FakeTransport implements SipTransport {
   }
 }
 
-const peer: Peer = { protocol: 'udp', address: '192.0.2.7', port: 5062 };
+let peer: Peer = { protocol: 'udp', address: '192.0.2.7', port: 5062 };
+const CARRIER: Peer = { protocol: 'udp', address: '192.0.2.7', port: 5062 };
 
 function md5(s: string) {
   return createHash('md5').update(s).digest('hex');
@@ -58,6 +59,12 @@ describe('SipServer (UAS core, RFC 3261 §8.2, §12, §13.3, §15)', () => {
   let throwOnInvite: boolean;
   /** Holds the credentials lookup (a store read) until it resolves. */
   let ha1Delay: Promise<void>;
+  let ha1Lookups: number;
+  /** What the fake load monitor answers. */
+  let load: LoadVerdict;
+  let logLines: Record<string, unknown>[];
+  let nonceCountsDown: boolean;
+  let events: string[];
   const answerSdp = 'v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 20000 RTP/AVP 0\r\n';
 
   beforeEach(() => {
@@ -69,8 +76,15 @@ describe('SipServer (UAS core, RFC 3261 §8.2, §12, §13.3, §15)', () => {
     throwOnInvite = false;
     offerDelay = Promise.resolve();
     ha1Delay = Promise.resolve();
+    ha1Lookups = 0;
+    load = { ok: true };
+    logLines = [];
+    events = [];
+    peer = CARRIER;
+    nonceCountsDown = false;
     const credentials: SipCredentials = {
       ha1: async (u, alg) => {
+        ha1Lookups++;
         await ha1Delay;
         return u === USER && alg === 'MD5' ? [md5(`${USER}:tollgate:${PASSWORD}`)] : null;
       },
@@ -92,7 +106,42 @@ describe('SipServer (UAS core, RFC 3261 §8.2, §12, §13.3, §15)', () => {
         await leg.answer(Buffer.from(answerSdp));
       },
     };
-    server = new SipServer({ realm: 'tollgate', nonceKey: randomBytes(32), nonceTtlMs: 300_000, digestAlgorithms: ['MD5'], userAgent: 'tollgate', bruteForce: { maxFailures: 5, windowMs: 60_000, blockMs: 60_000 } }, credentials, handler, createLogger({ level: 'silent' }));
+    const seen = new Set<string>();
+    const nonceCounts: NonceCountStore = {
+      claim: (nonce, nc) => {
+        if (nonceCountsDown) return Promise.reject(new Error('counters down'));
+        const fresh = !seen.has(`${nonce}:${nc}`);
+        seen.add(`${nonce}:${nc}`);
+        return Promise.resolve(fresh);
+      },
+    };
+    const monitor: LoadMonitor = { admit: () => load };
+    const log = createLogger({ level: 'info', destination: { write: (line: string) => void logLines.push(JSON.parse(line) as Record<string, unknown>) } });
+    server = new SipServer(
+      {
+        realm: 'tollgate',
+        nonceKey: randomBytes(32),
+        nonceTtlMs: 30_000,
+        digestAlgorithms: ['MD5'],
+        userAgent: 'tollgate',
+        bruteForce: { maxFailures: 5, windowMs: 60_000, blockMs: 60_000, maxUsernamesPerSource: 3 },
+        challenges: { ratePerSec: 10, burst: 20, floodThreshold: 50, blockMs: 60_000 },
+      },
+      {
+        credentials,
+        nonceCounts,
+        load: monitor,
+        handler,
+        log,
+        events: {
+          onAuthFailure: (_ip, f) => events.push(`auth-failure:${f}`),
+          onBlocked: (ip, b) => events.push(`blocked:${b}:${ip}`),
+          onDropped: (b) => events.push(`dropped:${b}`),
+          onChallenge: (o) => events.push(`challenge:${o}`),
+          onOverload: (sig) => events.push(`overload:${sig}`),
+        },
+      },
+    );
     server.addTransport(t);
   });
   afterEach(async () => {
@@ -158,9 +207,10 @@ describe('SipServer (UAS core, RFC 3261 §8.2, §12, §13.3, §15)', () => {
     // rport filled in (RFC 3581); no received= since the Via host is the real source (§18.2.1).
     expect(ok.headers.get('Via')).toContain('rport=5062');
     expect(ok.headers.get('Via')).not.toContain('received=');
-    expect(t.responses().map((r) => r.status)).toEqual([100, 407, 100, 180, 200]);
+    // The challenge is stateless (no 100 Trying before it, RFC 3261 §8.2.7); the call is not.
+    expect(t.responses().map((r) => r.status)).toEqual([407, 100, 180, 200]);
     // The 180 and the 200 carry the same To tag: one early dialog becomes the confirmed one (§12.1.1).
-    expect(toTagOf(t.responses()[3]!)).toBe(toTagOf(ok));
+    expect(toTagOf(t.responses()[2]!)).toBe(toTagOf(ok));
     expect(invites[0]).toMatchObject({ keyId: USER, dialled: '+14155550100', from: 'carrier', sipCallId: 'call-abc', sourceIp: '192.0.2.7', transport: 'udp' });
   });
 
@@ -221,10 +271,16 @@ describe('SipServer (UAS core, RFC 3261 §8.2, §12, §13.3, §15)', () => {
   });
 
   it('puts a To tag on every response but 100 (§8.2.6.2)', async () => {
-    await deliver(msg('INVITE', { branch: 'z9hG4bKtag', cseq: 1, body: offer }));
-    const [trying, challenge] = t.responses().slice(-2);
-    expect(trying!.headers.get('To')).not.toContain('tag=');
+    let letGo!: () => void;
+    offerDelay = new Promise((r) => (letGo = r));
+    await authedInvite();
+    const [challenge, trying, ringing] = t.responses();
     expect(challenge!.headers.get('To')).toMatch(/;tag=[A-Za-z0-9_-]{8,}$/);
+    expect(trying!.status).toBe(100);
+    expect(trying!.headers.get('To')).not.toContain('tag=');
+    expect(ringing!.headers.get('To')).toMatch(/;tag=[A-Za-z0-9_-]{8,}$/);
+    letGo();
+    await flush();
   });
 
   it('refuses an unknown number with 404 and a Reason header, after authentication', async () => {
@@ -296,7 +352,7 @@ describe('SipServer (UAS core, RFC 3261 §8.2, §12, §13.3, §15)', () => {
     legs[0]!.hangup();
     letGo();
     await flush();
-    expect(t.responses().map((r) => r.status)).toEqual([100, 407, 100, 180, 480]);
+    expect(t.responses().map((r) => r.status)).toEqual([407, 100, 180, 480]);
     expect(t.requests().map((r) => r.method)).not.toContain('BYE');
   });
 
@@ -372,5 +428,164 @@ describe('SipServer (UAS core, RFC 3261 §8.2, §12, §13.3, §15)', () => {
     await deliver(msg('INVITE', { branch: 'z9hG4bKd', cseq: 1, body: offer }));
     expect(last().status).toBe(503);
     expect(last().headers.get('Retry-After')).toBe('30');
+  });
+  describe('unauthenticated requests cost nearly nothing (stateless front door, RFC 3261 §8.2.7)', () => {
+    it('challenges an INVITE without keeping a transaction: no 100, no 407 retransmission over UDP, a retransmission gets the same To tag', async () => {
+      await deliver(msg('INVITE', { branch: 'z9hG4bKsl1', cseq: 1, body: offer }));
+      expect(t.responses().map((r) => r.status)).toEqual([407]);
+      expect(server.transactions.servers).toBe(0);
+      await vi.advanceTimersByTimeAsync(40_000);
+      expect(t.responses()).toHaveLength(1);
+      // The client's own retransmission (Timer A) is answered again, with the same To tag.
+      await deliver(msg('INVITE', { branch: 'z9hG4bKsl1', cseq: 1, body: offer }));
+      expect(t.responses().map((r) => r.status)).toEqual([407, 407]);
+      expect(toTagOf(t.responses()[1]!)).toBe(toTagOf(t.responses()[0]!));
+      // Its ACK matches nothing and is dropped without an answer.
+      await deliver(msg('ACK', { branch: 'z9hG4bKsl1', cseq: 1, toTag: toTagOf(t.responses()[0]!) }));
+      expect(t.responses()).toHaveLength(2);
+      expect(server.transactions.servers).toBe(0);
+      expect(events.filter((e) => e === 'challenge:sent')).toHaveLength(2);
+    });
+
+    it('answers OPTIONS, a BYE for no dialog and an unknown method without a transaction', async () => {
+      await deliver(msg('OPTIONS', { branch: 'z9hG4bKso', cseq: 1 }));
+      await deliver(msg('BYE', { branch: 'z9hG4bKsb', cseq: 2, toTag: 'nosuchdialog' }));
+      await deliver(msg('PUBLISH', { branch: 'z9hG4bKsp', cseq: 3 }));
+      expect(t.responses().map((r) => r.status)).toEqual([200, 481, 405]);
+      expect(server.transactions.servers).toBe(0);
+    });
+
+    it('answers a source over its rate nothing, blocks it as a flood, and still challenges another source', async () => {
+      for (let i = 0; i < 20; i++) await deliver(msg('INVITE', { branch: `z9hG4bKfl${i}`, cseq: 1, body: offer }));
+      expect(t.responses()).toHaveLength(20); // the burst
+      for (let i = 0; i < 60; i++) await deliver(msg('INVITE', { branch: `z9hG4bKfm${i}`, cseq: 1, body: offer }));
+      expect(t.responses()).toHaveLength(20);
+      expect(events).toContain('blocked:flood:192.0.2.7');
+      expect(events.filter((e) => e === 'challenge:rate-limited')).toHaveLength(50);
+      // Blocked: dropped before it is parsed, even OPTIONS.
+      await deliver(msg('OPTIONS', { branch: 'z9hG4bKfo', cseq: 1 }));
+      expect(events).toContain('dropped:flood');
+      expect(t.responses()).toHaveLength(20);
+      peer = { protocol: 'udp', address: '198.51.100.9', port: 5060 };
+      await deliver(msg('INVITE', { branch: 'z9hG4bKother', cseq: 1, body: offer }));
+      expect(last().status).toBe(407);
+      expect(server.transactions.servers).toBe(0);
+      // One warning line for the block, none per dropped request.
+      expect(logLines.filter((l) => l.msg === 'a source blocked: it kept sending requests over its rate without authenticating')).toHaveLength(1);
+    });
+  });
+
+  describe('digest hardening', () => {
+    const answer = (nonce: string, o: { user?: string; pass?: string; uri?: string; noQop?: boolean; cnonce?: string } = {}) => {
+      const uri = o.uri ?? 'sip:+14155550100@127.0.0.1';
+      const user = o.user ?? USER;
+      const cnonce = o.cnonce ?? 'c0ffee01';
+      if (o.noQop) {
+        const response = digestResponse({ algorithm: 'MD5', username: user, realm: 'tollgate', password: o.pass ?? PASSWORD, method: 'INVITE', uri, nonce });
+        return `Digest username="${user}", realm="tollgate", nonce="${nonce}", uri="${uri}", response="${response}", algorithm=MD5`;
+      }
+      const response = digestResponse({ algorithm: 'MD5', username: user, realm: 'tollgate', password: o.pass ?? PASSWORD, method: 'INVITE', uri, nonce, nc: '00000001', cnonce, qop: 'auth' });
+      return `Digest username="${user}", realm="tollgate", nonce="${nonce}", uri="${uri}", response="${response}", algorithm=MD5, qop=auth, nc=00000001, cnonce="${cnonce}"`;
+    };
+    const challenge = async (branch: string) => {
+      await deliver(msg('INVITE', { branch, cseq: 1, body: offer }));
+      return /nonce="([^"]+)"/.exec(last().headers.get('Proxy-Authenticate')!)![1]!;
+    };
+
+    it('a captured Authorization replayed (same nonce and nc) is refused: no second call', async () => {
+      const auth = await authedInvite();
+      expect(last().status).toBe(200);
+      await deliver(msg('INVITE', { branch: 'z9hG4bKreplay', cseq: 2, body: offer, auth, fromTag: 'attacker', }).replace('Call-ID: call-abc', 'Call-ID: replayed'));
+      expect(last().status).toBe(407);
+      expect(invites).toHaveLength(1);
+      expect(events).toContain('auth-failure:replay');
+    });
+
+    it('an answer without qop is refused although the password is right', async () => {
+      const nonce = await challenge('z9hG4bKnq1');
+      await deliver(msg('INVITE', { branch: 'z9hG4bKnq2', cseq: 2, body: offer, auth: answer(nonce, { noQop: true }) }));
+      expect(last().status).toBe(407);
+      expect(invites).toHaveLength(0);
+      expect(events).toContain('auth-failure:qop-required');
+    });
+
+    it('an answer whose uri names another number gets 400 and places no call (RFC 7616 §3.4.6)', async () => {
+      const nonce = await challenge('z9hG4bKur1');
+      await deliver(msg('INVITE', { branch: 'z9hG4bKur2', cseq: 2, body: offer, auth: answer(nonce, { uri: 'sip:+14155550199@127.0.0.1' }) }));
+      expect([last().status, last().reason]).toEqual([400, 'Digest URI Mismatch']);
+      expect(invites).toHaveLength(0);
+    });
+
+    it('a brute force on one username blocks that username from the source; the carrier\'s username from the same address still authenticates', async () => {
+      for (let i = 0; i < 5; i++) {
+        const nonce = await challenge(`z9hG4bKbf${i}a`);
+        await deliver(msg('INVITE', { branch: `z9hG4bKbf${i}b`, cseq: 2, body: offer, auth: answer(nonce, { user: 'key_guessed', pass: `guess${i}` }), fromTag: `g${i}` }));
+      }
+      expect(events).toContain('blocked:brute-force:192.0.2.7');
+      // Blocked: dropped without an answer and without a transaction.
+      const before = t.responses().length;
+      const nonce = await challenge('z9hG4bKbf9a');
+      await deliver(msg('INVITE', { branch: 'z9hG4bKbf9b', cseq: 2, body: offer, auth: answer(nonce, { user: 'key_guessed', pass: 'guess9' }), fromTag: 'g9' }));
+      expect(t.responses()).toHaveLength(before + 1); // the challenge only
+      expect(events).toContain('dropped:brute-force');
+      await authedInvite('z9hG4bKlegit', 'carrier');
+      expect(last().status).toBe(200);
+      // No transaction was left behind by the blocked attempts (the last failure's included).
+      await vi.advanceTimersByTimeAsync(40_000);
+      expect(server.transactions.servers).toBe(0);
+    });
+  });
+
+  describe('overload control', () => {
+    it('refuses a new INVITE 503 with Retry-After before any digest work, and counts the signal', async () => {
+      load = { ok: false, signal: 'event-loop-delay', retryAfterSec: 7 };
+      await deliver(msg('INVITE', { branch: 'z9hG4bKov1', cseq: 1, body: offer, auth: 'Digest username="key_trunk", realm="tollgate", nonce="x", uri="sip:+14155550100@127.0.0.1", response="0"' }));
+      expect(last().status).toBe(503);
+      expect(last().headers.get('Retry-After')).toBe('7');
+      expect(last().headers.get('Reason')).toBe('SIP;cause=503;text="OVERLOADED"');
+      expect(ha1Lookups).toBe(0);
+      expect(server.transactions.servers).toBe(0);
+      expect(events).toEqual(['overload:event-loop-delay']);
+    });
+
+    it('never refuses in-dialog requests: BYE and re-INVITE of an admitted call are answered', async () => {
+      await authedInvite();
+      const tag = toTagOf(last());
+      await deliver(msg('ACK', { branch: 'z9hG4bKack', cseq: 2, toTag: tag }));
+      load = { ok: false, signal: 'pending-invites', retryAfterSec: 5 };
+      await deliver(msg('INVITE', { branch: 'z9hG4bKrei', cseq: 3, toTag: tag, body: offer }));
+      expect(last().status).toBe(200);
+      await deliver(msg('BYE', { branch: 'z9hG4bKbyo', cseq: 4, toTag: tag }));
+      expect(last().status).toBe(200);
+      expect(ended).toEqual(['remote-bye']);
+    });
+
+    it('counts INVITEs in progress (the pending-invites signal) until their final response', async () => {
+      let letGo!: () => void;
+      offerDelay = new Promise((r) => (letGo = r));
+      await authedInvite();
+      expect(server.pendingInvites).toBe(1);
+      letGo();
+      await flush();
+      expect(server.pendingInvites).toBe(0);
+    });
+  });
+
+  it('credentials that cannot be checked (the nonce-count memory down) are refused 500, never let through; the fault is logged as a sample', async () => {
+    nonceCountsDown = true;
+    await authedInvite();
+    expect(last().status).toBe(500);
+    expect(invites).toHaveLength(0);
+    expect(logLines.filter((l) => l.msg === 'could not check digest credentials: the key store or the nonce-count memory failed')).toHaveLength(1);
+  });
+
+  it('a response that cannot be sent because the client has gone is a warning without a stack, not an error', async () => {
+    t.failStatus = 100;
+    await authedInvite();
+    expect(logLines.filter((l) => l.level === 'error')).toEqual([]);
+    const warn = logLines.find((l) => l.msg === 'a SIP response could not be sent: the client has gone');
+    expect(warn).toMatchObject({ level: 'warn', ip: '192.0.2.7', method: 'INVITE' });
+    expect(JSON.stringify(warn)).not.toContain('stack');
+    expect(server.transactions.servers).toBe(0);
   });
 });

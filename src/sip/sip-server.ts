@@ -1,4 +1,6 @@
+import { createHmac, randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
+import { RateLimitedLog } from '../observability/rate-limited-log.js';
 import type { InboundMessage, Peer, SipTransport, TransportProtocol } from '../transport/sip-transport.js';
 import { isReliable } from '../transport/sip-transport.js';
 import { DEFAULT_LIMITS, SipHeaders, type ParseLimits, type SipMessage, type SipRequest, type SipResponse } from './sip-message.js';
@@ -7,9 +9,10 @@ import { buildResponse, buildResponseFromPartial, serializeMessage } from './sip
 import { formatVia, parseCSeq, parseNameAddr, parseUri, parseVia } from './sip-grammar.js';
 import { TransactionLayer, type ServerTransaction } from './transactions.js';
 import { RFC3261_TIMERS, timerH, type TimerValues } from './transaction-timers.js';
-import { DigestAuthenticator, type DigestAlgorithm } from './digest-auth.js';
-import { AuthBlocker, type AuthBlockerOptions } from './auth-blocker.js';
-import { sipRefusalFor, type CallDenyCode, type SipCredentials } from './call-policy.js';
+import { DigestAuthenticator, type DigestAlgorithm, type DigestFailure } from './digest-auth.js';
+import { AuthBlocker, type AuthBlock, type AuthBlockerOptions } from './auth-blocker.js';
+import { ChallengeLimiter, type ChallengeLimiterOptions } from './challenge-limiter.js';
+import { sipRefusalFor, type CallDenyCode, type LoadMonitor, type NonceCountStore, type SipCredentials } from './call-policy.js';
 import { dialogKey, type Dialog } from './dialog.js';
 import { newBranch, newTag } from './sip-ids.js';
 import { SipUac } from './sip-uac.js';
@@ -23,10 +26,14 @@ export interface SipServerOptions {
   nonceKey: Buffer;
   nonceTtlMs: number;
   digestAlgorithms?: readonly DigestAlgorithm[];
+  /** Accept digest answers without qop (legacy clients; see DigestOptions.allowNoQop). Default false. */
+  allowNoQop?: boolean;
   userAgent: string;
   timers?: TimerValues;
   limits?: ParseLimits;
   bruteForce: AuthBlockerOptions;
+  /** Answers without authentication per source, and flood blocking. */
+  challenges: ChallengeLimiterOptions;
   /** Address put in Contact/Via when the transport is bound to a wildcard address. */
   advertisedAddress?: string;
 }
@@ -109,11 +116,33 @@ export interface CallHandler {
   invite(invite: InboundInvite, leg: InboundLeg): Promise<void>;
 }
 
+/** Why requests from a source are dropped unread. */
+export type SourceBlock = AuthBlock | 'flood';
+
 export interface SipServerEvents {
   /** Counted refusals and blocks, for metrics. */
-  onAuthFailure?(ip: string): void;
-  onBlocked?(ip: string): void;
+  onAuthFailure?(ip: string, failure: DigestFailure): void;
+  /** A block started: a (source, username) pair, a scanning source, or a flooding source. */
+  onBlocked?(ip: string, block: SourceBlock): void;
+  /** A request dropped without an answer because its source (or source and username) is blocked. */
+  onDropped?(block: SourceBlock): void;
+  /** A request without credentials: challenged, or over its source's rate (no answer). */
+  onChallenge?(outcome: 'sent' | 'rate-limited'): void;
+  /** A new INVITE refused 503 because the node is overloaded, and the signal that said so. */
+  onOverload?(signal: string): void;
   onCall?(outcome: string): void;
+}
+
+/** What the SIP server is handed besides its settings. */
+export interface SipServerDeps {
+  readonly credentials: SipCredentials;
+  /** Digest (nonce, nc) pairs already used: shared by a cluster through the counters backend. */
+  readonly nonceCounts: NonceCountStore;
+  /** Asked before each new INVITE; without one the node is never overloaded. */
+  readonly load?: LoadMonitor;
+  readonly handler: CallHandler;
+  readonly log: Logger;
+  readonly events?: SipServerEvents;
 }
 
 interface LegState {
@@ -138,6 +167,16 @@ export class SipServer {
   private readonly txl: TransactionLayer;
   private readonly digest: DigestAuthenticator;
   private readonly blocker: AuthBlocker;
+  private readonly limiter: ChallengeLimiter;
+  /** Key of the To tags of stateless answers: the same request always gets the same tag (§8.2.7). */
+  private readonly tagKey = randomBytes(16);
+  /** Conditions that repeat per request under attack or load: logged as a sample. */
+  private readonly quietLog: RateLimitedLog;
+  private readonly credentials: SipCredentials;
+  private readonly handler: CallHandler;
+  private readonly log: Logger;
+  private readonly events: SipServerEvents;
+  private readonly load: LoadMonitor | null;
   /** Live inbound legs by dialog (Call-ID, our tag, the caller's tag): identifies the dialog only. */
   private readonly legs = new Map<string, LegState>();
   /** The leg an INVITE server transaction created (CANCEL finds it through the transaction). */
@@ -156,18 +195,31 @@ export class SipServer {
 
   constructor(
     private readonly opts: SipServerOptions,
-    private readonly credentials: SipCredentials,
-    private readonly handler: CallHandler,
-    private readonly log: Logger,
-    private readonly events: SipServerEvents = {},
+    deps: SipServerDeps,
   ) {
+    this.credentials = deps.credentials;
+    this.handler = deps.handler;
+    this.log = deps.log;
+    this.events = deps.events ?? {};
+    this.load = deps.load ?? null;
+    this.quietLog = new RateLimitedLog(this.log, { intervalMs: 10_000, burst: 5 });
     this.timers = opts.timers ?? RFC3261_TIMERS;
     this.limits = opts.limits ?? DEFAULT_LIMITS;
-    this.digest = new DigestAuthenticator({ realm: opts.realm, nonceKey: opts.nonceKey, nonceTtlMs: opts.nonceTtlMs, ...(opts.digestAlgorithms ? { algorithms: opts.digestAlgorithms } : {}) });
-    this.blocker = new AuthBlocker(opts.bruteForce, Date.now, (ip) => {
-      this.log.warn({ ip }, 'source blocked after repeated authentication failures');
-      this.events.onBlocked?.(ip);
+    this.digest = new DigestAuthenticator({
+      realm: opts.realm,
+      nonceKey: opts.nonceKey,
+      nonceTtlMs: opts.nonceTtlMs,
+      nonceCounts: deps.nonceCounts,
+      allowNoQop: opts.allowNoQop ?? false,
+      ...(opts.digestAlgorithms ? { algorithms: opts.digestAlgorithms } : {}),
     });
+    this.blocker = new AuthBlocker(opts.bruteForce, Date.now, (ip, username, block) => {
+      this.quietLog.write('warn', `blocked:${block}`, { ip, username, block }, block === 'brute-force'
+        ? 'a username blocked from a source after repeated authentication failures'
+        : 'a source blocked from trying new usernames: too many failed');
+      this.events.onBlocked?.(ip, block);
+    });
+    this.limiter = new ChallengeLimiter(opts.challenges);
     this.txl = new TransactionLayer((m, p) => this.send(m, p), {
       onRequest: (tx) => void this.onRequest(tx).catch((err: unknown) => this.onHandlerError(tx, err)),
       onStrayAck: (req) => this.onAck(req),
@@ -189,6 +241,16 @@ export class SipServer {
     return this.legs.size;
   }
 
+  /** INVITEs received and not yet answered finally: calls being set up (a load signal). */
+  get pendingInvites(): number {
+    return this.txl.pendingInvites;
+  }
+
+  /** Server and client transactions held (a gauge for operators and the flood bench). */
+  get transactions(): { servers: number; clients: number } {
+    return this.txl.size;
+  }
+
   addTransport(t: SipTransport): void {
     this.transports.set(t.protocol, t);
   }
@@ -197,7 +259,11 @@ export class SipServer {
   handle(inbound: InboundMessage): void {
     if (this.closed) return;
     const { peer } = inbound;
-    if (this.blocker.isBlocked(peer.address)) return;
+    // A flooding source costs one map lookup per message until its block ends.
+    if (this.limiter.isBlocked(peer.address)) {
+      this.events.onDropped?.('flood');
+      return;
+    }
     const parsed = parseMessage(inbound.data, this.limits);
     if (!parsed.ok) {
       if (parsed.status !== null && parsed.partial?.isRequest && parsed.partial.method !== 'ACK') {
@@ -213,7 +279,124 @@ export class SipServer {
       return;
     }
     this.markReceived(msg, peer);
+    if (this.frontDoor(msg, peer)) return;
     this.txl.receiveRequest(msg, peer);
+  }
+
+  /**
+   * The stateless front door (RFC 3261 §8.2.7, the way Kamailio challenges): a request that
+   * needs no transaction of ours is answered, or dropped, here, and nothing of it is kept. An
+   * unauthenticated INVITE then costs a parse, an HMAC and one datagram: no server transaction,
+   * no 100 Trying, no 407 retransmissions (over UDP the client's own retransmissions get the
+   * 407 again), no Timer H. Its ACK matches no transaction and no dialog and is dropped.
+   *
+   * Answered here, each costing its source one token of `sip.challenges` (over the rate: no
+   * answer; a source that keeps at it is blocked as a flood): the digest challenge of an
+   * INVITE or REGISTER without credentials for our realm; OPTIONS; a request for a dialog that
+   * does not exist (481); the early refusals (400, 416, 420, 483, 405); and the 503 of a new
+   * INVITE while draining or overloaded. Dropped here: requests with credentials whose source
+   * and username are blocked.
+   *
+   * Passed on to the transaction layer: retransmissions of live transactions, ACKs, CANCELs of
+   * live INVITEs, requests of live dialogs, and requests with credentials.
+   */
+  private frontDoor(req: SipRequest, peer: Peer): boolean {
+    const method = req.method;
+    if (method === 'ACK' || this.txl.hasServerFor(req)) return false;
+    if (method === 'CANCEL') return this.txl.findInviteFor(req) ? false : this.answerStateless(req, peer, 481, 'Call/Transaction Does Not Exist');
+    if (tagOf(req.headers.get('To'))) {
+      if (this.findLeg(req) || this.uac.hasDialog(req)) return false;
+      return this.answerStateless(req, peer, 481, 'Call/Transaction Does Not Exist');
+    }
+    const uri = parseUri(req.uri);
+    if (!uri) return this.answerStateless(req, peer, 400, 'Bad Request-URI');
+    if (uri.scheme === 'tel' && method !== 'INVITE') return this.answerStateless(req, peer, 416);
+    const mf = req.headers.get('Max-Forwards');
+    if (mf !== undefined && Number(mf.trim()) === 0 && method !== 'OPTIONS') return this.answerStateless(req, peer, 483);
+    const require = req.headers.getAll('Require').map((v) => v.toLowerCase());
+    if (require.length > 0) return this.answerStateless(req, peer, 420, 'Bad Extension', [['Unsupported', require.join(', ')]]);
+    switch (method) {
+      case 'OPTIONS':
+        return this.answerStateless(req, peer, 200, 'OK', [['Allow', ALLOW], ['Accept', 'application/sdp'], ['Supported', '']]);
+      case 'BYE':
+      case 'UPDATE':
+      case 'INFO':
+        return this.answerStateless(req, peer, 481, 'Call/Transaction Does Not Exist');
+      case 'INVITE':
+        if (this.draining) return this.refuseStateless(req, peer, 'DRAINING', 'shutting down');
+        if (this.load) {
+          // Before any digest work: an overloaded node spends nothing more on a new call.
+          const v = this.load.admit();
+          if (!v.ok) {
+            this.events.onOverload?.(v.signal);
+            return this.refuseStateless(req, peer, 'OVERLOADED', `overloaded: ${v.signal}`, v.retryAfterSec * 1000);
+          }
+        }
+        return this.challengeOrPass(req, peer, true);
+      case 'REGISTER':
+        return this.challengeOrPass(req, peer, false);
+      default:
+        return this.answerStateless(req, peer, 405, 'Method Not Allowed', [['Allow', ALLOW]]);
+    }
+  }
+
+  /** No credentials for our realm: a stateless challenge. Credentials of a blocked pair: dropped. Else on to a transaction. */
+  private challengeOrPass(req: SipRequest, peer: Peer, proxy: boolean): boolean {
+    const creds = this.digest.credentialsFor(this.authorizationValues(req, proxy));
+    if (creds) {
+      const block = this.blocker.isBlocked(peer.address, creds.get('username') ?? '');
+      if (!block) return false;
+      this.events.onDropped?.(block);
+      return true;
+    }
+    const status = proxy ? 407 : 401;
+    const challengeHeader = proxy ? 'Proxy-Authenticate' : 'WWW-Authenticate';
+    return this.answerStateless(req, peer, status, undefined, this.digest.challenges().map((c) => [challengeHeader, c] as [string, string]), true);
+  }
+
+  private authorizationValues(req: SipRequest, proxy: boolean): string[] {
+    const header = proxy ? 'proxy-authorization' : 'authorization';
+    return req.headers.entries().filter((h) => h.name.toLowerCase() === header).map((h) => h.value);
+  }
+
+  /**
+   * Answers without a transaction, if the source's rate allows; true either way (the request is
+   * done with). The To tag is derived from the request, so a retransmission gets the same one.
+   */
+  private answerStateless(req: SipRequest, peer: Peer, status: number, reason?: string, headers: [string, string][] = [], challenge = false): boolean {
+    const admission = this.limiter.take(peer.address);
+    if (admission !== 'ok') {
+      if (challenge) this.events.onChallenge?.('rate-limited');
+      if (admission === 'blocked') {
+        this.quietLog.write('warn', 'blocked:flood', { ip: peer.address, block: 'flood', blockSec: Math.round(this.opts.challenges.blockMs / 1000) }, 'a source blocked: it kept sending requests over its rate without authenticating');
+        this.events.onBlocked?.(peer.address, 'flood');
+      }
+      return true;
+    }
+    if (challenge) this.events.onChallenge?.('sent');
+    const tag = createHmac('sha256', this.tagKey)
+      .update(`${req.headers.get('Call-ID') ?? ''}\n${tagOf(req.headers.get('From')) ?? ''}\n${req.headers.get('CSeq') ?? ''}\n${req.headers.getAll('Via')[0] ?? ''}`)
+      .digest()
+      .subarray(0, 9)
+      .toString('base64url');
+    const res = buildResponse(req, status, reason, { headers: [['Server', this.opts.userAgent], ...headers], ...(status > 100 ? { toTag: tag } : {}) });
+    this.send(res, peer).catch((err: unknown) => this.sendFailed(req, peer, err));
+    return true;
+  }
+
+  /** A call refusal (Reason header, Retry-After) sent without a transaction: draining and overload. */
+  private refuseStateless(req: SipRequest, peer: Peer, code: CallDenyCode, message: string, retryAfterMs?: number): boolean {
+    const r = sipRefusalFor(code, retryAfterMs);
+    const headers: [string, string][] = [['Reason', `SIP;cause=${r.status};text="${code}"`]];
+    if (r.retryAfterSec !== undefined) headers.push(['Retry-After', String(r.retryAfterSec)]);
+    this.quietLog.write('warn', `refused:${code}`, { ip: peer.address, code, message, status: r.status }, 'call refused');
+    this.events.onCall?.(code);
+    return this.answerStateless(req, peer, r.status, r.reason, headers);
+  }
+
+  /** A response that could not be sent: the client has gone (a closed connection, a reset). Not a fault of ours. */
+  private sendFailed(req: SipRequest, peer: Peer, err: unknown): void {
+    this.quietLog.write('warn', 'send-failed', { ip: peer.address, protocol: peer.protocol, method: req.method, error: err instanceof Error ? err.message : String(err) }, 'a SIP response could not be sent: the client has gone');
   }
 
   /** RFC 3581 and RFC 3261 §18.2.1: note the real source in the top Via (received, rport). */
@@ -230,10 +413,15 @@ export class SipServer {
     req.headers.prepend('Via', rewritten);
   }
 
+  /** Sends a message; a transport failure (the peer gone, a socket closed) rejects with SipSendError. */
   async send(msg: SipMessage, peer: Peer): Promise<void> {
     const t = this.transports.get(peer.protocol);
     if (!t) throw new Error(`no ${peer.protocol} transport`);
-    await t.send(serializeMessage(msg), peer);
+    try {
+      await t.send(serializeMessage(msg), peer);
+    } catch (err) {
+      throw new SipSendError(peer, err);
+    }
   }
 
   /**
@@ -247,6 +435,13 @@ export class SipServer {
   }
 
   private onHandlerError(tx: ServerTransaction, err: unknown): void {
+    // The answer could not go out because the client has gone: its condition, not our fault,
+    // and it can repeat per request (a client that closes at once), so no stack and a sample.
+    if (err instanceof SipSendError) {
+      this.sendFailed(tx.request, tx.peer, err.cause);
+      tx.transportError();
+      return;
+    }
     this.log.error({ err, method: tx.request.method }, 'error handling SIP request');
     if (tx.state === 'trying' || tx.state === 'proceeding') void this.respond(tx, 500).catch(() => {});
   }
@@ -299,19 +494,37 @@ export class SipServer {
   private async authenticate(tx: ServerTransaction, proxy: boolean): Promise<string | null> {
     const req = tx.request;
     const ip = tx.peer.address;
-    const header = proxy ? 'Proxy-Authorization' : 'Authorization';
     const challengeHeader = proxy ? 'Proxy-Authenticate' : 'WWW-Authenticate';
     const status = proxy ? 407 : 401;
-    const values = req.headers.entries().filter((h) => h.name.toLowerCase() === header.toLowerCase()).map((h) => h.value);
-    const result = await this.digest.verify(req.method, values, (u, alg) => this.credentials.ha1(u, alg));
+    let result: Awaited<ReturnType<DigestAuthenticator['verify']>>;
+    try {
+      result = await this.digest.verify(req.method, req.uri, this.authorizationValues(req, proxy), (u, alg) => this.credentials.ha1(u, alg));
+    } catch (err) {
+      // The key store or the nonce-count memory (Redis) did not answer: refused, never let
+      // through unchecked. A fault, but one that repeats per request while it lasts: sampled.
+      this.quietLog.write('error', 'digest-fault', { err, ip, method: req.method }, 'could not check digest credentials: the key store or the nonce-count memory failed');
+      await this.respond(tx, 500, 'Server Internal Error');
+      return null;
+    }
     if (result.ok) {
-      this.blocker.succeed(ip);
+      this.blocker.succeed(ip, result.username);
       return result.username;
     }
     if (result.reason === 'invalid') {
-      this.events.onAuthFailure?.(ip);
-      this.log.info({ ip, username: result.username, method: req.method }, 'SIP authentication failed');
-      if (this.blocker.fail(ip)) return null; // blocked: no answer (Kamailio pike drops)
+      this.events.onAuthFailure?.(ip, result.failure);
+      this.quietLog.write('info', `auth-failed:${result.failure}`, { ip, username: result.username, method: req.method, failure: result.failure }, 'SIP authentication failed');
+      if (this.blocker.fail(ip, result.username)) {
+        // Blocked: no answer (as Kamailio's pike drops), and nothing kept: the transaction ends
+        // here, and the client's retransmissions are dropped at the front door.
+        tx.terminate();
+        return null;
+      }
+      // RFC 7616 §3.4.6: a digest uri other than the Request-URI is a bad request, not a
+      // wrong password; a fresh challenge would not help the client.
+      if (result.failure === 'uri-mismatch') {
+        await this.respond(tx, 400, 'Digest URI Mismatch');
+        return null;
+      }
     }
     const challenges = this.digest.challenges(result.reason === 'stale');
     await this.respond(tx, status, undefined, { headers: challenges.map((c) => [challengeHeader, c] as [string, string]) });
@@ -650,5 +863,13 @@ export class SipServer {
     // Give the BYEs a moment on the wire before the transports close.
     await new Promise((r) => setTimeout(r, 50));
     this.txl.close();
+  }
+}
+
+/** A message could not be handed to its transport: the peer's connection is gone, or a socket failed. */
+export class SipSendError extends Error {
+  constructor(readonly peer: Peer, cause: unknown) {
+    super(`could not send to ${peer.protocol}:${peer.address}:${peer.port}: ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+    this.name = 'SipSendError';
   }
 }

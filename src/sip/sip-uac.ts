@@ -465,6 +465,11 @@ export class SipUac {
     return true;
   }
 
+  /** Whether an in-dialog request names a dialog of a call tollgate placed (handleInDialog takes it). */
+  hasDialog(req: SipRequest): boolean {
+    return this.dialogs.has(dialogKey(req.headers.get('Call-ID') ?? '', tagOf(req.headers.get('To')) ?? '', tagOf(req.headers.get('From')) ?? ''));
+  }
+
   /**
    * An in-dialog request from the callee (BYE, re-INVITE, UPDATE, INFO, OPTIONS). True when it
    * belonged to an outbound leg and was answered here.

@@ -57,6 +57,23 @@ describe('SIP transactions (RFC 3261 §17)', () => {
     expect(statuses()).toEqual([100, 100]);
   });
 
+  it('counts INVITE server transactions until their final response, or their end without one (a load signal)', async () => {
+    layer.receiveRequest(request('INVITE', 'z9hG4bKp1'), udp);
+    layer.receiveRequest(request('INVITE', 'z9hG4bKp2'), udp);
+    layer.receiveRequest(request('OPTIONS', 'z9hG4bKp3'), udp);
+    expect(layer.pendingInvites).toBe(2);
+    expect(layer.hasServerFor(request('INVITE', 'z9hG4bKp1'))).toBe(true);
+    expect(layer.hasServerFor(request('INVITE', 'z9hG4bKnone'))).toBe(false);
+    await requests[0]!.respond(response(requests[0]!.request, 100));
+    expect(layer.pendingInvites).toBe(2);
+    await requests[0]!.respond(response(requests[0]!.request, 486));
+    expect(layer.pendingInvites).toBe(1);
+    requests[1]!.terminate();
+    expect(layer.pendingInvites).toBe(0);
+    vi.advanceTimersByTime(40_000);
+    expect(layer.pendingInvites).toBe(0);
+  });
+
   it('a final non-2xx INVITE response is retransmitted on Timer G (T1 doubling to T2) until the ACK (§17.2.1)', async () => {
     layer.receiveRequest(request('INVITE'), udp);
     const tx = requests[0]!;

@@ -112,6 +112,8 @@ export class ServerTransaction extends Transaction<ServerState> {
   private gInterval: number;
   /** Set by the TU when it learns the request was cancelled (CANCEL → 487). */
   cancelled = false;
+  /** An INVITE without a final response yet (counted by the layer as in progress). */
+  private unsettled: boolean;
 
   constructor(
     key: string,
@@ -121,10 +123,22 @@ export class ServerTransaction extends Transaction<ServerState> {
     t: TimerValues,
     onTerminated: (tx: ServerTransaction) => void,
     private readonly onTimeout: (tx: ServerTransaction) => void,
+    /** An INVITE transaction got its final response or ended without one. */
+    private readonly onSettled: () => void = () => {},
   ) {
-    super(key, request, peer, send, t, () => onTerminated(this));
+    super(key, request, peer, send, t, () => {
+      this.settle();
+      onTerminated(this);
+    });
     this.state = request.method === 'INVITE' ? 'proceeding' : 'trying';
+    this.unsettled = request.method === 'INVITE';
     this.gInterval = t.t1;
+  }
+
+  private settle(): void {
+    if (!this.unsettled) return;
+    this.unsettled = false;
+    this.onSettled();
   }
 
   /** The TU's response. Later responses after a final one are ignored (RFC 3261 §17.2.1). */
@@ -132,6 +146,7 @@ export class ServerTransaction extends Transaction<ServerState> {
     if (this.state === 'terminated' || this.state === 'completed' || this.state === 'confirmed' || this.state === 'accepted') return Promise.resolve();
     this.lastResponse = res;
     const reliable = isReliable(this.peer.protocol);
+    if (res.status >= 200) this.settle();
     if (res.status < 200) {
       this.state = 'proceeding';
     } else if (this.isInvite && res.status < 300) {
@@ -323,6 +338,7 @@ export interface TransactionUser {
 export class TransactionLayer {
   private readonly servers = new Map<string, ServerTransaction>();
   private readonly clients = new Map<string, ClientTransaction>();
+  private invitesInProgress = 0;
 
   constructor(
     private readonly send: SendFn,
@@ -332,6 +348,17 @@ export class TransactionLayer {
 
   get size(): { servers: number; clients: number } {
     return { servers: this.servers.size, clients: this.clients.size };
+  }
+
+  /** INVITE server transactions without a final response yet: calls being set up (a load signal). */
+  get pendingInvites(): number {
+    return this.invitesInProgress;
+  }
+
+  /** Whether a request belongs to a live server transaction (a retransmission, or the ACK of a non-2xx). */
+  hasServerFor(req: SipRequest): boolean {
+    const key = serverKey(req);
+    return key !== null && this.servers.has(key);
   }
 
   receiveRequest(req: SipRequest, peer: Peer): void {
@@ -346,7 +373,8 @@ export class TransactionLayer {
       this.tu.onStrayAck(req, peer);
       return;
     }
-    const tx = new ServerTransaction(key, req, peer, this.send, this.t, (x) => this.servers.delete(x.key), (x) => this.tu.onServerTimeout?.(x));
+    if (req.method === 'INVITE') this.invitesInProgress++;
+    const tx = new ServerTransaction(key, req, peer, this.send, this.t, (x) => this.servers.delete(x.key), (x) => this.tu.onServerTimeout?.(x), () => this.invitesInProgress--);
     this.servers.set(key, tx);
     this.tu.onRequest(tx);
   }

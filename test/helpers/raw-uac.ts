@@ -303,6 +303,8 @@ export interface UacCallOptions {
   readonly sdp?: string | null;
   /** Extra INVITE headers, in order. */
   readonly headers?: readonly (readonly [string, string])[];
+  /** The Request-URI instead of sip:<dialled>@<gateway> (e.g. another node's, for a replay). */
+  readonly requestUri?: string;
 }
 
 /** One dialog a RawUac starts: INVITE (with digest), ACK, BYE, CANCEL, re-sends; and its RTP. */
@@ -338,7 +340,7 @@ export class UacCall {
     this.cseq = o.cseq ?? 1;
     this.nextCseq = this.cseq;
     const [host, port] = [uac.server.address, uac.server.port];
-    this.requestUri = `sip:${o.dialled}@${host}:${port}${uac.transport === 'tcp' ? ';transport=tcp' : ''}`;
+    this.requestUri = o.requestUri ?? `sip:${o.dialled}@${host}:${port}${uac.transport === 'tcp' ? ';transport=tcp' : ''}`;
     this.rtpPeer = o.rtp ?? null;
   }
 
@@ -519,7 +521,7 @@ export class UacCall {
   }
 
   /** The Proxy-Authorization (or Authorization) answering a 407 (or 401) challenge. */
-  private authorization(challenge: SipResponse): [string, string] {
+  authorization(challenge: SipResponse): [string, string] {
     const creds = this.o.credentials!;
     const proxy = challenge.status === 407;
     const name = (proxy ? 'Proxy-Authenticate' : 'WWW-Authenticate').toLowerCase();

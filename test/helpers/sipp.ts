@@ -101,6 +101,9 @@ function runSippOnce(o: SippOptions): Promise<SippRun> {
     '-s', o.dialled,
     '-au', o.username,
     '-ap', o.password,
+    // SIPp's digest uri is sip:remote_ip:remote_port unless told; tollgate requires the
+    // Request-URI (RFC 7616 §3.4.6), which every scenario here builds as [service]@[remote_ip]:[remote_port].
+    '-auth_uri', `${o.dialled}@${o.target.address}:${o.target.port}`,
     '-m', String(o.calls ?? 1),
     '-l', String(o.limit ?? o.calls ?? 1),
     '-r', String(o.rate ?? 10),

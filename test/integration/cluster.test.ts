@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { rmSync } from 'node:fs';
 import { api, gatewayEnv, rememberSecret, runCli, startGateway, type RunningGateway } from '../helpers/gateway-process.js';
 import { clusterBackend } from '../helpers/backends.js';
+import { RawUac } from '../helpers/raw-uac.js';
 
 /**
  * Two relays sharing PostgreSQL and Redis, as in a cluster: they must agree on keys, limits
@@ -95,6 +96,35 @@ describe('a cluster of two relays on PostgreSQL and Redis', () => {
     const capped = await call(b, 150);
     expect([capped.status, capped.body.maxDurationSec, capped.body.limitedBy]).toEqual([201, 120, 'budget']);
     expect((await call(b, 60)).body.error.code).toBe('BUDGET_EXHAUSTED');
+  });
+
+  it('a digest answer one node accepted is a replay on the other: the (nonce, nc) pair is claimed in Redis', async () => {
+    const k = await createKey({ scopes: ['calls:inbound', 'usage:read'], callsPerSecond: 100, cpsBurst: 100, maxConcurrentCalls: 10 });
+    const number = '+14155550177';
+    expect((await api(a, 'POST', '/v1/numbers', { auth: admin, body: { number, target: 'echo', keyId: k.id } })).status).toBe(201);
+    const creds = { username: k.id, password: k.secret };
+    const toA = await RawUac.open({ transport: 'udp', server: a.sip.udp! });
+    const toB = await RawUac.open({ transport: 'udp', server: b.sip.udp! });
+    try {
+      const call = toA.call({ dialled: number, credentials: creds });
+      await call.connect();
+      const captured = call.invite!.headers.get('Proxy-Authorization')!;
+      expect((await call.bye()).status).toBe(200);
+      // The same Request-URI (naming node A) and the captured header, sent to node B: both
+      // nodes share the nonce key, so only the nonce-count memory in Redis can tell.
+      const replay = toB.call({ dialled: number, requestUri: call.requestUri });
+      await replay.sendInvite(['Proxy-Authorization', captured]);
+      expect((await replay.finalResponse()).status).toBe(407);
+      const metrics = (await api(b, 'GET', '/metrics')).text;
+      expect(metrics).toMatch(/tollgate_sip_auth_failures_total\{reason="replay"\} 1/);
+      // Node B takes that Request-URI with a fresh answer of its own.
+      const fresh = toB.call({ dialled: number, requestUri: call.requestUri, credentials: creds });
+      await fresh.connect();
+      expect((await fresh.bye()).status).toBe(200);
+    } finally {
+      await toA.close();
+      await toB.close();
+    }
   });
 
   it('a single-use token used on one node is refused on the other', async () => {

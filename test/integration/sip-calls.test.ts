@@ -189,7 +189,7 @@ describe('SIP trunking against SIPp', () => {
 });
 
 describe('brute-force protection', () => {
-  it('blocks a source after repeated authentication failures', async () => {
+  it('blocks a username from a source after repeated authentication failures', async () => {
     const gw = await startGateway({ env: { ...SIPP_ENV, TOLLGATE_SIP__BRUTE_FORCE__MAX_FAILURES: '3', TOLLGATE_SIP__BRUTE_FORCE__BLOCK_SEC: '60' } });
     try {
       const r = await runCli(['keys', 'create', '--name', 't', '--scopes', 'calls:inbound', '--json'], gw.env);
@@ -201,8 +201,8 @@ describe('brute-force protection', () => {
       const blocked = await runSipp({ ...wrong, password: k.secret, expect: 404 });
       expect(blocked.code).not.toBe(0);
       const metrics = await api(gw, 'GET', '/metrics');
-      expect(metrics.text).toMatch(/tollgate_sip_blocked_sources_total 1/);
-      expect(metrics.text).toMatch(/tollgate_sip_auth_failures_total [3-9]/);
+      expect(metrics.text).toMatch(/tollgate_sip_blocked_sources_total\{reason="brute-force"\} 1/);
+      expect(metrics.text).toMatch(/tollgate_sip_auth_failures_total\{reason="response"\} [3-9]/);
     } finally {
       await gw.stop();
     }
