@@ -126,7 +126,7 @@ export async function buildGateway(config: Config, opts: BuildOptions = {}): Pro
     // A serving gateway follows the store's key change feed, so changes by the CLI or another
     // node reach it; one-shot commands only write (their changes land in the feed).
     if (purpose === 'serve') await keys.start();
-    const tokens = new TokenService(store, (id) => keys.getCurrent(id), {
+    const tokens = new TokenService(store, keys, {
       signingKeyPem: config.secrets.tokenSigningKey,
       issuer: config.tokens.issuer,
       defaultTtlSec: config.tokens.defaultTtlSec,
