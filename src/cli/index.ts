@@ -91,7 +91,12 @@ export function buildProgram(app: CliApp): Command {
     .exitOverride();
 
   const g = (): GlobalOpts => program.opts<GlobalOpts>();
-  const config = (overrides?: Record<string, unknown>): Config => loadConfig({ configFile: g().config, overrides });
+  const config = (overrides?: Record<string, unknown>): Config => {
+    const c = loadConfig({ configFile: g().config, overrides });
+    // Not refusals: say them once on stderr, where they do not mix with a command's output.
+    for (const w of c.warnings) process.stderr.write(`tollgate: warning: ${w}\n`);
+    return c;
+  };
 
   /** Runs a one-shot command against the configured store, and always closes it. */
   async function withGateway<T>(fn: (gw: CliServices) => Promise<T>): Promise<T> {

@@ -239,6 +239,8 @@ export type RawConfig = z.infer<typeof configSchema>;
 export interface Config extends Omit<RawConfig, 'secrets'> {
   readonly nodeId: string;
   readonly configFiles: readonly string[];
+  /** What loading noticed but did not refuse (e.g. a TOLLGATE_* variable that is no setting); the CLI prints them, serve logs them. */
+  readonly warnings: readonly string[];
   readonly secrets: {
     readonly pepper: Buffer;
     readonly masterKey: Buffer;

@@ -134,8 +134,31 @@ describe('loadConfig overrides', () => {
     expect(loadConfig({ env: env({ TOLLGATE_SIP__REALM_FILE: join(dir, 'realm.txt') }), cwd: dir }).sip.realm).toBe('carrier.example');
   });
 
-  it('an unknown top-level setting is refused', () => {
-    expect(configError(() => loadConfig({ env: env({ TOLLGATE_HTPP__PORT: '1' }), cwd: dir })).message).toContain('htpp');
+  it('an unknown section in the section form is refused, naming the variable', () => {
+    const e = configError(() => loadConfig({ env: env({ TOLLGATE_HTPP__PORT: '1' }), cwd: dir }));
+    expect(e.message).toContain('TOLLGATE_HTPP__PORT');
+    expect(e.message).toContain('htpp');
+  });
+
+  it('a misspelled key in a known section is refused (TOLLGATE_SIP__UDP_PORTT)', () => {
+    const e = configError(() => loadConfig({ env: env({ TOLLGATE_SIP__UDP_PORTT: '5070' }), cwd: dir }));
+    expect(e.message).toContain('udpPortt');
+  });
+
+  it('a TOLLGATE_* variable that is no setting (TOLLGATE_DIR) is ignored with a warning naming it', () => {
+    const c = loadConfig({ env: env({ TOLLGATE_DIR: '/opt/tollgate', TOLLGATE_VERSION: '3' }), cwd: dir });
+    expect(c.dataDir).toBe(dir);
+    expect(c.warnings).toHaveLength(2);
+    expect(c.warnings.join('\n')).toContain('TOLLGATE_DIR');
+    expect(c.warnings.join('\n')).toContain('TOLLGATE_VERSION');
+  });
+
+  it('the documented single names are settings, and the suite\'s own names are neither settings nor warned about', () => {
+    const c = loadConfig({ env: env({ TOLLGATE_NODE_ID: 'relay-7', TOLLGATE_TEST_FOO: 'x', TOLLGATE_IT_BAR: 'y' }), cwd: dir });
+    expect(c.nodeId).toBe('relay-7');
+    expect(c.warnings).toEqual([]);
+    writeFileSync(join(dir, 'node-id'), 'relay-8\n');
+    expect(loadConfig({ env: env({ TOLLGATE_NODE_ID_FILE: join(dir, 'node-id') }), cwd: dir }).nodeId).toBe('relay-8');
   });
 });
 
