@@ -4,5 +4,5 @@ export { identityHeader, parseIdentityHeader, type ParsedIdentity } from './iden
 export { StirVerifier, createStirVerifier, sipResponseFor, type StirFailure, type StirVerdict, type StirVerifierOptions, type Verstat, type VerifyInput } from './verifier.js';
 export { fetchX5u, X5uFetchError, type CertFetcher, type CertFetchOptions } from './x5u-fetcher.js';
 export { hasTnAuthList, parseCertificates, tnAuthListSpcs, verifyChain, type ChainVerdict } from './certificate-chain.js';
-export { DEV_FILES, attestationFor, devStirDir, loadStirSigning, loadTrustAnchors, stirX5u, type StirLog, type StirSigning } from './cert-store.js';
+export { DEV_FILES, attestationFor, devStirDir, loadStirSigning, loadStirSigningMaterial, loadTrustAnchors, stirX5u, type StirLog, type StirSigning, type StirSigningMaterial } from './cert-store.js';
 export { createDevStirCertificates, type DevStirCertificates } from './dev-certs.js';
