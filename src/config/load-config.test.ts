@@ -162,6 +162,33 @@ describe('loadConfig overrides', () => {
   });
 });
 
+describe('the audit checkpoint key', () => {
+  it('is generated under <dataDir>/secrets for development, and said to be there', () => {
+    const c = loadConfig({ env: env(), cwd: dir });
+    expect(c.audit.checkpointKeyFile).toBe(join(dir, 'secrets', 'audit-checkpoint-key.pem'));
+    expect(createPrivateKey(c.audit.checkpointKey!).asymmetricKeyType).toBe('ed25519');
+    expect(c.audit.checkpointFile).toBe(join(dir, 'audit-checkpoints.jsonl'));
+  });
+
+  it('comes from audit.checkpointKeyFile (a path, also as TOLLGATE_AUDIT__CHECKPOINT_KEY_FILE) or inline; it must be Ed25519', () => {
+    const keyFile = join(dir, 'elsewhere.pem');
+    const pem = generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+    writeFileSync(keyFile, pem);
+    const c = loadConfig({ env: env({ TOLLGATE_AUDIT__CHECKPOINT_KEY_FILE: keyFile }), cwd: dir });
+    expect([c.audit.checkpointKeyFile, c.audit.checkpointKey]).toEqual([keyFile, pem.trim()]);
+    expect(loadConfig({ env: env({ TOLLGATE_AUDIT__CHECKPOINT_KEY: pem }), cwd: dir }).audit.checkpointKeyFile).toBeNull();
+    const rsa = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+    expect(configError(() => loadConfig({ env: env({ TOLLGATE_AUDIT__CHECKPOINT_KEY: rsa }), cwd: dir })).message).toContain('audit.checkpointKey');
+  });
+
+  it('is absent when none is given and secrets.autoGenerate is off', () => {
+    const k = Buffer.alloc(32, 1).toString('base64');
+    const token = generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+    const c = loadConfig({ env: env({ TOLLGATE_SECRETS__AUTO_GENERATE: 'false', TOLLGATE_SECRETS__PEPPER: 'p'.repeat(20), TOLLGATE_SECRETS__MASTER_KEY: k, TOLLGATE_SECRETS__TOKEN_SIGNING_KEY: token }), cwd: dir });
+    expect(c.audit.checkpointKey).toBeNull();
+  });
+});
+
 describe('loadConfig validation', () => {
   it('rejects http.port=70000 naming http.port', () => {
     const e = configError(() => loadConfig({ env: env({ TOLLGATE_HTTP__PORT: '70000' }), cwd: dir }));

@@ -230,6 +230,28 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     throw new ConfigError('invalid configuration: secrets.tokenSigningKey: must be an Ed25519 private key in PKCS#8 PEM');
   }
 
+  // The audit checkpoint key (docs/audit.md): given inline or as a file, else generated for
+  // development like the other secrets (then it sits in the data directory, which the docs and
+  // `serve`'s log say), else none.
+  const a = raw.audit;
+  let checkpointKeyFile: string | null = a.checkpointKeyFile ? abs(a.checkpointKeyFile) : null;
+  let checkpointKey: string | null = checkpointKeyFile ? readSecretFile('audit.checkpointKeyFile', checkpointKeyFile) : a.checkpointKey || null;
+  if (!checkpointKey && s.autoGenerate) {
+    checkpointKey = autoSecret(secretsDir, 'audit-checkpoint-key.pem', () =>
+      generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }).toString().trim(),
+    );
+    checkpointKeyFile = join(secretsDir, 'audit-checkpoint-key.pem');
+  }
+  if (checkpointKey) {
+    let type: string | undefined;
+    try {
+      type = createPrivateKey(checkpointKey).asymmetricKeyType;
+    } catch {
+      type = undefined;
+    }
+    if (type !== 'ed25519') throw new ConfigError(`invalid configuration: ${a.checkpointKeyFile ? 'audit.checkpointKeyFile' : 'audit.checkpointKey'}: must be an Ed25519 private key in PKCS#8 PEM`);
+  }
+
   const config: Config = {
     ...raw,
     dataDir,
@@ -239,6 +261,12 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     store: { ...raw.store, sqlite: { path: raw.store.sqlite.path ? abs(raw.store.sqlite.path) : join(dataDir, 'tollgate.db') } },
     billing: { ...raw.billing, journalFile: raw.billing.journalFile ? abs(raw.billing.journalFile) : join(dataDir, 'settlement-journal.jsonl') },
     tls: { ...raw.tls, certFile: raw.tls.certFile ? abs(raw.tls.certFile) : '', keyFile: raw.tls.keyFile ? abs(raw.tls.keyFile) : '' },
+    audit: {
+      checkpointKey,
+      checkpointKeyFile,
+      checkpointFile: a.checkpointFile ? abs(a.checkpointFile) : join(dataDir, 'audit-checkpoints.jsonl'),
+      checkpointIntervalSec: a.checkpointIntervalSec,
+    },
     secrets: { pepper: Buffer.from(pepper, 'utf8'), masterKey: masterKeyBuf, tokenSigningKey: tokenKey },
   };
   return deepFreeze(config);
