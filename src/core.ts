@@ -1,12 +1,12 @@
 import type { DestinationStream, Logger } from 'pino';
-import { join } from 'node:path';
+import { isAbsolute, join, relative } from 'node:path';
 import type { Config } from './config/index.js';
 import { createLogger } from './observability/logger.js';
 import { Metrics } from './observability/metrics.js';
 import type { Store } from './store/store.js';
 import { SqliteStore } from './store/sqlite-store.js';
 import { PostgresStore } from './store/postgres-store.js';
-import { AuditLog, deriveAuditKey } from './audit/index.js';
+import { AuditCheckpoints, AuditLog, deriveAuditKey } from './audit/index.js';
 import { KeyService } from './keys/key-service.js';
 import { TokenService } from './keys/token-service.js';
 import { LocalRevocationBus, MemoryCounters } from './policy/memory-counters.js';
@@ -39,6 +39,8 @@ export interface Gateway {
   readonly counters: Counters;
   readonly bus: RevocationBus;
   readonly audit: AuditLog;
+  /** Signed checkpoints of the audit chain's head (null: no checkpoint key configured). */
+  readonly checkpoints: AuditCheckpoints | null;
   readonly ledger: SettlementLedger;
   readonly keys: KeyService;
   readonly tokens: TokenService;
@@ -103,6 +105,21 @@ export async function buildGateway(config: Config, opts: BuildOptions = {}): Pro
     }
 
     const audit = new AuditLog(store, deriveAuditKey(config.secrets.masterKey), log, undefined, () => metrics.auditEntries.inc());
+    const cp = config.audit;
+    const checkpoints = cp.checkpointKey ? new AuditCheckpoints(audit, store, { keyPem: cp.checkpointKey, file: cp.checkpointFile, node: config.nodeId }, log.child({ component: 'audit' })) : null;
+    if (purpose === 'serve') {
+      if (!checkpoints) {
+        log.warn({ audit: 'no-checkpoints' }, 'audit checkpoints off (no audit.checkpointKey and secrets.autoGenerate is false): deleting the newest audit entries would go unnoticed');
+      } else {
+        const rel = cp.checkpointKeyFile === null ? null : relative(config.dataDir, cp.checkpointKeyFile);
+        const inDataDir = rel !== null && rel !== '' && !rel.startsWith('..') && !isAbsolute(rel);
+        if (inDataDir) log.warn({ audit: 'key-in-data-dir' }, 'the audit checkpoint key is in the data directory, beside the database: checkpoints then catch someone with database access only, not someone who can write the data directory; keep it elsewhere (audit.checkpointKeyFile)');
+        log.info({ checkpointFile: cp.checkpointFile, keyId: checkpoints.keyId, intervalSec: cp.checkpointIntervalSec }, 'audit checkpoints on');
+        checkpoints.start(cp.checkpointIntervalSec);
+        // Runs before the store closes (closers run last first): a last checkpoint at shutdown.
+        closers.push(() => checkpoints.stop());
+      }
+    }
     // Built before the key service, which tells it about rotations and revocations. The
     // delivery loop runs only in `serve`; one-shot CLI commands just queue deliveries.
     const egress = new EgressGuard({ allow: config.egress.allow, log: log.child({ component: 'egress' }) });
@@ -130,7 +147,7 @@ export async function buildGateway(config: Config, opts: BuildOptions = {}): Pro
     // A serving gateway follows the store's key change feed, so changes by the CLI or another
     // node reach it; one-shot commands only write (their changes land in the feed).
     if (purpose === 'serve') await keys.start();
-    const tokens = new TokenService(store, (id) => keys.getCurrent(id), {
+    const tokens = new TokenService(store, keys, {
       signingKeyPem: config.secrets.tokenSigningKey,
       issuer: config.tokens.issuer,
       defaultTtlSec: config.tokens.defaultTtlSec,
@@ -166,7 +183,7 @@ export async function buildGateway(config: Config, opts: BuildOptions = {}): Pro
 
     if (purpose === 'serve') webhooks.start();
     const credentials = new CredentialVerifier(keys, tokens, log);
-    return { config, log, metrics, store, counters, bus, audit, ledger, keys, tokens, policy, credentials, numbers, webhooks, egress, tls, close };
+    return { config, log, metrics, store, counters, bus, audit, checkpoints, ledger, keys, tokens, policy, credentials, numbers, webhooks, egress, tls, close };
   } catch (err) {
     await close();
     throw err;

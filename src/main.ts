@@ -2,7 +2,7 @@ import { pino } from 'pino';
 import type { Config } from './config/index.js';
 import { createLogger } from './observability/logger.js';
 import { buildHttpServer, VERSION } from './api/server.js';
-import { loadStirSigning, stirX5u, type StirSigning } from './stir/index.js';
+import { createStirVerifier, loadStirSigningMaterial, stirX5u, type StirSigning } from './stir/index.js';
 import type { CliApp } from './cli/app.js';
 import { buildGateway } from './core.js';
 import { startVoice } from './voice.js';
@@ -15,19 +15,40 @@ import { startVoice } from './voice.js';
  */
 
 /**
- * `tollgate serve`: the core services, then calls (media, agents, SIP), then the REST API and
- * agent streams; drains on SIGTERM/SIGINT (every call type refused, running calls finish up to
- * sip.drainTimeoutSec), then closes children before parents.
+ * `tollgate serve`: the core services, then the STIR/SHAKEN material, then calls (media,
+ * agents, SIP), then the REST API and agent streams; drains on SIGTERM/SIGINT (every call type
+ * refused, running calls finish up to sip.drainTimeoutSec), then closes children before parents.
  */
 export async function serve(config: Config): Promise<void> {
   const gw = await buildGateway(config, { purpose: 'serve' });
+  for (const warning of config.warnings) gw.log.warn({ setting: 'environment' }, warning);
   let voice: Awaited<ReturnType<typeof startVoice>> | null = null;
   const stirCertificate: { current: StirSigning | null } = { current: null };
   let http: ReturnType<typeof buildHttpServer> | null = null;
+  let base = '';
   try {
-    voice = await startVoice(gw);
+    // STIR/SHAKEN before any listener (docs/stir.md#startup): the signing key and certificate
+    // and the verifier's trust anchors are read and checked first, so an expired or mismatched
+    // certificate, a missing key or an unreadable trust file stops the start here with
+    // CONFIG_INVALID (exit 2), with no SIP or HTTP port ever bound, instead of a gateway that
+    // says it is ready and sends unsigned INVITEs.
+    const stirLog = gw.log.child({ component: 'stir' });
+    const signing = loadStirSigningMaterial(config, { log: stirLog });
+    const stirVerifier = config.stir.verify.enabled ? createStirVerifier(config, { egress: gw.egress }) : null;
+    voice = await startVoice(gw, { stirVerifier });
     http = buildHttpServer(gw, { calls: voice.calls, outbound: voice.outbound, trunks: voice.trunks, stir: stirCertificate });
     await http.app.listen({ host: config.http.host, port: config.http.port });
+    const addr = http.app.server.address();
+    const port = typeof addr === 'object' && addr ? addr.port : config.http.port;
+    const hostForUrl = config.http.host.includes(':') ? `[${config.http.host}]` : config.http.host;
+    base = `http://${hostForUrl}:${port}`;
+    // The default x5u is this gateway's own /v1/stir/cert.pem, whose port is known only now
+    // (http.port 0 picks one). Nothing here can fail on configuration any more (checked above);
+    // it runs in the same turn as the listen callback, before the first connection is served,
+    // so no request ever sees the gateway without its signer.
+    const stir = signing?.withX5u(stirX5u(config, base)) ?? null;
+    voice.outbound.setStir(stir);
+    stirCertificate.current = stir;
   } catch (err) {
     // Nothing may keep the process alive after a failed start.
     await http?.app.close();
@@ -35,18 +56,9 @@ export async function serve(config: Config): Promise<void> {
     await gw.close();
     throw err;
   }
-  if (!voice || !http) throw new Error('tollgate did not start');
   const running = voice;
   const web = http;
-  const addr = web.app.server.address();
-  const port = typeof addr === 'object' && addr ? addr.port : config.http.port;
-  const hostForUrl = config.http.host.includes(':') ? `[${config.http.host}]` : config.http.host;
-  const base = `http://${hostForUrl}:${port}`;
   const bridge = running.bridge;
-  // STIR/SHAKEN signing: the default x5u is this gateway's own /v1/stir/cert.pem.
-  const stir = loadStirSigning(config, { x5u: stirX5u(config, base), log: gw.log.child({ component: 'stir' }) });
-  running.outbound.setStir(stir);
-  stirCertificate.current = stir;
   bridge.setPublicBase(base);
   // Agents dial in over WebSocket on the same port as the REST API (/v1/stream).
   web.app.server.on('upgrade', (req, socket, head) => {

@@ -10,7 +10,7 @@ import { startSip, type SipService } from './sip-service.js';
 import { TestSink } from './calls/test-sink.js';
 import { TrunkService } from './calls/trunk-service.js';
 import { OutboundCalls } from './calls/outbound-calls.js';
-import { createStirVerifier } from './stir/index.js';
+import type { StirVerifier } from './stir/index.js';
 
 export interface Voice {
   readonly sip: SipService;
@@ -41,30 +41,48 @@ function endReasonFor(code: string): EndReason {
 
 /**
  * Starts the media workers, the agent bridge, the call registry and SIP on top of them.
- * close() ends every call (BYE or CANCEL, agents stopped, settlements and records written),
- * then stops SIP and media.
+ * `stirVerifier` verifies inbound Identity headers (null: stir.verify.enabled is false); it is
+ * built, trust file read, before anything here starts, so a bad trust file never leaves
+ * workers or sockets behind. close() ends every call (BYE or CANCEL, agents stopped,
+ * settlements and records written), then stops SIP and media. A failure part-way stops what
+ * had started.
  */
-export async function startVoice(gw: Gateway): Promise<Voice> {
+export async function startVoice(gw: Gateway, opts: { stirVerifier: StirVerifier | null }): Promise<Voice> {
   const m = gw.config.media;
-  const a = gw.config.agents;
-  let calls: CallRegistry | null = null;
-  let bridge: AgentBridge | null = null;
+  const late: Late = { calls: null, bridge: null };
   const media = new MediaEngine(
     { host: m.host, advertisedAddress: m.advertisedAddress, portMin: m.portMin, portMax: m.portMax, workers: m.workers, timeoutMs: m.timeoutSec * 1000, jitterTargetMs: m.jitterTargetMs },
     {
-      onTimeout: (id) => calls?.end(id, 'media-timeout', 'gateway'),
+      onTimeout: (id) => late.calls?.end(id, 'media-timeout', 'gateway'),
       onLost: (ids) => {
-        for (const id of ids) calls?.end(id, 'media-lost', 'gateway');
+        for (const id of ids) late.calls?.end(id, 'media-lost', 'gateway');
       },
       onDtmf: (id, digit, durationMs) => {
         gw.log.info({ callId: id, digit, durationMs }, 'DTMF');
-        bridge?.onDtmf(id, digit, durationMs);
+        late.bridge?.onDtmf(id, digit, durationMs);
       },
-      onAgent: (msg) => bridge?.onMedia(msg),
+      onAgent: (msg) => late.bridge?.onMedia(msg),
     },
     gw.log.child({ component: 'media' }),
   );
   await media.start();
+  try {
+    return await startOnMedia(gw, media, opts.stirVerifier, late);
+  } catch (err) {
+    await media.stop();
+    throw err;
+  }
+}
+
+/** The late-bound parts the media engine's callbacks reach (they exist once startOnMedia made them). */
+interface Late {
+  calls: CallRegistry | null;
+  bridge: AgentBridge | null;
+}
+
+async function startOnMedia(gw: Gateway, media: MediaEngine, stirVerifier: StirVerifier | null, late: Late): Promise<Voice> {
+  const m = gw.config.media;
+  const a = gw.config.agents;
   const b = new AgentBridge({
     config: { agents: a, masterKey: gw.config.secrets.masterKey, tokenMaxTtlSec: gw.config.tokens.maxTtlSec, allowHttpWebhooks: gw.config.webhooks.allowHttp },
     media,
@@ -76,7 +94,7 @@ export async function startVoice(gw: Gateway): Promise<Voice> {
     metrics: gw.metrics,
     log: gw.log,
   });
-  bridge = b;
+  late.bridge = b;
   const records = new CallRecords(gw.store, gw.log.child({ component: 'cdr' }));
   const resources: CallResources = {
     media,
@@ -107,7 +125,7 @@ export async function startVoice(gw: Gateway): Promise<Voice> {
     return v.ok ? null : endReasonFor(v.code);
   };
   const registry = new CallRegistry(resources, standing, { onKeyChange: gw.config.policy.liveCalls }, gw.log.child({ component: 'calls' }));
-  calls = registry;
+  late.calls = registry;
   // Every key change this node learns of (its own, another node's over the bus, the CLI's through the store).
   const unsubscribe = gw.keys.onChange((keyId) => void registry.keyChanged(keyId));
   const notify = (type: 'limit.exceeded' | 'identity.failed', keyId: string, data: Record<string, unknown>): void => gw.webhooks.notify(type, keyId, data);
@@ -119,7 +137,7 @@ export async function startVoice(gw: Gateway): Promise<Voice> {
       registry,
       media,
       bridge: b,
-      stir: gw.config.stir.verify.enabled ? { verifier: createStirVerifier(gw.config, { egress: gw.egress }), rejectFailed: gw.config.stir.verify.rejectFailed } : null,
+      stir: stirVerifier ? { verifier: stirVerifier, rejectFailed: gw.config.stir.verify.rejectFailed } : null,
       notify,
       log: gw.log.child({ component: 'calls' }),
     },
@@ -136,11 +154,17 @@ export async function startVoice(gw: Gateway): Promise<Voice> {
   } catch (err) {
     unsubscribe();
     b.close();
-    await media.stop();
     throw err;
   }
   const sink = new TestSink(gw.log.child({ component: 'test-sink' }));
-  await sink.start();
+  try {
+    await sink.start();
+  } catch (err) {
+    await sip.close();
+    unsubscribe();
+    b.close();
+    throw err;
+  }
   const trunks = new TrunkService(gw.store, gw.audit, gw.counters, gw.config.secrets.masterKey, gw.log.child({ component: 'trunks' }));
   trunks.startHealthChecks((peer) => sip.server.uac.ping(peer));
   const outbound = new OutboundCalls(

@@ -5,7 +5,7 @@ import type { Store } from '../store/store.js';
 import type { Counters } from '../policy/counters.js';
 import type { PolicyEngine } from '../policy/policy-engine.js';
 import type { CredentialVerifier } from '../policy/credentials.js';
-import type { AuditLog } from '../audit/index.js';
+import type { AuditCheckpoints, AuditLog } from '../audit/index.js';
 import type { KeyService } from '../keys/key-service.js';
 import type { TokenService } from '../keys/token-service.js';
 import type { NumberService } from '../calls/number-service.js';
@@ -23,6 +23,8 @@ export interface ApiContext {
   readonly store: Store;
   readonly counters: Counters;
   readonly audit: AuditLog;
+  /** Signed checkpoints of the audit chain's head (null: no checkpoint key). */
+  readonly checkpoints: AuditCheckpoints | null;
   readonly keys: KeyService;
   readonly tokens: TokenService;
   readonly policy: PolicyEngine;

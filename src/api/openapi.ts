@@ -168,7 +168,7 @@ export function openApiDocument(version: string): Record<string, unknown> {
         post: { summary: 'Twilio-compatible hang-up: form body Status=completed, Basic auth AccountSid:<key or token>', parameters: [{ name: 'AccountSid', in: 'path', required: true, schema: { type: 'string' } }, { name: 'CallSid', in: 'path', required: true, schema: { type: 'string' } }], responses: { '200': ok('Call resource (Twilio shape)'), '401': { description: 'Twilio error 20003' }, '404': { description: 'Twilio error 20404: no such live call' } } },
       },
       '/v1/authorizations': {
-        post: { summary: 'Ask the policy engine whether a call may start; reserves concurrency and budget (calls:inbound / calls:outbound)', security: secured, responses: { '201': ok('Granted'), '402': errorResponse, ...errors } },
+        post: { summary: 'Ask the policy engine whether a call may start; reserves concurrency and budget at the rate table\'s price, in the key\'s mode (calls:inbound / calls:outbound)', security: secured, responses: { '201': ok('Granted'), '402': errorResponse, ...errors } },
       },
       '/v1/authorizations/{callId}/renew': { post: { summary: 'Keep a granted call\'s lease alive', security: secured, responses: { '200': ok('Renewed'), '404': errorResponse, ...errors } } },
       '/v1/authorizations/{callId}/complete': { post: { summary: 'Settle a granted call\'s real seconds', security: secured, responses: { '200': ok('Settled'), '404': errorResponse, ...errors } } },

@@ -39,16 +39,29 @@ export type ChainVerdict =
       entries: number;
       /** The first entry that does not fit the chain, and what is wrong with it. */
       seq: number;
-      problem: 'edited' | 'deleted_before' | 'reordered' | 'broken_link';
+      /**
+       * edited / deleted_before / reordered / broken_link: the chain itself; truncated: entries
+       * at or below a checkpoint's seq are gone; checkpoint_mismatch: the entry a checkpoint
+       * pinned holds another hash; checkpoint_invalid: the checkpoint file itself is bad.
+       */
+      problem: 'edited' | 'deleted_before' | 'reordered' | 'broken_link' | 'truncated' | 'checkpoint_mismatch' | 'checkpoint_invalid';
       message: string;
     };
+
+/** What verify() checks the chain against: signed heads from audit-checkpoints.ts (their signatures already checked). */
+export interface PinnedHead {
+  readonly seq: number;
+  readonly headHash: string;
+  readonly at: string;
+}
 
 /**
  * Append-only, hash-chained log of key and admin actions and policy denials. Each entry
  * carries an HMAC-SHA256 (under a key derived from the master key) of its canonical content,
  * including the previous entry's hash, so an edit, deletion or reordering breaks the chain at
- * that point, and someone with write access to the database alone cannot re-forge it. The head hash printed by
- * `tollgate audit verify` can be anchored elsewhere to detect truncation of the newest entries.
+ * that point, and someone with write access to the database alone cannot re-forge it.
+ * Truncation of the newest entries leaves a valid shorter chain: signed checkpoints of the head
+ * (audit-checkpoints.ts), kept outside the database, catch it.
  */
 export class AuditLog {
   constructor(
@@ -87,8 +100,13 @@ export class AuditLog {
     return this.store.listAudit(opts);
   }
 
-  /** Walks the whole chain in pages and names the first entry that was edited, deleted or reordered. */
-  async verify(pageSize = 1000): Promise<ChainVerdict> {
+  /**
+   * Walks the whole chain in pages and names the first entry that was edited, deleted or
+   * reordered; then checks it against `pinned` heads (checkpoints): each pinned entry must still
+   * be there with the same hash.
+   */
+  async verify(pageSize = 1000, pinned: readonly PinnedHead[] = []): Promise<ChainVerdict> {
+    const wanted = new Map<number, string | null>(pinned.map((p) => [p.seq, null]));
     let prevHash = GENESIS_HASH;
     let expectSeq = 1;
     let count = 0;
@@ -98,6 +116,7 @@ export class AuditLog {
       if (page.length === 0) break;
       for (const e of page) {
         count++;
+        if (wanted.has(e.seq)) wanted.set(e.seq, e.hash);
         const recomputed = hashEntry(this.chainKey, { seq: e.seq, ts: e.ts, actor: e.actor, action: e.action, target: e.target, details: e.details, prevHash: e.prevHash });
         if (recomputed !== e.hash) {
           return { ok: false, entries: count, seq: e.seq, problem: 'edited', message: `entry ${e.seq} was edited: its content no longer matches its hash` };
@@ -119,6 +138,22 @@ export class AuditLog {
         after = e.seq;
       }
     }
-    return { ok: true, entries: count, headSeq: expectSeq - 1, headHash: prevHash };
+    const headSeq = expectSeq - 1;
+    // Highest first: the most recent checkpoint says the most about what is missing.
+    for (const p of [...pinned].sort((a, b) => b.seq - a.seq)) {
+      if (p.seq > headSeq) {
+        return {
+          ok: false, entries: count, seq: headSeq + 1, problem: 'truncated',
+          message: `entries ${headSeq + 1}..${p.seq} were deleted: the chain ends at entry ${headSeq}, but the checkpoint of ${p.at} holds entry ${p.seq}`,
+        };
+      }
+      if (wanted.get(p.seq) !== p.headHash) {
+        return {
+          ok: false, entries: count, seq: p.seq, problem: 'checkpoint_mismatch',
+          message: `entry ${p.seq} is not the one checkpointed at ${p.at}: the chain was rewritten from there`,
+        };
+      }
+    }
+    return { ok: true, entries: count, headSeq, headHash: prevHash };
   }
 }

@@ -18,6 +18,7 @@ function grant(over: Partial<CallGrant> = {}): CallGrant {
     limitedBy: 'max-duration',
     ratePerMinute: 6,
     rate: flatRate(6, 'inbound'),
+    mode: 'live',
     leasePool: 'calls:key_a',
     budget: null,
     ...over,

@@ -10,7 +10,8 @@ import { newCallSid } from '../agents/ids.js';
 import type { KeyService } from '../keys/key-service.js';
 import type { DenyCode, PolicyEngine } from '../policy/policy-engine.js';
 import { keyPrincipal } from '../policy/principal.js';
-import type { StirVerifier, Verstat } from '../stir/index.js';
+import type { StirFailure, StirVerifier, Verstat } from '../stir/index.js';
+import { identityRefusal } from './identity-refusal.js';
 import type { NumberRecord } from '../store/store.js';
 import type { Call, EndReason } from './call.js';
 import type { CallRegistry } from './call-registry.js';
@@ -180,7 +181,7 @@ export class InboundCalls implements CallHandler {
     const verstat = await this.verifyIdentity(call, inv);
     if (call.ended) return;
     call.announceStarted();
-    if (verstat === 'rejected') return fail('IDENTITY_INVALID', 'the Identity header failed verification', 'identity-invalid');
+    if (typeof verstat === 'object') return fail(identityRefusal(verstat.rejected), 'the Identity header failed verification', 'identity-invalid');
     if (!inv.sdp) return fail('SDP_NOT_ACCEPTABLE', 'an SDP offer in the INVITE is required', 'sdp-not-acceptable');
 
     let local: { address: string; port: number } | null;
@@ -224,20 +225,31 @@ export class InboundCalls implements CallHandler {
     this.afterAnswer(call, m, fallbackTone);
   }
 
-  /** Verifies the Identity header; 'rejected' when it failed and stir.verify.rejectFailed is on. */
-  private async verifyIdentity(call: Call, inv: InboundInvite): Promise<Verstat | 'rejected'> {
+  /**
+   * Verifies the INVITE's Identity headers, every one of them (StirVerifier.verifyAll: the best
+   * SHAKEN result wins); `{ rejected }` with the deciding failure when none passed and
+   * stir.verify.rejectFailed is on.
+   */
+  private async verifyIdentity(call: Call, inv: InboundInvite): Promise<Verstat | { rejected: StirFailure }> {
     const stir = this.deps.stir;
     if (!stir) {
       call.details.identity = { verstat: 'No-TN-Validation' };
       return 'No-TN-Validation';
     }
     const from = inv.assertedFrom ?? inv.from;
-    const v = await stir.verifier.verify({ identity: inv.identities[0] ?? null, from, to: inv.dialled });
-    call.details.identity = { verstat: v.verstat, ...(v.attest ? { attest: v.attest } : {}), ...(v.reason ? { reason: v.reason } : {}) };
+    const v = await stir.verifier.verifyAll({ identities: inv.identities, from, to: inv.dialled });
+    call.details.identity = {
+      verstat: v.verstat,
+      ...(v.attest ? { attest: v.attest } : {}),
+      ...(v.reason ? { reason: v.reason } : {}),
+      ...(v.failure ? { failure: v.failure } : {}),
+      // Which of several Identity headers decided (1 = the first).
+      ...(v.examined !== undefined && v.examined > 1 ? { header: v.header, examined: v.examined } : {}),
+    };
     if (v.verstat !== 'TN-Validation-Failed') return v.verstat;
-    this.deps.log.info({ callId: call.id, reason: v.reason }, 'inbound Identity failed verification');
+    this.deps.log.info({ callId: call.id, reason: v.reason, failure: v.failure, header: v.header }, 'inbound Identity failed verification');
     this.deps.notify('identity.failed', call.keyId, { callId: call.id, from, to: inv.dialled, reason: v.reason, rejected: stir.rejectFailed });
-    return stir.rejectFailed ? 'rejected' : v.verstat;
+    return stir.rejectFailed ? { rejected: v.failure ?? 'malformed' } : v.verstat;
   }
 
   /** Negotiates an offer against our options; the answer SDP and the spec, or a 488 reason. */

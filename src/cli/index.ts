@@ -6,6 +6,8 @@ import type { CliApp, CliServices } from './app.js';
 import { withoutQuery } from '../calls/number-service.js';
 import { TrunkService } from '../calls/trunk-service.js';
 import { readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import { checkpointPublicKey, verifyAgainstCheckpoints, type ChainVerdict, type CheckpointedVerdict } from '../audit/index.js';
 import { accountSidFor, signingSecretFor } from '../keys/key-identity.js';
 
 import { registerCertsCommands } from './certs-command.js';
@@ -16,6 +18,15 @@ import { scanGit, scanPaths, type Finding } from '../keys/leak-scanner.js';
 import { hashSecret } from '../keys/secret-crypto.js';
 import { keyPrincipal } from '../policy/principal.js';
 import { EXIT, makeOut, reportError, table } from './output.js';
+
+/** A file named by an option, or a VALIDATION_FAILED naming the option. */
+function readOption(option: string, path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new TollgateError('VALIDATION_FAILED', `${option}: cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? 'error'})`, { cause: err });
+  }
+}
 
 const list = (v: string): string[] => v.split(',').map((s) => s.trim()).filter(Boolean);
 const num = (v: string): number => (v.trim() === '' ? Number.NaN : Number(v));
@@ -91,7 +102,12 @@ export function buildProgram(app: CliApp): Command {
     .exitOverride();
 
   const g = (): GlobalOpts => program.opts<GlobalOpts>();
-  const config = (overrides?: Record<string, unknown>): Config => loadConfig({ configFile: g().config, overrides });
+  const config = (overrides?: Record<string, unknown>): Config => {
+    const c = loadConfig({ configFile: g().config, overrides });
+    // Not refusals: say them once on stderr, where they do not mix with a command's output.
+    for (const w of c.warnings) process.stderr.write(`tollgate: warning: ${w}\n`);
+    return c;
+  };
 
   /** Runs a one-shot command against the configured store, and always closes it. */
   async function withGateway<T>(fn: (gw: CliServices) => Promise<T>): Promise<T> {
@@ -420,15 +436,53 @@ export function buildProgram(app: CliApp): Command {
     });
   audit
     .command('verify')
-    .description('check the whole hash chain; names the first entry edited, deleted or reordered')
-    .action(async () => {
+    .description('check the whole hash chain, then the signed checkpoints of its head; names the first entry edited, deleted or reordered, and entries cut from the end')
+    .option('--checkpoint <file>', 'check against this checkpoint file (a copy kept away from the database); default audit.checkpointFile; it must exist')
+    .option('--public-key <file>', 'the checkpoint public key (SPKI PEM, from `audit checkpoint --json`) when this host has not the private key')
+    .action(async (o: { checkpoint?: string; publicKey?: string }) => {
       await withGateway(async (gw) => {
-        const v = await gw.audit.verify();
+        const publicKey = o.publicKey ? checkpointPublicKey(readOption('--public-key', o.publicKey)) : gw.checkpoints?.publicKey ?? null;
+        if (o.checkpoint && !publicKey) {
+          throw new TollgateError('CONFIG_INVALID', '--checkpoint needs the checkpoint key: configure audit.checkpointKey(File) or pass --public-key');
+        }
+        let v: ChainVerdict;
+        let cps: CheckpointedVerdict['checkpoints'] | null = null;
+        if (publicKey) {
+          const checked = await verifyAgainstCheckpoints(gw.audit, { file: o.checkpoint ? resolve(o.checkpoint) : gw.config.audit.checkpointFile, publicKey, required: !!o.checkpoint });
+          v = checked;
+          cps = checked.checkpoints;
+        } else v = await gw.audit.verify();
+        const against = cps === null
+          ? '\n(no checkpoint key: the end of the chain is not checked; docs/audit.md)'
+          : cps.latest
+            ? `\nchecked against ${cps.count} signed checkpoint(s) in ${cps.file}, the latest of entry ${cps.latest.seq} at ${cps.latest.at}`
+            : `\nno checkpoint in ${cps.file} yet: entries cut from the end cannot be detected`;
         makeOut(!!g().json).print(
-          v.ok ? `audit chain intact: ${v.entries} entries, head ${v.headSeq} ${v.headHash}` : `audit chain BROKEN at entry ${v.seq}: ${v.message}`,
+          v.ok ? `audit chain intact: ${v.entries} entries, head ${v.headSeq} ${v.headHash}${against}` : `audit chain BROKEN at entry ${v.seq}: ${v.message}`,
           v,
         );
         if (!v.ok) process.exitCode = EXIT.FAILED;
+      });
+    });
+  audit
+    .command('checkpoint')
+    .description('sign a checkpoint of the chain\'s head now and append it to audit.checkpointFile (a serving gateway also does so every audit.checkpointIntervalSec)')
+    .action(async () => {
+      await withGateway(async (gw) => {
+        if (!gw.checkpoints) throw new TollgateError('CONFIG_INVALID', 'no audit checkpoint key: set audit.checkpointKeyFile (or TOLLGATE_AUDIT__CHECKPOINT_KEY_FILE)');
+        const r = await gw.checkpoints.checkpoint();
+        if (!r.ok) {
+          makeOut(!!g().json).print(`audit checkpoint REFUSED: ${r.message}`, r);
+          process.exitCode = EXIT.FAILED;
+          return;
+        }
+        const data = { ...r, file: gw.checkpoints.file, keyId: gw.checkpoints.keyId, publicKey: gw.checkpoints.publicKeyPem() };
+        makeOut(!!g().json).print(
+          r.checkpoint
+            ? `${r.written ? 'checkpoint written' : 'head unchanged since the last checkpoint'}: entry ${r.checkpoint.seq} ${r.checkpoint.headHash} (${gw.checkpoints.file}, key ${gw.checkpoints.keyId})`
+            : 'the audit log is empty: nothing to checkpoint',
+          data,
+        );
       });
     });
 

@@ -211,6 +211,20 @@ export const configSchema = z
       /** At shutdown, how long pending settlements may take to reach the store before the rest stays journaled. */
       flushTimeoutMs: z.number().int().min(0).max(600_000),
     }),
+    audit: z.strictObject({
+      /**
+       * Ed25519 private key (PKCS#8 PEM) that signs checkpoints of the audit chain's head
+       * (docs/audit.md). Keep it away from the database: a file mounted from elsewhere or an
+       * environment variable. Empty = generated under <dataDir>/secrets when
+       * secrets.autoGenerate is on (development: beside the database), else no checkpoints.
+       */
+      checkpointKey: z.string().default(''),
+      checkpointKeyFile: z.string().default(''),
+      /** Append-only JSON lines of signed checkpoints; empty = <dataDir>/audit-checkpoints.jsonl. */
+      checkpointFile: z.string().default(''),
+      /** A serving gateway checkpoints the head this often when it moved (0 = only on demand and at shutdown). */
+      checkpointIntervalSec: z.number().int().min(0).max(86_400).default(60),
+    }),
     webhooks: z.strictObject({
       maxAttempts: z.number().int().min(1).max(50),
       initialBackoffMs: z.number().int().min(10).max(3_600_000),
@@ -266,14 +280,27 @@ export const PATH_FIELDS: ReadonlySet<string> = new Set([
   'stir.verify.trustFile',
   'policy.rateTableFile',
   'billing.journalFile',
+  'audit.checkpointKeyFile',
+  'audit.checkpointFile',
 ]);
 
 export type RawConfig = z.infer<typeof configSchema>;
 
 /** The validated, resolved and frozen configuration every module receives. */
-export interface Config extends Omit<RawConfig, 'secrets'> {
+export interface Config extends Omit<RawConfig, 'secrets' | 'audit'> {
+  readonly audit: {
+    /** PKCS#8 PEM of the Ed25519 checkpoint key; null = no checkpoints are written. */
+    readonly checkpointKey: string | null;
+    /** The file the key was read from (absolute; a generated one is in <dataDir>/secrets), null when given inline or absent. */
+    readonly checkpointKeyFile: string | null;
+    /** Absolute path of the checkpoint file. */
+    readonly checkpointFile: string;
+    readonly checkpointIntervalSec: number;
+  };
   readonly nodeId: string;
   readonly configFiles: readonly string[];
+  /** What loading noticed but did not refuse (e.g. a TOLLGATE_* variable that is no setting); the CLI prints them, serve logs them. */
+  readonly warnings: readonly string[];
   readonly secrets: {
     readonly pepper: Buffer;
     readonly masterKey: Buffer;

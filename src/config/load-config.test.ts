@@ -139,8 +139,58 @@ describe('loadConfig overrides', () => {
     expect(loadConfig({ env: env({ TOLLGATE_EGRESS__ALLOW: '[127.0.0.1/32, ::1/128, 10.20.0.0/16]' }), cwd: dir }).egress.allow).toEqual(['127.0.0.1/32', '::1/128', '10.20.0.0/16']);
   });
 
-  it('an unknown top-level setting is refused', () => {
-    expect(configError(() => loadConfig({ env: env({ TOLLGATE_HTPP__PORT: '1' }), cwd: dir })).message).toContain('htpp');
+  it('an unknown section in the section form is refused, naming the variable', () => {
+    const e = configError(() => loadConfig({ env: env({ TOLLGATE_HTPP__PORT: '1' }), cwd: dir }));
+    expect(e.message).toContain('TOLLGATE_HTPP__PORT');
+    expect(e.message).toContain('htpp');
+  });
+
+  it('a misspelled key in a known section is refused (TOLLGATE_SIP__UDP_PORTT)', () => {
+    const e = configError(() => loadConfig({ env: env({ TOLLGATE_SIP__UDP_PORTT: '5070' }), cwd: dir }));
+    expect(e.message).toContain('udpPortt');
+  });
+
+  it('a TOLLGATE_* variable that is no setting (TOLLGATE_DIR) is ignored with a warning naming it', () => {
+    const c = loadConfig({ env: env({ TOLLGATE_DIR: '/opt/tollgate', TOLLGATE_VERSION: '3' }), cwd: dir });
+    expect(c.dataDir).toBe(dir);
+    expect(c.warnings).toHaveLength(2);
+    expect(c.warnings.join('\n')).toContain('TOLLGATE_DIR');
+    expect(c.warnings.join('\n')).toContain('TOLLGATE_VERSION');
+  });
+
+  it('the documented single names are settings, and the suite\'s own names are neither settings nor warned about', () => {
+    const c = loadConfig({ env: env({ TOLLGATE_NODE_ID: 'relay-7', TOLLGATE_TEST_FOO: 'x', TOLLGATE_IT_BAR: 'y' }), cwd: dir });
+    expect(c.nodeId).toBe('relay-7');
+    expect(c.warnings).toEqual([]);
+    writeFileSync(join(dir, 'node-id'), 'relay-8\n');
+    expect(loadConfig({ env: env({ TOLLGATE_NODE_ID_FILE: join(dir, 'node-id') }), cwd: dir }).nodeId).toBe('relay-8');
+  });
+});
+
+describe('the audit checkpoint key', () => {
+  it('is generated under <dataDir>/secrets for development, and said to be there', () => {
+    const c = loadConfig({ env: env(), cwd: dir });
+    expect(c.audit.checkpointKeyFile).toBe(join(dir, 'secrets', 'audit-checkpoint-key.pem'));
+    expect(createPrivateKey(c.audit.checkpointKey!).asymmetricKeyType).toBe('ed25519');
+    expect(c.audit.checkpointFile).toBe(join(dir, 'audit-checkpoints.jsonl'));
+  });
+
+  it('comes from audit.checkpointKeyFile (a path, also as TOLLGATE_AUDIT__CHECKPOINT_KEY_FILE) or inline; it must be Ed25519', () => {
+    const keyFile = join(dir, 'elsewhere.pem');
+    const pem = generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+    writeFileSync(keyFile, pem);
+    const c = loadConfig({ env: env({ TOLLGATE_AUDIT__CHECKPOINT_KEY_FILE: keyFile }), cwd: dir });
+    expect([c.audit.checkpointKeyFile, c.audit.checkpointKey]).toEqual([keyFile, pem.trim()]);
+    expect(loadConfig({ env: env({ TOLLGATE_AUDIT__CHECKPOINT_KEY: pem }), cwd: dir }).audit.checkpointKeyFile).toBeNull();
+    const rsa = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+    expect(configError(() => loadConfig({ env: env({ TOLLGATE_AUDIT__CHECKPOINT_KEY: rsa }), cwd: dir })).message).toContain('audit.checkpointKey');
+  });
+
+  it('is absent when none is given and secrets.autoGenerate is off', () => {
+    const k = Buffer.alloc(32, 1).toString('base64');
+    const token = generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+    const c = loadConfig({ env: env({ TOLLGATE_SECRETS__AUTO_GENERATE: 'false', TOLLGATE_SECRETS__PEPPER: 'p'.repeat(20), TOLLGATE_SECRETS__MASTER_KEY: k, TOLLGATE_SECRETS__TOKEN_SIGNING_KEY: token }), cwd: dir });
+    expect(c.audit.checkpointKey).toBeNull();
   });
 });
 

@@ -20,6 +20,30 @@ export interface LoadConfigOptions {
   overrides?: Record<string, unknown>;
 }
 
+/** The settings sections (http, sip, …) and the top-level settings that are not sections (dataDir, nodeId). */
+const SECTIONS: ReadonlySet<string> = new Set(Object.entries(configSchema.shape).filter(([, v]) => v.type === 'object').map(([k]) => k));
+const TOP_LEVEL: ReadonlySet<string> = new Set(Object.keys(configSchema.shape).filter((k) => !SECTIONS.has(k)));
+
+/**
+ * Which TOLLGATE_* variables are settings (docs/configuration.md#environment-variables):
+ * - 'setting': the section form TOLLGATE_<SECTION>__<KEY>[__…] (anything with "__" is read as
+ *   one, so a misspelled TOLLGATE_SIP__UDP_PORTT or TOLLGATE_SIPP__UDP_PORT is refused, not
+ *   ignored: it plainly meant a setting), and the single names of top-level settings
+ *   (TOLLGATE_DATA_DIR, TOLLGATE_NODE_ID, each also with _FILE);
+ * - 'own': names tollgate or its test suite reads themselves (TOLLGATE_CONFIG, TOLLGATE_TEST_*,
+ *   TOLLGATE_IT_*);
+ * - 'foreign': any other TOLLGATE_* name (say TOLLGATE_DIR, set by a wrapper script): not a
+ *   setting, so it is ignored with a warning naming it instead of stopping every command.
+ */
+export function envVariableKind(name: string): 'setting' | 'own' | 'foreign' | 'other' {
+  if (!name.startsWith('TOLLGATE_')) return 'other';
+  if (name === 'TOLLGATE_CONFIG' || name.startsWith('TOLLGATE_TEST_') || name.startsWith('TOLLGATE_IT_')) return 'own';
+  const rest = name.slice('TOLLGATE_'.length);
+  if (rest.includes('__')) return 'setting';
+  const stem = rest.endsWith('_FILE') ? rest.slice(0, -'_FILE'.length) : rest;
+  return TOP_LEVEL.has(snakeToCamel(rest)) || TOP_LEVEL.has(snakeToCamel(stem)) ? 'setting' : 'foreign';
+}
+
 type Json = Record<string, unknown>;
 
 function isPlainObject(v: unknown): v is Json {
@@ -77,13 +101,21 @@ function envValue(raw: string): unknown {
  * TOLLGATE_HTTP__PORT=9090 → { http: { port: 9090 } }; values as envValue reads them. A variable ending in _FILE
  * names a file whose content (trimmed) becomes the value of the field without the suffix.
  */
-function envOverrides(env: NodeJS.ProcessEnv): Json {
+function envOverrides(env: NodeJS.ProcessEnv, warn: (message: string) => void): Json {
   const out: Json = {};
   for (const [name, raw] of Object.entries(env)) {
-    if (!name.startsWith('TOLLGATE_') || raw === undefined) continue;
-    // TOLLGATE_CONFIG names the file; TOLLGATE_TEST_* and TOLLGATE_IT_* belong to the test suite.
-    if (name === 'TOLLGATE_CONFIG' || name.startsWith('TOLLGATE_TEST_') || name.startsWith('TOLLGATE_IT_')) continue;
+    if (raw === undefined) continue;
+    const kind = envVariableKind(name);
+    if (kind === 'foreign') {
+      warn(`ignoring the environment variable ${name}: it is not a tollgate setting (settings are TOLLGATE_<SECTION>__<KEY>, TOLLGATE_DATA_DIR, TOLLGATE_NODE_ID and TOLLGATE_CONFIG; docs/configuration.md)`);
+      continue;
+    }
+    if (kind !== 'setting') continue;
     let rest = name.slice('TOLLGATE_'.length);
+    const section = snakeToCamel(rest.split('__')[0]!);
+    if (rest.includes('__') && !SECTIONS.has(section)) {
+      throw new ConfigError(`invalid configuration: ${name}: "${section}" is not a settings section (sections: ${[...SECTIONS].join(', ')})`);
+    }
     let value: unknown;
     const isPathField = PATH_FIELDS.has(rest.split('__').map(snakeToCamel).join('.'));
     if (rest.endsWith('_FILE') && !isPathField) {
@@ -149,9 +181,10 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
   const extra = options.configFile ?? env.TOLLGATE_CONFIG;
   if (extra) files.push(resolve(cwd, extra));
 
+  const warnings: string[] = [];
   let merged: Json = {};
   for (const f of files) merged = deepMerge(merged, readYamlFile(f));
-  merged = deepMerge(merged, envOverrides(env));
+  merged = deepMerge(merged, envOverrides(env, (w) => warnings.push(w)));
   if (options.overrides) merged = deepMerge(merged, options.overrides);
 
   const parsed = configSchema.safeParse(merged);
@@ -197,14 +230,43 @@ export function loadConfig(options: LoadConfigOptions = {}): Config {
     throw new ConfigError('invalid configuration: secrets.tokenSigningKey: must be an Ed25519 private key in PKCS#8 PEM');
   }
 
+  // The audit checkpoint key (docs/audit.md): given inline or as a file, else generated for
+  // development like the other secrets (then it sits in the data directory, which the docs and
+  // `serve`'s log say), else none.
+  const a = raw.audit;
+  let checkpointKeyFile: string | null = a.checkpointKeyFile ? abs(a.checkpointKeyFile) : null;
+  let checkpointKey: string | null = checkpointKeyFile ? readSecretFile('audit.checkpointKeyFile', checkpointKeyFile) : a.checkpointKey || null;
+  if (!checkpointKey && s.autoGenerate) {
+    checkpointKey = autoSecret(secretsDir, 'audit-checkpoint-key.pem', () =>
+      generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }).toString().trim(),
+    );
+    checkpointKeyFile = join(secretsDir, 'audit-checkpoint-key.pem');
+  }
+  if (checkpointKey) {
+    let type: string | undefined;
+    try {
+      type = createPrivateKey(checkpointKey).asymmetricKeyType;
+    } catch {
+      type = undefined;
+    }
+    if (type !== 'ed25519') throw new ConfigError(`invalid configuration: ${a.checkpointKeyFile ? 'audit.checkpointKeyFile' : 'audit.checkpointKey'}: must be an Ed25519 private key in PKCS#8 PEM`);
+  }
+
   const config: Config = {
     ...raw,
     dataDir,
     nodeId: raw.nodeId || `${hostname()}-${process.pid}`,
     configFiles: files,
+    warnings,
     store: { ...raw.store, sqlite: { path: raw.store.sqlite.path ? abs(raw.store.sqlite.path) : join(dataDir, 'tollgate.db') } },
     billing: { ...raw.billing, journalFile: raw.billing.journalFile ? abs(raw.billing.journalFile) : join(dataDir, 'settlement-journal.jsonl') },
     tls: { ...raw.tls, certFile: raw.tls.certFile ? abs(raw.tls.certFile) : '', keyFile: raw.tls.keyFile ? abs(raw.tls.keyFile) : '' },
+    audit: {
+      checkpointKey,
+      checkpointKeyFile,
+      checkpointFile: a.checkpointFile ? abs(a.checkpointFile) : join(dataDir, 'audit-checkpoints.jsonl'),
+      checkpointIntervalSec: a.checkpointIntervalSec,
+    },
     secrets: { pepper: Buffer.from(pepper, 'utf8'), masterKey: masterKeyBuf, tokenSigningKey: tokenKey },
   };
   return deepFreeze(config);

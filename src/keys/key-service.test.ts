@@ -5,6 +5,9 @@ import { join } from 'node:path';
 import { inMemoryServices } from '../testing/fixtures.js';
 import { computeHa1 } from './secret-crypto.js';
 import { KeyService } from './key-service.js';
+import { TokenService } from './token-service.js';
+import { generateKeyPairSync } from 'node:crypto';
+import { SignJWT } from 'jose';
 
 type Services = Awaited<ReturnType<typeof inMemoryServices>>;
 
@@ -292,6 +295,47 @@ describe('TokenService', () => {
     const b = await s.tokens.mint((await s.keys.get(key.id))!, {});
     await s.keys.revoke(key.id, undefined, 'test');
     expect(await s.tokens.verify(b.token)).toMatchObject({ ok: false, code: 'KEY_REVOKED' });
+  });
+
+  it('dies with the secret it was minted from: at once after a rotation with no grace, at the end of the grace otherwise', async () => {
+    const { key, secret } = await s.keys.create({ name: 'app', scopes: ['tokens:mint', 'calls:outbound'] }, 'test');
+    const verified = await s.keys.verify(secret);
+    if (!verified.ok) throw new Error('expected the key to verify');
+    // Minted with the old secret (REST) and for the key (CLI, attach webhooks: its newest secret).
+    const viaSecret = await s.tokens.mint(key, { ttlSec: 3600 }, { secretId: verified.secretId });
+    const viaKey = await s.tokens.mint(key, { ttlSec: 3600 });
+    now += 1000;
+    await s.keys.rotate(key.id, 0, 'test');
+    expect(await s.tokens.verify(viaSecret.token)).toMatchObject({ ok: false, code: 'TOKEN_INVALID', keyId: key.id });
+    expect(await s.tokens.verify(viaKey.token)).toMatchObject({ ok: false, code: 'TOKEN_INVALID', keyId: key.id });
+    // A token minted after the rotation is bound to the new secret and works.
+    const fresh = await s.tokens.mint(key, { ttlSec: 3600 });
+    expect((await s.tokens.verify(fresh.token)).ok).toBe(true);
+
+    // With a grace period, a token from the old secret works until the old secret stops.
+    const graced = await s.tokens.mint(key, { ttlSec: 3600 });
+    now += 1000;
+    await s.keys.rotate(key.id, 600, 'test');
+    const beforeEnd = await s.tokens.mint(key, { ttlSec: 3600 });
+    expect((await s.tokens.verify(beforeEnd.token)).ok).toBe(true);
+    now += 601_000;
+    expect(await s.tokens.verify(graced.token)).toMatchObject({ ok: false, code: 'TOKEN_INVALID' });
+  });
+
+  it('refuses a token without the secret binding (minted before tokens carried one), or bound to a secret the key never had', async () => {
+    const { key } = await s.keys.create({ name: 'app', scopes: ['tokens:mint', 'calls:outbound'] }, 'test');
+    const { privateKey } = generateKeyPairSync('ed25519');
+    const tokens = new TokenService(s.store, s.keys, { signingKeyPem: privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(), issuer: 'tollgate', defaultTtlSec: 60, maxTtlSec: 3600 }, () => now);
+    const nowSec = Math.floor(now / 1000);
+    const unbound = await new SignJWT({ scope: 'calls:outbound' })
+      .setProtectedHeader({ alg: 'EdDSA', typ: 'tollgate-call+jwt' })
+      .setIssuer('tollgate').setAudience('tollgate').setSubject(key.id).setJti('tok_unbound').setIssuedAt(nowSec).setExpirationTime(nowSec + 60)
+      .sign(privateKey);
+    expect(await tokens.verify(unbound)).toMatchObject({ ok: false, code: 'TOKEN_INVALID' });
+    const stranger = await tokens.mint(key, {}, { secretId: 'sec_never_existed' });
+    expect(await tokens.verify(stranger.token)).toMatchObject({ ok: false, code: 'TOKEN_INVALID' });
+    const bound = await tokens.mint(key, {});
+    expect((await tokens.verify(bound.token)).ok).toBe(true);
   });
 
   it('refuses a token signed by another key or altered', async () => {

@@ -71,6 +71,8 @@ export class KeyService {
   private readonly byId: LruCache<string, KeyRecord | null>;
   /** Opened HA1 values by key and algorithm, dropped with the key's other cache entries. */
   private readonly ha1Cache: LruCache<string, { values: string[]; until: number }>;
+  /** Ids of each key's working secrets, newest first, dropped with the key's other cache entries. */
+  private readonly secretIds: LruCache<string, { ids: readonly string[]; until: number }>;
   private readonly unsubscribe: () => void;
   /** Keys being revoked on this node right now: refused before the store write lands. */
   private readonly revoking = new Set<string>();
@@ -89,6 +91,7 @@ export class KeyService {
     this.cache = new LruCache(opts.cache.maxEntries, opts.cache.ttlMs, clock);
     this.ha1Cache = new LruCache(opts.cache.maxEntries, opts.cache.ttlMs, clock);
     this.byId = new LruCache(opts.cache.maxEntries, opts.cache.ttlMs, clock);
+    this.secretIds = new LruCache(opts.cache.maxEntries, opts.cache.ttlMs, clock);
     this.feed = new KeyChangeFeed(
       store,
       { pollIntervalMs: opts.changeFeed?.pollIntervalMs ?? 100 },
@@ -156,12 +159,14 @@ export class KeyService {
     this.byId.delete(keyId);
     this.ha1Cache.delete(`${keyId}:MD5`);
     this.ha1Cache.delete(`${keyId}:SHA-256`);
+    this.secretIds.delete(keyId);
   }
 
   private forgetAll(): void {
     this.cache.clear();
     this.byId.clear();
     this.ha1Cache.clear();
+    this.secretIds.clear();
   }
 
   /** Applies the feed now; a failure is logged (the poll retries) and never fails the caller. */
@@ -393,6 +398,24 @@ export class KeyService {
     const until = Math.min(Infinity, ...secrets.map((s) => (s.expiresAt ? Date.parse(s.expiresAt) : Infinity)));
     this.ha1Cache.set(cacheKey, { values, until });
     return values;
+  }
+
+  /**
+   * Ids of the key's working secrets, newest first: the current one and, during a rotation's
+   * grace period, the older ones. Short-lived tokens are bound to one of them (TokenService):
+   * a token stops working when the secret it was minted from does, so `rotate --grace 0`
+   * (a leaked secret) kills the tokens minted from it too. As fresh as verify().
+   */
+  async liveSecretIds(keyId: string): Promise<readonly string[]> {
+    const now = this.clock();
+    this.feed.check();
+    const hit = this.secretIds.get(keyId);
+    if (hit && hit.until > now) return hit.ids;
+    const secrets = await this.store.listLiveSecrets(keyId, toIso(now));
+    const ids = secrets.map((s) => s.id);
+    const until = Math.min(Infinity, ...secrets.map((s) => (s.expiresAt ? Date.parse(s.expiresAt) : Infinity)));
+    this.secretIds.set(keyId, { ids, until });
+    return ids;
   }
 }
 

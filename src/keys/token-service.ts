@@ -36,6 +36,14 @@ export type TokenVerifyResult =
   | { readonly ok: true; readonly claims: TokenClaims; readonly key: KeyRecord }
   | { readonly ok: false; readonly code: 'TOKEN_INVALID' | 'TOKEN_REPLAYED' | 'KEY_REVOKED' | 'KEY_EXPIRED' | 'KEY_QUARANTINED'; readonly keyId?: string };
 
+/** What the token service reads of parent keys (KeyService fits). */
+export interface TokenParents {
+  /** The key as it is now (status, scopes), null when it does not exist. */
+  getCurrent(id: string): Promise<KeyRecord | null>;
+  /** Ids of the key's working secrets, newest first. */
+  liveSecretIds(id: string): Promise<readonly string[]>;
+}
+
 export interface TokenServiceOptions {
   signingKeyPem: string;
   issuer: string;
@@ -45,9 +53,12 @@ export interface TokenServiceOptions {
 
 /**
  * Short-lived single-call tokens for client apps (EdDSA/Ed25519 JWTs via jose). Bound to the
- * parent key (sub), carrying a subset of its scopes and optionally one call id or destination.
- * Single use: the jti is recorded in the store at first use and refused after. A token dies
- * with its parent key: the key is re-read at every verification.
+ * parent key (sub) and to the parent's secret it was minted from (`sec`, a secret id), carrying
+ * a subset of its scopes and optionally one call id or destination. Single use: the jti is
+ * recorded in the store at first use and refused after. A token dies with its parent key and
+ * with its parent secret: both are re-read at every verification, so a rotation with no grace
+ * (the "secret leaked" path) ends the tokens minted before it at once, and a rotation with
+ * grace ends them when the old secret stops working.
  */
 export class TokenService {
   private readonly privateKey: KeyObject;
@@ -55,7 +66,7 @@ export class TokenService {
 
   constructor(
     private readonly store: Store,
-    private readonly loadKey: (id: string) => Promise<KeyRecord | null>,
+    private readonly parents: TokenParents,
     private readonly opts: TokenServiceOptions,
     private readonly clock: Clock = systemClock,
   ) {
@@ -64,7 +75,12 @@ export class TokenService {
     this.publicKey = createPublicKey(this.privateKey);
   }
 
-  async mint(parent: KeyRecord, input: MintInput): Promise<{ token: string; claims: TokenClaims }> {
+  /**
+   * Mints a token for `parent`. `from.secretId` is the secret the request presented (REST);
+   * without one (the CLI, the gateway's own attach webhooks) the token is bound to the key's
+   * newest working secret.
+   */
+  async mint(parent: KeyRecord, input: MintInput, from: { secretId?: string | null } = {}): Promise<{ token: string; claims: TokenClaims }> {
     const p = parseInput(mintSchema, input);
     const ttl = p.ttlSec ?? this.opts.defaultTtlSec;
     if (ttl > this.opts.maxTtlSec) {
@@ -78,6 +94,8 @@ export class TokenService {
       throw new TollgateError('SCOPE_NOT_GRANTED', `a token cannot carry ${notHeld.join(', ')}: the parent key does not hold it or it cannot be delegated`);
     }
     if (scopes.length === 0) throw new TollgateError('SCOPE_NOT_GRANTED', 'the parent key holds no scope a token can carry');
+    const secretId = from.secretId ?? (await this.parents.liveSecretIds(parent.id))[0];
+    if (!secretId) throw new TollgateError('KEY_EXPIRED', 'the parent key has no working secret to mint a token from');
     const nowSec = Math.floor(this.clock() / 1000);
     const jti = newId('tok');
     const claims: TokenClaims = {
@@ -88,7 +106,7 @@ export class TokenService {
       destination: p.destination ?? null,
       expiresAt: toIso((nowSec + ttl) * 1000),
     };
-    const token = await new SignJWT({ scope: scopes.join(' '), ...(claims.callId ? { cid: claims.callId } : {}), ...(claims.destination ? { dst: claims.destination } : {}) })
+    const token = await new SignJWT({ scope: scopes.join(' '), sec: secretId, ...(claims.callId ? { cid: claims.callId } : {}), ...(claims.destination ? { dst: claims.destination } : {}) })
       .setProtectedHeader({ alg: 'EdDSA', typ: TOKEN_TYPE })
       .setIssuer(this.opts.issuer)
       .setAudience(AUDIENCE)
@@ -105,7 +123,7 @@ export class TokenService {
     return text.length < 4096 && /^eyJ[0-9A-Za-z_-]*\.[0-9A-Za-z_-]+\.[0-9A-Za-z_-]+$/.test(text);
   }
 
-  /** Verifies signature, issuer, audience, expiry and parent key, then consumes the jti once. */
+  /** Verifies signature, issuer, audience, expiry, parent key and parent secret, then consumes the jti once. */
   async verify(token: string): Promise<TokenVerifyResult> {
     if (!TokenService.looksLikeToken(token)) return { ok: false, code: 'TOKEN_INVALID' };
     let payload;
@@ -129,11 +147,15 @@ export class TokenService {
     const iat = Number(payload.iat);
     if (!Number.isFinite(exp) || !Number.isFinite(iat) || exp - iat > this.opts.maxTtlSec) return { ok: false, code: 'TOKEN_INVALID' };
     const scopes = (typeof payload.scope === 'string' ? payload.scope : '').split(' ').filter((s): s is Scope => (ALL_SCOPES as readonly string[]).includes(s));
-    const key = await this.loadKey(keyId);
+    const key = await this.parents.getCurrent(keyId);
     if (!key) return { ok: false, code: 'TOKEN_INVALID' };
     if (key.status === 'revoked') return { ok: false, code: 'KEY_REVOKED', keyId };
     if (key.status === 'quarantined') return { ok: false, code: 'KEY_QUARANTINED', keyId };
     if (key.status === 'expired' || (key.expiresAt && Date.parse(key.expiresAt) <= this.clock())) return { ok: false, code: 'KEY_EXPIRED', keyId };
+    // The secret it was minted from must still work: gone after `rotate --grace 0`, or at the
+    // end of a rotation's grace. A token without the binding cannot be checked, so it is refused.
+    const sec = payload.sec;
+    if (typeof sec !== 'string' || !(await this.parents.liveSecretIds(keyId)).includes(sec)) return { ok: false, code: 'TOKEN_INVALID', keyId };
     // A scope the parent lost after minting is lost by the token too.
     const held = effectiveScopes(key.scopes, key.role);
     const kept = scopes.filter((s) => held.has(s));

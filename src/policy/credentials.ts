@@ -34,7 +34,7 @@ export class CredentialVerifier {
   async verify(credential: string, ip: string): Promise<CredentialResult> {
     if (parseKeySecret(credential)) {
       const v = await this.keys.verify(credential);
-      if (v.ok) return { ok: true, principal: keyPrincipal(v.key) };
+      if (v.ok) return { ok: true, principal: keyPrincipal(v.key, v.secretId) };
       this.log.info({ code: v.code, keyId: v.keyId, ip }, 'authentication refused');
       return { ok: false, code: v.code, wellFormed: true };
     }

@@ -2,7 +2,8 @@ import { describe, it, expect, beforeEach, afterEach } from 'vitest';
 import { inMemoryServices } from '../testing/fixtures.js';
 import type { KeyCreateInput } from '../keys/key-input.js';
 import { keyPrincipal, tokenPrincipal } from './principal.js';
-import type { AuthorizeRequest } from './policy-engine.js';
+import { PolicyEngine, type AuthorizeRequest } from './policy-engine.js';
+import { parseRateTable } from './rate-table.js';
 
 type Services = Awaited<ReturnType<typeof inMemoryServices>>;
 
@@ -15,6 +16,8 @@ describe('PolicyEngine.authorize', () => {
     await s.close();
   });
 
+  /** The engine of a gateway whose price for every call is `perMinute` per second (no table, no fee). */
+  const pricedAt = (perMinute: number) => new PolicyEngine(s.counters, s.store, s.ledger, s.audit, { leaseTtlSec: 60, defaultRatePerMinute: perMinute, blockedPrefixes: [] }, s.log);
   const keyWith = async (policy: Partial<KeyCreateInput> = {}) => (await s.keys.create({ name: 'k', callsPerSecond: 100, cpsBurst: 100, maxConcurrentCalls: 100, ...policy }, 'test')).key;
   const outbound = (key: Awaited<ReturnType<typeof keyWith>>, over: Partial<AuthorizeRequest> = {}): AuthorizeRequest => ({
     principal: keyPrincipal(key),
@@ -72,6 +75,26 @@ describe('PolicyEngine.authorize', () => {
     expect(await s.policy.authorize(outbound(live, { targetMode: 'test' }))).toMatchObject({ ok: false, code: 'MODE_MISMATCH' });
   });
 
+  it('gives every grant its key\'s mode: a test key that names no mode gets a test grant, never a live one', async () => {
+    const test = await keyWith({ mode: 'test' });
+    expect(await s.policy.authorize(outbound(test))).toMatchObject({ ok: true, grant: { mode: 'test' } });
+    expect(await s.policy.authorize({ ...outbound(test), action: 'call.inbound', scope: 'calls:inbound' })).toMatchObject({ ok: true, grant: { mode: 'test' } });
+    const live = await keyWith();
+    expect(await s.policy.authorize(outbound(live))).toMatchObject({ ok: true, grant: { mode: 'live' } });
+  });
+
+  it('prices a call from the gateway\'s rate table; a price in the request is not read', async () => {
+    const rates = parseRateTable('currency: USD\nrates:\n  - { prefix: "+1", description: NANP, outbound: 12 }\n');
+    const engine = new PolicyEngine(s.counters, s.store, s.ledger, s.audit, { leaseTtlSec: 60, defaultRatePerMinute: 2, blockedPrefixes: [], rates }, s.log);
+    const key = await keyWith({ budget: { amount: 10, period: 'month' } });
+    // 10 units at 12/min cover 50 s, whatever price the request claims.
+    const claimsFree = { ...outbound(key, { requestedMaxDurationSec: 600 }), ratePerMinute: 0 } as AuthorizeRequest;
+    const v = await engine.authorize(claimsFree);
+    expect(v).toMatchObject({ ok: true, grant: { maxDurationSec: 50, limitedBy: 'budget', ratePerMinute: 12, budget: { reserved: 10 } } });
+    // The budget is now fully reserved: a second call claiming a price of 0 is still refused.
+    expect(await engine.authorize(claimsFree)).toMatchObject({ ok: false, code: 'BUDGET_EXHAUSTED' });
+  });
+
   it('geofences by the country of the E.164 destination', async () => {
     const key = await keyWith({ allowedCountries: ['GB'] });
     expect((await s.policy.authorize(outbound(key, { destination: '+442079460123' }))).ok).toBe(true);
@@ -122,23 +145,23 @@ describe('PolicyEngine.authorize', () => {
 
   it('reserves max duration × rate; a budget that covers less admits the call for what it covers; below 10 s it refuses and frees the slot', async () => {
     const key = await keyWith({ maxConcurrentCalls: 1, budget: { amount: 100, period: 'month' } });
-    const capped = await s.policy.authorize(outbound(key, { requestedMaxDurationSec: 3001, ratePerMinute: 2 }));
+    const capped = await pricedAt(2).authorize(outbound(key, { requestedMaxDurationSec: 3001 }));
     if (!capped.ok || !capped.grant) throw new Error('expected a grant');
     expect(capped.grant).toMatchObject({ maxDurationSec: 3000, limitedBy: 'budget', budget: { reserved: 100 } });
     await s.policy.release(capped.grant);
-    const full = await s.policy.authorize(outbound(key, { requestedMaxDurationSec: 3000, ratePerMinute: 2 }));
+    const full = await pricedAt(2).authorize(outbound(key, { requestedMaxDurationSec: 3000 }));
     if (!full.ok || !full.grant) throw new Error('expected a grant');
     expect(full.grant).toMatchObject({ maxDurationSec: 3000, limitedBy: 'max-duration', budget: { reserved: 100 } });
     await s.policy.release(full.grant);
     // 1 unit at 12/min covers 5 s: refused, and the concurrency slot taken before the budget check is free again.
     const poor = await keyWith({ maxConcurrentCalls: 1, budget: { amount: 1, period: 'month' } });
-    expect(await s.policy.authorize(outbound(poor, { requestedMaxDurationSec: 60, ratePerMinute: 12 }))).toMatchObject({ ok: false, code: 'BUDGET_EXHAUSTED' });
-    expect((await s.policy.authorize(outbound(poor, { requestedMaxDurationSec: 5, ratePerMinute: 12 }))).ok).toBe(true);
+    expect(await pricedAt(12).authorize(outbound(poor, { requestedMaxDurationSec: 60 }))).toMatchObject({ ok: false, code: 'BUDGET_EXHAUSTED' });
+    expect((await pricedAt(12).authorize(outbound(poor, { requestedMaxDurationSec: 5 }))).ok).toBe(true);
   });
 
   it('settles the real seconds, writes usage, and counts usage already in the store', async () => {
     const key = await keyWith({ budget: { amount: 10, period: 'day' } });
-    const v = await s.policy.authorize(outbound(key, { requestedMaxDurationSec: 60, ratePerMinute: 6 }));
+    const v = await pricedAt(6).authorize(outbound(key, { requestedMaxDurationSec: 60 }));
     if (!v.ok || !v.grant) throw new Error('expected a grant');
     expect(await s.policy.complete(v.grant, 20.2)).toEqual({ cost: 3, seconds: 21, status: 'landed' });
     // A repeat is harmless: one usage record (its id is the call's), the budget settled once.
@@ -147,12 +170,12 @@ describe('PolicyEngine.authorize', () => {
     expect(await s.store.sumUsage(key.id, `${day}T00:00:00.000Z`, `${day}T23:59:59.999Z`)).toEqual({ seconds: 21, amount: 3, calls: 1 });
     expect(await s.counters.budgetState(v.grant.budget!.account)).toEqual({ spent: 3, reserved: 0 });
     // 7 left: 71 s at 6/min would cost 8, so the call gets the 70 s that 7 covers.
-    expect(await s.policy.authorize(outbound(key, { requestedMaxDurationSec: 71, ratePerMinute: 6 }))).toMatchObject({ ok: true, grant: { maxDurationSec: 70, limitedBy: 'budget' } });
+    expect(await pricedAt(6).authorize(outbound(key, { requestedMaxDurationSec: 71 }))).toMatchObject({ ok: true, grant: { maxDurationSec: 70, limitedBy: 'budget' } });
   });
 
   it('completes the call record with the usage, and release() gives a grant back without usage', async () => {
     const key = await keyWith({ maxConcurrentCalls: 1, budget: { amount: 100, period: 'day' } });
-    const v = await s.policy.authorize(outbound(key, { requestedMaxDurationSec: 60, ratePerMinute: 6 }));
+    const v = await pricedAt(6).authorize(outbound(key, { requestedMaxDurationSec: 60 }));
     if (!v.ok || !v.grant) throw new Error('expected a grant');
     const now = new Date().toISOString();
     await s.store.insertCall({
@@ -163,7 +186,7 @@ describe('PolicyEngine.authorize', () => {
     expect(await s.store.getCall('CA' + '1'.repeat(32))).toMatchObject({ status: 'ended', endReason: 'remote-bye', billableSeconds: 10 });
     expect(await s.counters.countLeases(v.grant.leasePool)).toBe(0);
 
-    const unused = await s.policy.authorize(outbound(key, { requestedMaxDurationSec: 60, ratePerMinute: 6 }));
+    const unused = await pricedAt(6).authorize(outbound(key, { requestedMaxDurationSec: 60 }));
     if (!unused.ok || !unused.grant) throw new Error('expected a grant');
     await s.policy.release(unused.grant);
     await s.policy.release(unused.grant); // idempotent
@@ -177,7 +200,7 @@ describe('PolicyEngine.authorize', () => {
     const key = await keyWith({ budget: { amount: 10, period: 'total' } });
     await s.store.insertUsage({ id: 'use_old', keyId: key.id, callId: 'old', direction: 'outbound', seconds: 300, amount: 9, createdAt: new Date().toISOString() });
     // 1 left of 10 after the old usage: 30 s at 2/min, not the 60 asked.
-    expect(await s.policy.authorize(outbound(key, { requestedMaxDurationSec: 60, ratePerMinute: 2 }))).toMatchObject({ ok: true, grant: { maxDurationSec: 30, limitedBy: 'budget' } });
+    expect(await pricedAt(2).authorize(outbound(key, { requestedMaxDurationSec: 60 }))).toMatchObject({ ok: true, grant: { maxDurationSec: 30, limitedBy: 'budget' } });
   });
 
   it('caps the duration at the key maximum and refuses a nonsensical one', async () => {

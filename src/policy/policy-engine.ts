@@ -24,7 +24,11 @@ export interface AuthorizeRequest {
   /** Where the request came from; null for the local operator (the CLI on the gateway host). */
   readonly sourceIp: string | null;
   readonly transport?: Transport;
-  /** The environment the request reaches: a live carrier trunk or the test sink. */
+  /**
+   * The environment the request reaches: a live carrier trunk or the test sink. A call's
+   * environment is always its key's mode: a caller that names one may only repeat it
+   * (MODE_MISMATCH otherwise); absent, the key's mode is the grant's.
+   */
   readonly targetMode?: KeyMode;
   /** E.164 number dialled (outbound calls). */
   readonly destination?: string;
@@ -32,8 +36,8 @@ export interface AuthorizeRequest {
   readonly callerId?: string;
   readonly callId?: string;
   readonly requestedMaxDurationSec?: number;
-  /** Price of the call in the smallest currency unit per minute; default from config. */
-  readonly ratePerMinute?: number;
+  // There is deliberately no price here: a call is priced by the gateway's rate table (or
+  // policy.defaultRatePerMinute), never by whoever asks for the call.
 }
 
 export type DenyCode =
@@ -87,8 +91,10 @@ export interface CallGrant {
   /** What ends the call at maxDurationSec: the key's maximum duration, or the budget running out. */
   readonly limitedBy: 'max-duration' | 'budget';
   readonly ratePerMinute: number;
-  /** The price the call is reserved and settled at (increments, connection fee). */
+  /** The price the call is reserved and settled at (increments, connection fee), from the rate table. */
   readonly rate: Rate;
+  /** The environment the call may reach: always the key's mode (a test key's grant is a test grant). */
+  readonly mode: KeyMode;
   readonly leasePool: string;
   readonly budget: { readonly account: string; readonly reservationId: string; readonly reserved: number } | null;
 }
@@ -221,8 +227,7 @@ export class PolicyEngine {
 
     const direction = req.action === 'call.inbound' ? 'inbound' : 'outbound';
     let rate: Rate;
-    if (req.ratePerMinute !== undefined) rate = flatRate(req.ratePerMinute, direction);
-    else if (this.opts.rates) {
+    if (this.opts.rates) {
       const priced = req.destination ? this.opts.rates.lookup(req.destination, direction) : null;
       if (!priced && direction === 'outbound') {
         await this.counters.releaseLease(leasePool, callId);
@@ -266,7 +271,7 @@ export class PolicyEngine {
 
     return {
       ok: true,
-      grant: { callId, keyId: key.id, direction, maxDurationSec: grantedSec, limitedBy, ratePerMinute: rate.ratePerMinute, rate, leasePool, budget },
+      grant: { callId, keyId: key.id, direction, maxDurationSec: grantedSec, limitedBy, ratePerMinute: rate.ratePerMinute, rate, mode: key.mode, leasePool, budget },
     };
   }
 

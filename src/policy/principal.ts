@@ -8,14 +8,16 @@ export interface Principal {
   readonly scopes: ReadonlySet<Scope>;
   readonly via: 'key' | 'token';
   readonly token: TokenClaims | null;
+  /** The key secret the request presented (null for tokens, SIP and the local operator): tokens it mints are bound to it. */
+  readonly secretId: string | null;
 }
 
-export function keyPrincipal(key: KeyRecord): Principal {
-  return { key, scopes: effectiveScopes(key.scopes, key.role), via: 'key', token: null };
+export function keyPrincipal(key: KeyRecord, secretId: string | null = null): Principal {
+  return { key, scopes: effectiveScopes(key.scopes, key.role), via: 'key', token: null, secretId };
 }
 
 export function tokenPrincipal(key: KeyRecord, claims: TokenClaims): Principal {
-  return { key, scopes: new Set(claims.scopes), via: 'token', token: claims };
+  return { key, scopes: new Set(claims.scopes), via: 'token', token: claims, secretId: null };
 }
 
 /** Audit actor label: never the secret, only ids. */

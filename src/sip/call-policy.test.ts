@@ -24,6 +24,9 @@ const EXPECTED: Record<CallDenyCode, number> = {
   AGENT_UNAVAILABLE: 480,
   AGENT_SERVICE_UNAVAILABLE: 503,
   RECORD_UNAVAILABLE: 503,
+  IDENTITY_STALE: 403,
+  X5U_UNAVAILABLE: 436,
+  CREDENTIAL_UNSUPPORTED: 437,
   IDENTITY_INVALID: 438,
   TEMPORARILY_UNAVAILABLE: 480,
   OVERLOADED: 503,
@@ -41,6 +44,13 @@ describe('the one mapping from a call refusal to a SIP response', () => {
     expect(sipRefusalFor('DRAINING').retryAfterSec).toBe(30);
     expect(sipRefusalFor('OVERLOADED', 10_000).retryAfterSec).toBe(10);
     expect(sipRefusalFor('KEY_REVOKED').retryAfterSec).toBeUndefined();
+  });
+
+  it('STIR/SHAKEN refusals carry the reason phrases of RFC 8224 §6.2.2', () => {
+    expect(sipRefusalFor('IDENTITY_STALE')).toEqual({ status: 403, reason: 'Stale Date' });
+    expect(sipRefusalFor('X5U_UNAVAILABLE')).toEqual({ status: 436, reason: 'Bad Identity Info' });
+    expect(sipRefusalFor('CREDENTIAL_UNSUPPORTED')).toEqual({ status: 437, reason: 'Unsupported Credential' });
+    expect(sipRefusalFor('IDENTITY_INVALID')).toEqual({ status: 438, reason: 'Invalid Identity Header' });
   });
 
   it('numbers owned by another key answer exactly like unknown ones (no enumeration)', () => {

@@ -29,7 +29,17 @@ export type CallDenyCode =
   | 'AGENT_SERVICE_UNAVAILABLE'
   /** The call record could not be written: no call runs unrecorded. */
   | 'RECORD_UNAVAILABLE'
-  /** The Identity header failed verification and stir.verify.rejectFailed is on (RFC 8224). */
+  /**
+   * The call's Identity failed verification and stir.verify.rejectFailed is on: one code per
+   * RFC 8224 §6.2.2 response (§13.2 registers 436–438). IDENTITY_STALE: the PASSporT's iat is
+   * outside the freshness window (403 Stale Date); X5U_UNAVAILABLE: the certificate at the x5u
+   * could not be fetched (436); CREDENTIAL_UNSUPPORTED: the certificate or the PASSporT type is
+   * not one we accept (437); IDENTITY_INVALID: the header is malformed, its numbers do not match
+   * the call, or its signature does not verify (438).
+   */
+  | 'IDENTITY_STALE'
+  | 'X5U_UNAVAILABLE'
+  | 'CREDENTIAL_UNSUPPORTED'
   | 'IDENTITY_INVALID'
   /** The call ended on our side before it was answered (no more specific reason to give). */
   | 'TEMPORARILY_UNAVAILABLE'
@@ -110,6 +120,13 @@ export function sipRefusalFor(code: CallDenyCode, retryAfterMs?: number): SipRef
     case 'AGENT_SERVICE_UNAVAILABLE':
     case 'RECORD_UNAVAILABLE':
       return { status: 503, reason: 'Service Unavailable' };
+    // RFC 8224 §6.2.2: the verifier's failure responses.
+    case 'IDENTITY_STALE':
+      return { status: 403, reason: 'Stale Date' };
+    case 'X5U_UNAVAILABLE':
+      return { status: 436, reason: 'Bad Identity Info' };
+    case 'CREDENTIAL_UNSUPPORTED':
+      return { status: 437, reason: 'Unsupported Credential' };
     case 'IDENTITY_INVALID':
       return { status: 438, reason: 'Invalid Identity Header' };
     case 'DRAINING':

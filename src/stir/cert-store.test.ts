@@ -1,10 +1,11 @@
 import { describe, it, expect, beforeAll, afterAll } from 'vitest';
+import { execFileSync } from 'node:child_process';
 import { generateKeyPairSync, verify } from 'node:crypto';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { loadConfig, type Config } from '../config/index.js';
-import { attestationFor, loadStirSigning, loadTrustAnchors, stirX5u, type StirLog } from './cert-store.js';
+import { attestationFor, loadStirSigning, loadStirSigningMaterial, loadTrustAnchors, stirX5u, type StirLog } from './cert-store.js';
 import { createDevStirCertificates, type DevStirCertificates } from './dev-certs.js';
 
 let root: string;
@@ -76,6 +77,46 @@ describe('the STIR signing key and certificate', () => {
     bad({ keyFile: 'pki/key.pem', certFile: 'pki/cert.pem' }, /expired/, Date.parse(pki.notAfter) + 1000);
   });
 
+  it('refuses a CA certificate, and a certificate without TNAuthList, as the signer', () => {
+    // The development STI-CA itself: CA:TRUE.
+    expect(() => loadStirSigning(config({ keyFile: pki.files.caKey, certFile: pki.files.ca }), { x5u: X5U })).toThrow(
+      expect.objectContaining({ code: 'CONFIG_INVALID', message: expect.stringMatching(/stir\.certFile: .*ca\.pem is a CA certificate/) }),
+    );
+    // An end-entity certificate for the right key, issued by the same CA, but without TNAuthList.
+    const csr = join(root, 'plain.csr');
+    const plain = join(root, 'plain.pem');
+    const ext = join(root, 'plain.cnf');
+    writeFileSync(ext, '[plain]\nbasicConstraints = critical,CA:FALSE\nkeyUsage = critical,digitalSignature\n');
+    execFileSync('openssl', ['req', '-new', '-key', pki.files.key, '-subj', '/CN=no TNAuthList', '-out', csr], { stdio: 'pipe' });
+    execFileSync('openssl', ['x509', '-req', '-in', csr, '-CA', pki.files.ca, '-CAkey', pki.files.caKey, '-set_serial', '7', '-days', '30', '-extfile', ext, '-extensions', 'plain', '-out', plain], { stdio: 'pipe' });
+    expect(() => loadStirSigning(config({ keyFile: pki.files.key, certFile: plain }), { x5u: X5U })).toThrow(
+      expect.objectContaining({ code: 'CONFIG_INVALID', message: expect.stringMatching(/stir\.certFile: .*plain\.pem has no TNAuthList extension/) }),
+    );
+  });
+
+  it('refuses a certificate that is not valid yet, a file that is not a regular file, and an unusable configured x5u', () => {
+    expect(() => loadStirSigning(config({ keyFile: pki.files.key, certFile: pki.files.cert }), { x5u: X5U, now: Date.parse('2000-01-01T00:00:00Z') })).toThrow(/is not valid before/);
+    expect(() => loadStirSigning(config({ keyFile: pki.files.key, certFile: pki.dir }), { x5u: X5U })).toThrow(/stir\.certFile: cannot read .* \(not a regular file\)/);
+    const fifo = join(root, 'key.fifo');
+    execFileSync('mkfifo', [fifo]);
+    // Reading a FIFO with no writer would block the start for ever: it is refused without opening it.
+    expect(() => loadStirSigning(config({ keyFile: fifo, certFile: pki.files.cert }), { x5u: X5U })).toThrow(/stir\.keyFile: cannot read .* \(not a regular file\)/);
+    expect(() => loadStirSigningMaterial(config({ keyFile: pki.files.key, certFile: pki.files.cert, x5u: 'https://cdn.example/a b.pem' }))).toThrow(/stir\.x5u/);
+  });
+
+  it('warns when the x5u is plain http (verifiers refuse it) and when outbound calls go unsigned', () => {
+    const log = logger();
+    const material = loadStirSigningMaterial(config({ keyFile: pki.files.key, certFile: pki.files.cert }), { log })!;
+    material.withX5u('http://127.0.0.1:8080/v1/stir/cert.pem');
+    expect(log.lines).toEqual(['info STIR signing on', expect.stringMatching(/^warn STIR x5u is plain http/)]);
+    log.lines.length = 0;
+    material.withX5u(X5U);
+    expect(log.lines).toEqual(['info STIR signing on']);
+    log.lines.length = 0;
+    expect(loadStirSigningMaterial(config(), { log })).toBeNull();
+    expect(log.lines).toEqual([expect.stringMatching(/^warn STIR signing unavailable/)]);
+  });
+
   it('an expired development certificate is ignored with a warning (unsigned), not a startup failure', () => {
     const c = config();
     mkdirSync(join(c.dataDir, 'stir'));
@@ -89,6 +130,10 @@ describe('the STIR signing key and certificate', () => {
     expect(loadTrustAnchors(config({ verify: { ...config().stir.verify, trustFile: 'pki/ca.pem' } }), root).anchors.length).toBe(1);
     expect(loadTrustAnchors(config())).toEqual({ anchors: [], file: null });
     expect(() => loadTrustAnchors(config({ verify: { ...config().stir.verify, trustFile: 'pki/none.pem' } }), root)).toThrow(/stir\.verify\.trustFile/);
+    expect(() => loadTrustAnchors(config({ verify: { ...config().stir.verify, trustFile: 'pki' } }), root)).toThrow(/stir\.verify\.trustFile: cannot read .* \(not a regular file\)/);
+    const fifo = join(root, 'trust.fifo');
+    execFileSync('mkfifo', [fifo]);
+    expect(() => loadTrustAnchors(config({ verify: { ...config().stir.verify, trustFile: fifo } }), root)).toThrow(/\(not a regular file\)/);
   });
 
   it('the x5u is stir.x5u, else <publicUrl or the gateway URL>/v1/stir/cert.pem', () => {

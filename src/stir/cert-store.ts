@@ -1,10 +1,10 @@
 import { createHash, createPrivateKey, type KeyObject, type X509Certificate } from 'node:crypto';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { isAbsolute, join, resolve } from 'node:path';
 import type { Config } from '../config/index.js';
-import { ConfigError } from '../errors/index.js';
-import { parseCertificates, tnAuthListSpcs } from './certificate-chain.js';
-import { PassportSigner, type Attestation, type PassportClaims } from './passport.js';
+import { ConfigError, isTollgateError } from '../errors/index.js';
+import { hasTnAuthList, parseCertificates, tnAuthListSpcs } from './certificate-chain.js';
+import { assertX5u, PassportSigner, type Attestation, type PassportClaims } from './passport.js';
 
 /**
  * The signing side's key material (ATIS-1000080): an EC P-256 key, its SHAKEN certificate and
@@ -40,13 +40,43 @@ export interface StirSigning {
   certificatePem(): { pem: string; etag: string };
 }
 
+/**
+ * The signing key and certificate, checked and loaded, before the x5u they are served at is
+ * known (the default x5u is the gateway's own HTTP address, known once it listens). Everything
+ * that can be wrong is found here, so `serve` refuses to start before any listener binds.
+ */
+export interface StirSigningMaterial {
+  readonly source: 'config' | 'dev';
+  readonly files: { readonly key: string; readonly cert: string; readonly chain: string | null };
+  readonly certificate: X509Certificate;
+  readonly spcs: readonly string[];
+  /** The signer for this x5u; logs that signing is on, and warns when the x5u is plain http. */
+  withX5u(x5u: string): StirSigning;
+}
+
 const abs = (p: string, cwd: string): string => (isAbsolute(p) ? p : resolve(cwd, p));
 
+/**
+ * Reads a configured file. Only a regular file is read: a FIFO (or a device) would block the
+ * start for ever, a directory is a mistake; either is a ConfigError naming the field.
+ */
 function readFile(field: string, path: string): string {
   try {
+    if (!statSync(path).isFile()) throw Object.assign(new Error(`${path} is not a regular file`), { code: 'ENOTFILE' });
     return readFileSync(path, 'utf8');
   } catch (err) {
-    throw new ConfigError(`invalid configuration: ${field}: cannot read ${path} (${(err as NodeJS.ErrnoException).code ?? 'error'})`, { cause: err });
+    const code = (err as NodeJS.ErrnoException).code ?? 'error';
+    const why = code === 'ENOTFILE' ? 'not a regular file' : code;
+    throw new ConfigError(`invalid configuration: ${field}: cannot read ${path} (${why})`, { cause: err });
+  }
+}
+
+/** A configured x5u (or the base it is built from) is checked at start, not at the first call. */
+function configuredX5u(field: string, x5u: string): void {
+  try {
+    assertX5u(x5u);
+  } catch (err) {
+    throw new ConfigError(`invalid configuration: ${field}: the x5u ${JSON.stringify(x5u)} is not a usable http(s) URL (no spaces, quotes or angle brackets)`, { cause: err });
   }
 }
 
@@ -70,21 +100,22 @@ export function stirX5u(config: Pick<Config, 'stir' | 'agents'>, baseUrl: string
 }
 
 /**
- * Loads the signing key and certificate. Returns null (logging why at info) when signing is
- * off or there is nothing to sign with, so outbound INVITEs go unsigned; throws ConfigError when
- * configured files are missing, unreadable, mismatched, or the configured certificate expired.
- * An expired development certificate is logged and ignored (null).
+ * Loads the signing key and certificate: null (with a warning: outbound calls go unsigned)
+ * when signing is off or there is nothing to sign with; otherwise the checked material, or a
+ * ConfigError naming the field when a file is missing, unreadable or not a regular file, the
+ * key is not EC P-256, the certificate is a CA certificate, has no TNAuthList, does not belong
+ * to the key, is not yet valid or has expired, or a configured x5u is unusable. An expired
+ * development certificate (`tollgate certs dev`) is a warning and null instead, like none.
  */
-export function loadStirSigning(
-  config: Config,
-  opts: { x5u: string; cwd?: string; log?: StirLog; now?: number },
-): StirSigning | null {
+export function loadStirSigningMaterial(config: Config, opts: { cwd?: string; log?: StirLog; now?: number } = {}): StirSigningMaterial | null {
   const s = config.stir;
   const log = opts.log;
   if (!s.sign) {
-    log?.info({ stir: 'off' }, 'STIR signing off (stir.sign is false): outbound calls go unsigned');
+    log?.warn({ stir: 'off' }, 'STIR signing off (stir.sign is false): outbound calls go unsigned');
     return null;
   }
+  if (s.x5u) configuredX5u('stir.x5u', s.x5u);
+  else if (config.agents.publicUrl) configuredX5u('agents.publicUrl', stirX5u(config, ''));
   const cwd = opts.cwd ?? process.cwd();
   let source: 'config' | 'dev';
   let files: { key: string; cert: string; chain: string | null };
@@ -97,7 +128,7 @@ export function loadStirSigning(
     const key = join(dir, DEV_FILES.key);
     const cert = join(dir, DEV_FILES.cert);
     if (!existsSync(key) || !existsSync(cert)) {
-      log?.info({ stir: 'unsigned', dir }, 'STIR signing unavailable: no stir.keyFile/certFile and no development certificate (tollgate certs dev); outbound calls go unsigned');
+      log?.warn({ stir: 'unsigned', dir }, 'STIR signing unavailable: no stir.keyFile/certFile and no development certificate (tollgate certs dev); outbound calls go unsigned');
       return null;
     }
     const chain = join(dir, DEV_FILES.chain);
@@ -117,11 +148,23 @@ export function loadStirSigning(
     throw new ConfigError(`invalid configuration: ${field('keyFile')}: ${files.key} must be an EC P-256 key (ES256, ATIS-1000074)`);
   }
   const certificate = readCerts(field('certFile'), files.cert)[0]!;
+  // ATIS-1000080 §6.4.1: PASSporTs are signed with the SHAKEN end-entity certificate the STI-CA
+  // issued (CA:FALSE), never with a CA certificate, and that certificate names the service
+  // provider code it may sign for in its TNAuthList (RFC 8226 §9).
+  if (certificate.ca) {
+    throw new ConfigError(`invalid configuration: ${field('certFile')}: ${files.cert} is a CA certificate (CA:TRUE); sign with the SHAKEN end-entity certificate the STI-CA issued, not with the CA (ATIS-1000080 §6.4.1)`);
+  }
   if (!certificate.checkPrivateKey(key)) {
     throw new ConfigError(`invalid configuration: ${field('certFile')}: ${files.cert} does not belong to the key in ${files.key}`);
   }
+  if (!hasTnAuthList(certificate)) {
+    throw new ConfigError(`invalid configuration: ${field('certFile')}: ${files.cert} has no TNAuthList extension (OID 1.3.6.1.5.5.7.1.26, RFC 8226 §9): it is not a SHAKEN certificate`);
+  }
   const chain = files.chain ? readCerts(field('chainFile'), files.chain) : [];
   const now = opts.now ?? Date.now();
+  if (now < Date.parse(certificate.validFrom)) {
+    throw new ConfigError(`invalid configuration: ${field('certFile')}: ${files.cert} is not valid before ${certificate.validFrom}`);
+  }
   if (now > Date.parse(certificate.validTo)) {
     if (source === 'dev') {
       log?.warn({ stir: 'unsigned', cert: files.cert, validTo: certificate.validTo }, 'STIR development certificate expired (tollgate certs dev --force makes a new one); outbound calls go unsigned');
@@ -130,7 +173,6 @@ export function loadStirSigning(
     throw new ConfigError(`invalid configuration: stir.certFile: ${files.cert} expired on ${certificate.validTo}`);
   }
 
-  const signer = new PassportSigner(key, opts.x5u);
   // Served bundle: the signing certificate first, then the chain, each certificate once.
   const seen = new Set<string>();
   const pem = [certificate, ...chain]
@@ -139,17 +181,46 @@ export function loadStirSigning(
     .join('');
   const etag = `"${createHash('sha256').update(pem).digest('base64url')}"`;
   const spcs = tnAuthListSpcs(certificate);
-  log?.info({ stir: 'signing', source, cert: files.cert, x5u: opts.x5u, spcs, validTo: certificate.validTo }, 'STIR signing on');
   return {
     source,
     files,
     certificate,
     spcs,
-    x5u: opts.x5u,
-    signer,
-    identity: (claims) => signer.identity(claims),
-    certificatePem: () => ({ pem, etag }),
+    withX5u(x5u: string): StirSigning {
+      let signer: PassportSigner;
+      try {
+        signer = new PassportSigner(key, x5u);
+      } catch (err) {
+        if (isTollgateError(err) && err.code === 'VALIDATION_FAILED') throw new ConfigError(`invalid configuration: the STIR x5u ${JSON.stringify(x5u)} is not a usable http(s) URL`, { cause: err });
+        throw err;
+      }
+      log?.info({ stir: 'signing', source, cert: files.cert, x5u, spcs, validTo: certificate.validTo }, 'STIR signing on');
+      // RFC 8224 §6.2.3 / ATIS-1000074: verifiers fetch the x5u over https; tollgate's own
+      // verifier and most carriers refuse http (tollgate's only with stir.verify.allowHttpX5u).
+      if (x5u.slice(0, 5).toLowerCase() === 'http:') {
+        log?.warn({ stir: 'http-x5u', x5u }, 'STIR x5u is plain http: verifiers refuse it; serve the certificate over https (stir.x5u, or agents.publicUrl behind a TLS proxy)');
+      }
+      return {
+        source,
+        files,
+        certificate,
+        spcs,
+        x5u,
+        signer,
+        identity: (claims) => signer.identity(claims),
+        certificatePem: () => ({ pem, etag }),
+      };
+    },
   };
+}
+
+/** loadStirSigningMaterial, then withX5u(x5u): the signing side for a known x5u, or null (unsigned). */
+export function loadStirSigning(
+  config: Config,
+  opts: { x5u: string; cwd?: string; log?: StirLog; now?: number },
+): StirSigning | null {
+  const { x5u, ...rest } = opts;
+  return loadStirSigningMaterial(config, rest)?.withX5u(x5u) ?? null;
 }
 
 /**

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createDevStirCertificates } from './dev-certs.js';
 import { PassportSigner } from './passport.js';
-import { StirVerifier, sipResponseFor, type StirVerifierOptions } from './verifier.js';
+import { MAX_IDENTITY_HEADERS, StirVerifier, sipResponseFor, type StirVerifierOptions } from './verifier.js';
 import { X5uFetchError, type CertFetcher } from './x5u-fetcher.js';
 
 const X5U = 'https://certs.example.net/stir/cert.pem';
@@ -303,5 +303,40 @@ describe('STIR verification (RFC 8224 §6.2, ATIS-1000074 §5.3.2)', () => {
     expect(sipResponseFor('untrusted-certificate').status).toBe(437);
     expect(sipResponseFor('unsupported').status).toBe(437);
     for (const f of ['malformed', 'tn-mismatch', 'bad-signature'] as const) expect(sipResponseFor(f)).toEqual({ status: 438, reason: 'Invalid Identity Header' });
+  });
+});
+
+describe('every Identity header of a request (RFC 8224 §6.2, RFC 8588)', () => {
+  const signed = (attest: 'A' | 'B' | 'C') => new PassportSigner(key, X5U).identity({ attest, origTn: '12155551212', destTn: [TO], iat: nowSec(), origid: `o-${attest}` });
+  const div = () => craft({ params: `;info=<${X5U}>;alg=ES256;ppt=div` });
+
+  it('a non-SHAKEN header before a valid one: the call passes on the valid one', async () => {
+    const v = await verifier().verifyAll({ identities: [div(), good()], from: FROM, to: TO });
+    expect(v).toMatchObject({ verstat: 'TN-Validation-Passed', attest: 'A', header: 2, examined: 2 });
+  });
+
+  it('a broken SHAKEN header before a valid one: the call passes on the valid one', async () => {
+    const tampered = craft({ key: otherKey });
+    const v = await verifier().verifyAll({ identities: ['not a header', tampered, good()], from: FROM, to: TO });
+    expect(v).toMatchObject({ verstat: 'TN-Validation-Passed', header: 3 });
+  });
+
+  it('the best attestation wins: A over B over C, whatever the order; the first A ends the search', async () => {
+    const fetcher = mapFetcher({ [X5U]: certPem });
+    expect(await verifier({ fetcher }).verifyAll({ identities: [signed('C'), signed('A'), signed('B')], from: FROM, to: TO })).toMatchObject({ attest: 'A', header: 2 });
+    expect(await verifier().verifyAll({ identities: [signed('C'), signed('B')], from: FROM, to: TO })).toMatchObject({ attest: 'B', header: 2 });
+  });
+
+  it('none passes: the first SHAKEN header\'s failure decides; a foreign type only when no SHAKEN header is there', async () => {
+    const stale = craft({ claims: claims({ iat: nowSec() - 600 }) });
+    const wrongKey = craft({ key: otherKey });
+    expect(await verifier().verifyAll({ identities: [div(), stale, wrongKey], from: FROM, to: TO })).toMatchObject({ verstat: 'TN-Validation-Failed', failure: 'stale', header: 2 });
+    expect(await verifier().verifyAll({ identities: [div()], from: FROM, to: TO })).toMatchObject({ verstat: 'TN-Validation-Failed', failure: 'unsupported', header: 1 });
+  });
+
+  it('no header → No-TN-Validation; at most MAX_IDENTITY_HEADERS are examined', async () => {
+    expect(await verifier().verifyAll({ identities: [], from: FROM, to: TO })).toMatchObject({ verstat: 'No-TN-Validation' });
+    const many = [...Array.from({ length: MAX_IDENTITY_HEADERS }, () => div()), good()];
+    expect(await verifier().verifyAll({ identities: many, from: FROM, to: TO })).toMatchObject({ verstat: 'TN-Validation-Failed', examined: MAX_IDENTITY_HEADERS });
   });
 });

@@ -23,7 +23,15 @@ import { EgressGuard } from '../net/index.js';
 export type Verstat = 'TN-Validation-Passed' | 'TN-Validation-Failed' | 'No-TN-Validation';
 
 /** Why verification failed, by the SIP response RFC 8224 gives each class (sipResponseFor). */
-export type StirFailure = 'malformed' | 'unsupported' | 'stale' | 'tn-mismatch' | 'x5u-unavailable' | 'untrusted-certificate' | 'bad-signature';
+export const STIR_FAILURES = ['malformed', 'unsupported', 'stale', 'tn-mismatch', 'x5u-unavailable', 'untrusted-certificate', 'bad-signature'] as const;
+export type StirFailure = (typeof STIR_FAILURES)[number];
+
+/**
+ * At most this many Identity header fields of one INVITE are examined (RFC 8224 §6.2 asks for
+ * each to be inspected; each may cost an x5u fetch, so a request cannot make us fetch dozens).
+ * Real requests carry one to three (SHAKEN, plus e.g. div or rcd PASSporTs).
+ */
+export const MAX_IDENTITY_HEADERS = 5;
 
 export interface StirVerdict {
   verstat: Verstat;
@@ -36,6 +44,19 @@ export interface StirVerdict {
   origid?: string;
   /** Set once the header parsed (also on failures, for diagnosis). */
   x5u?: string;
+  /** Set when the header is a PASSporT of another type (ppt other than shaken): not ours to judge alone. */
+  notShaken?: true;
+  /** verifyAll: which Identity header (1 = the first) decided, and how many were examined. */
+  header?: number;
+  examined?: number;
+}
+
+/** What verifyAll takes: every Identity header of the request, in order. */
+export interface VerifyAllInput {
+  identities: readonly string[];
+  from: string;
+  to: string;
+  now?: number;
 }
 
 export interface VerifyInput {
@@ -136,6 +157,36 @@ export class StirVerifier {
     return this.cache.size;
   }
 
+  /**
+   * Verifies every Identity header of a request (RFC 8224 §6.2: each is inspected, in order, up
+   * to MAX_IDENTITY_HEADERS) and keeps the best SHAKEN result (RFC 8588): a passing header with
+   * the highest attestation (A, then B, then C; the first A ends the search). With none passing,
+   * the failure of the first SHAKEN header decides (it is the one a carrier is told about); a
+   * header of another PASSporT type (ppt=div, rcd, …) fails the request only when no SHAKEN
+   * header is there at all, so a foreign or broken header in front of a valid one no longer
+   * fails the call. Never throws.
+   */
+  async verifyAll({ identities, from, to, now }: VerifyAllInput): Promise<StirVerdict> {
+    const present = identities.filter((h) => h.trim() !== '');
+    if (present.length === 0) return this.verify({ identity: null, from, to, ...(now !== undefined ? { now } : {}) });
+    const examined = present.slice(0, MAX_IDENTITY_HEADERS);
+    const rank = { A: 0, B: 1, C: 2 } as const;
+    let best: StirVerdict | null = null;
+    let shakenFailure: StirVerdict | null = null;
+    let otherFailure: StirVerdict | null = null;
+    for (const [i, identity] of examined.entries()) {
+      const v: StirVerdict = { ...(await this.verify({ identity, from, to, ...(now !== undefined ? { now } : {}) })), header: i + 1, examined: examined.length };
+      // Disabled, or no trust anchors: the same for every header.
+      if (v.verstat === 'No-TN-Validation') return v;
+      if (v.verstat === 'TN-Validation-Passed') {
+        if (!best || rank[v.attest!] < rank[best.attest!]) best = v;
+        if (v.attest === 'A') break;
+      } else if (v.notShaken) otherFailure ??= v;
+      else shakenFailure ??= v;
+    }
+    return best ?? shakenFailure ?? otherFailure!;
+  }
+
   /** Verifies one Identity header against the call's numbers. Never throws. */
   async verify(input: VerifyInput): Promise<StirVerdict> {
     try {
@@ -158,7 +209,7 @@ export class StirVerifier {
     if (parsed.alg !== null && parsed.alg !== 'ES256') return failed('unsupported', 'alg parameter is not ES256', x5uParam);
     // RFC 8225 §8.1: a PASSporT with an extension must name it in ppt; SHAKEN is ppt=shaken.
     if (parsed.ppt === null) return failed('malformed', 'ppt parameter missing (SHAKEN requires ppt=shaken, RFC 8588 §6)', x5uParam);
-    if (parsed.ppt !== 'shaken') return failed('unsupported', 'ppt parameter is not shaken', x5uParam);
+    if (parsed.ppt !== 'shaken') return { ...failed('unsupported', 'ppt parameter is not shaken', x5uParam), notShaken: true };
 
     const [h64, c64, s64] = parsed.jws.split('.') as [string, string, string];
     const header = decodeJsonSegment(h64);

@@ -37,7 +37,7 @@ export async function inMemoryServices(opts: { clock?: Clock; cacheEntries?: num
   // Like a serving gateway (default): follow the store's key change feed.
   if (opts.followChanges ?? true) await keys.start();
   const signingKeyPem = generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
-  const tokens = new TokenService(store, (id) => keys.getCurrent(id), { signingKeyPem, issuer: 'tollgate', defaultTtlSec: 60, maxTtlSec: 3600 }, clock);
+  const tokens = new TokenService(store, keys, { signingKeyPem, issuer: 'tollgate', defaultTtlSec: 60, maxTtlSec: 3600 }, clock);
   const ledger = new SettlementLedger(store, counters, { journalPath: null, maxPendingInMemory: 1000, initialBackoffMs: 100, maxBackoffMs: 1000, attemptTimeoutMs: 0 }, log);
   const policy = new PolicyEngine(counters, store, ledger, audit, { leaseTtlSec: 60, defaultRatePerMinute: 2, blockedPrefixes: ['+1900', '+882'] }, log, clock);
   return {

@@ -20,7 +20,8 @@ describe('a cluster of two relays on PostgreSQL and Redis', () => {
   const secretsDir = mkdtempSync(join(tmpdir(), 'tollgate-cluster-'));
 
   beforeAll(async () => {
-    const shared = { ...backend.env, TOLLGATE_SECRETS__AUTO_GENERATE: 'false' };
+    // No rate table: every call is priced at policy.defaultRatePerMinute (2 a minute, per second).
+    const shared = { ...backend.env, TOLLGATE_SECRETS__AUTO_GENERATE: 'false', TOLLGATE_POLICY__RATE_TABLE_FILE: '' };
     // The first CLI run generates the secrets into secretsDir; the nodes then read them as files.
     const gen = await runCli(['keys', 'list'], gatewayEnv({ dataDir: secretsDir, env: backend.env }));
     expect(gen.code, gen.stderr).toBe(0);
@@ -89,7 +90,7 @@ describe('a cluster of two relays on PostgreSQL and Redis', () => {
   it('a budget spent through one node is seen by the other', async () => {
     const k = await createKey({ scopes: ['calls:outbound'], callsPerSecond: 100, cpsBurst: 100, maxConcurrentCalls: 10, budget: { amount: 10, period: 'month' } });
     const call = (gw: RunningGateway, maxDurationSec: number) =>
-      api(gw, 'POST', '/v1/authorizations', { auth: k.secret, body: { direction: 'outbound', destination: '+14155550199', maxDurationSec, ratePerMinute: 2 } });
+      api(gw, 'POST', '/v1/authorizations', { auth: k.secret, body: { direction: 'outbound', destination: '+14155550199', maxDurationSec } });
     const g = await call(a, 180);
     expect(g.status).toBe(201);
     // 6 of 10 reserved through A: B's 150 s (5) is admitted for the 120 s (4) left, then nothing is.

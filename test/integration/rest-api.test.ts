@@ -11,7 +11,8 @@ for (const backend of [embeddedBackend(), clusterBackend()] as Backend[]) {
     let admin: string;
 
     beforeAll(async () => {
-      gw = await startGateway({ env: backend.env });
+      // No rate table: every call is priced at policy.defaultRatePerMinute (2 a minute, per second).
+      gw = await startGateway({ env: { ...backend.env, TOLLGATE_POLICY__RATE_TABLE_FILE: '' } });
       const r = await runCli(['keys', 'create', '--name', 'root', '--role', 'admin', '--json'], gw.env);
       expect(r.code, r.stderr).toBe(0);
       admin = JSON.parse(r.stdout).secret;
@@ -234,15 +235,15 @@ for (const backend of [embeddedBackend(), clusterBackend()] as Backend[]) {
       it('reserves the budget for the maximum duration and settles the real seconds', async () => {
         const k = await createKey({ scopes: ['calls:outbound', 'usage:read'], callsPerSecond: 100, cpsBurst: 100, maxConcurrentCalls: 5, budget: { amount: 10, period: 'month' } });
         // 600 s at 2/min would cost 20: the call is admitted for the 300 s the budget of 10 covers.
-        const g = await authorize(k.secret, { direction: 'outbound', destination: '+14155550199', maxDurationSec: 600, ratePerMinute: 2 });
+        const g = await authorize(k.secret, { direction: 'outbound', destination: '+14155550199', maxDurationSec: 600 });
         expect(g.status, g.text).toBe(201);
         expect(g.body).toMatchObject({ maxDurationSec: 300, limitedBy: 'budget', reserved: 10 });
         // The whole budget is reserved: a second call cannot start.
-        expect((await authorize(k.secret, { direction: 'outbound', destination: '+14155550199', maxDurationSec: 60, ratePerMinute: 2 })).status).toBe(402);
+        expect((await authorize(k.secret, { direction: 'outbound', destination: '+14155550199', maxDurationSec: 60 })).status).toBe(402);
         const done = await api(gw, 'POST', `/v1/authorizations/${g.body.callId}/complete`, { auth: k.secret, body: { billableSeconds: 31 } });
         expect(done.body).toMatchObject({ billableSeconds: 31, cost: 2 });
         // 8 left: 240 s at 2/min fits whole; 241 s is admitted for 240.
-        const fits = await authorize(k.secret, { direction: 'outbound', destination: '+14155550199', maxDurationSec: 240, ratePerMinute: 2 });
+        const fits = await authorize(k.secret, { direction: 'outbound', destination: '+14155550199', maxDurationSec: 240 });
         expect(fits.body).toMatchObject({ maxDurationSec: 240, limitedBy: 'max-duration', reserved: 8 });
         const usage = await api(gw, 'GET', '/v1/usage', { auth: k.secret });
         expect(usage.body.totals).toEqual({ seconds: 31, amount: 2, calls: 1 });

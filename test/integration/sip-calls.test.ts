@@ -5,6 +5,7 @@ import { resolve } from 'node:path';
 import { connect } from 'node:net';
 import { api, rememberSecret, runCli, startGateway, waitForLog, type RunningGateway } from '../helpers/gateway-process.js';
 import { runSipp, toneFile, type SippOptions } from '../helpers/sipp.js';
+import { RawUac } from '../helpers/raw-uac.js';
 
 /** SIPp 3.6 reads only the first challenge and knows only MD5. */
 const SIPP_ENV = { TOLLGATE_SIP__DIGEST_ALGORITHMS: '[MD5, SHA-256]' };
@@ -113,6 +114,22 @@ describe('SIP trunking against SIPp', () => {
       expect((await sipp({ ...t, number: '+14155559999' }, { expect: 404 })).code).toBe(0);
       const other = await trunk();
       expect((await sipp({ ...t, number: other.number }, { expect: 404 })).code).toBe(0);
+      // Byte for byte the same answer, Reason header included: numbers cannot be enumerated.
+      const uac = await RawUac.open({ transport: 'udp', server: gw.sip.udp! });
+      try {
+        const answer = async (dialled: string) => {
+          const call = uac.call({ dialled, credentials: { username: t.id, password: t.secret } });
+          await call.start();
+          const res = await call.finalResponse();
+          return { status: res.status, reason: res.reason, reasonHeader: res.headers.get('Reason'), warning: res.headers.get('Warning') };
+        };
+        const unknown = await answer('+14155559999');
+        const notOwned = await answer(other.number);
+        expect(unknown).toEqual({ status: 404, reason: 'Not Found', reasonHeader: 'SIP;cause=404;text="NUMBER_NOT_FOUND"', warning: undefined });
+        expect(notOwned).toEqual(unknown);
+      } finally {
+        await uac.close();
+      }
     });
 
     it('a revoked key is 403', async () => {

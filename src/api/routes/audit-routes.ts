@@ -11,8 +11,8 @@ const listQuery = z.strictObject({
   order: z.enum(['asc', 'desc']).default('desc'),
 });
 
-/** GET /v1/audit and GET /v1/audit/verify (scope audit:read). */
-export function registerAuditRoutes(app: FastifyInstance, ctx: AuthContext & Pick<ApiContext, 'audit'>): void {
+/** GET /v1/audit and GET /v1/audit/verify (scope audit:read; the chain, then its signed checkpoints). */
+export function registerAuditRoutes(app: FastifyInstance, ctx: AuthContext & Pick<ApiContext, 'audit' | 'checkpoints'>): void {
   app.get('/v1/audit', async (req, reply) => {
     if (!(await authenticate(ctx, req, reply, 'audit:read'))) return reply;
     const q = parseInput(listQuery, req.query);
@@ -22,6 +22,7 @@ export function registerAuditRoutes(app: FastifyInstance, ctx: AuthContext & Pic
 
   app.get('/v1/audit/verify', async (req, reply) => {
     if (!(await authenticate(ctx, req, reply, 'audit:read'))) return reply;
-    return ctx.audit.verify();
+    // Against this node's checkpoint file when it has a checkpoint key (docs/audit.md).
+    return ctx.checkpoints ? ctx.checkpoints.verify() : ctx.audit.verify();
   });
 }

@@ -13,16 +13,23 @@ const authorizeBody = z.strictObject({
   callerId: z.string().max(32).optional(),
   callId: z.string().trim().min(1).max(128).optional(),
   maxDurationSec: z.number().int().optional(),
-  ratePerMinute: z.number().int().min(0).optional(),
+  /** Optional: when given it must be the key's own mode (MODE_MISMATCH otherwise); the grant always carries the key's mode. */
   mode: z.enum(['live', 'test']).optional(),
 });
+
+/**
+ * Fields a caller may not set because the gateway decides them: the price comes from the rate
+ * table (docs/rates.md), never from the request.
+ */
+const SERVER_SIDE = { ratePerMinute: 'the price of a call comes from the gateway\'s rate table (policy.rateTableFile), not from the request' } as const;
 
 const completeBody = z.strictObject({ billableSeconds: z.number().min(0).max(86_400 * 2) });
 
 /**
  * /v1/authorizations: the policy engine as a decision point for call controllers outside
  * tollgate (an SBC, a PBX dial plan). POST asks whether a call may start and reserves its
- * concurrency slot and budget; /renew keeps a long call's lease alive; /complete settles the
+ * concurrency slot and budget, at the gateway's price for the destination and in the key's
+ * mode (neither is the caller's to choose); /renew keeps a long call's lease alive; /complete settles the
  * real seconds. Grants live on the node that made them; an abandoned grant frees itself when
  * its lease expires (policy.leaseTtlSec).
  */
@@ -30,6 +37,11 @@ export function registerAuthorizationRoutes(app: FastifyInstance, ctx: AuthConte
   const grants = new LruCache<string, CallGrant>(100_000, 2 * 86_400_000);
 
   app.post('/v1/authorizations', async (req, reply) => {
+    for (const [field, why] of Object.entries(SERVER_SIDE)) {
+      if (req.body !== null && typeof req.body === 'object' && Object.hasOwn(req.body, field)) {
+        throw new TollgateError('VALIDATION_FAILED', `${field}: not accepted: ${why}`, { details: { field } });
+      }
+    }
     const body = parseInput(authorizeBody, req.body);
     const scope = body.direction === 'inbound' ? 'calls:inbound' : 'calls:outbound';
     const p = await authenticate(ctx, req, reply, scope);
@@ -46,7 +58,7 @@ export function registerAuthorizationRoutes(app: FastifyInstance, ctx: AuthConte
       ...(body.callerId !== undefined ? { callerId: body.callerId } : {}),
       ...(body.callId !== undefined ? { callId: body.callId } : {}),
       ...(body.maxDurationSec !== undefined ? { requestedMaxDurationSec: body.maxDurationSec } : {}),
-      ...(body.ratePerMinute !== undefined ? { ratePerMinute: body.ratePerMinute } : {}),
+      // The key decides the environment: a mode in the request may only repeat it.
       ...(body.mode !== undefined ? { targetMode: body.mode } : {}),
     });
     if (!v.ok) return sendRefusal(reply, v.code, v.message, v.retryAfterMs);
@@ -59,6 +71,7 @@ export function registerAuthorizationRoutes(app: FastifyInstance, ctx: AuthConte
       callId: grant.callId,
       maxDurationSec: grant.maxDurationSec,
       limitedBy: grant.limitedBy,
+      mode: grant.mode,
       ratePerMinute: grant.ratePerMinute,
       reserved: grant.budget?.reserved ?? 0,
       leaseTtlSec: ctx.config.policy.leaseTtlSec,

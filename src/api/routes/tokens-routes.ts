@@ -8,7 +8,8 @@ export function registerTokenRoutes(app: FastifyInstance, ctx: AuthContext & Pic
   app.post('/v1/tokens', async (req, reply) => {
     const p = await authenticate(ctx, req, reply, 'tokens:mint');
     if (!p) return reply;
-    const { token, claims } = await ctx.tokens.mint(p.key, (req.body ?? {}));
+    // Bound to the secret this request presented: rotating it out ends the token too.
+    const { token, claims } = await ctx.tokens.mint(p.key, (req.body ?? {}), { secretId: p.secretId });
     await ctx.audit.append({
       actor: actorOf(p),
       action: 'token.minted',
