@@ -29,7 +29,8 @@ async function gatewayDials(url: string, protocols: string[] = [], headers: Reco
   return { ws, received };
 }
 
-const until = async (cond: () => boolean, ms = 3000): Promise<void> => {
+/** Polls `cond`; the deadline only bounds a failing test, so a slow machine has room. */
+const until = async (cond: () => boolean, ms = 10_000): Promise<void> => {
   const end = Date.now() + ms;
   while (!cond()) {
     if (Date.now() > end) throw new Error('condition not met in time');
@@ -169,12 +170,12 @@ describe('Twilio agents', () => {
     const sent = gw.received.map((m) => JSON.parse(m.data as string));
     expect(sent.slice(0, 5).every((m) => m.event === 'media' && m.streamSid === sid && Buffer.from(m.media.payload, 'base64').length === 320)).toBe(true);
     expect(sent[5]).toEqual({ event: 'mark', streamSid: sid, mark: { name: 'm1' } });
+    // Paced, not sent in one burst. No upper bound: a loaded machine may stretch the pacing.
     const span = gw.received[4]!.at - gw.received[0]!.at;
     expect(span).toBeGreaterThan(140);
-    expect(span).toBeLessThan(600);
 
     const long = agent.speak(sine(440, 8000, 2000), { mark: 'never' });
-    await new Promise((res) => setTimeout(res, 100));
+    await until(() => gw.received.length > 6);
     agent.bargeIn();
     const cut = await long;
     expect(cut.aborted).toBe(true);
@@ -209,11 +210,13 @@ describe('Twilio agents', () => {
     const agent = await server.nextAgent();
     gw.ws.send(JSON.stringify({ event: 'connected', protocol: 'Call', version: '1.0.0' }));
     gw.ws.send(JSON.stringify(twilioStart('MZ4')));
+    // 2 s of audio sent at once: the last frame is far ahead of real time even if a loaded
+    // machine spreads the arrivals over a second.
     const payload = Buffer.alloc(160, 0xff).toString('base64');
-    for (let i = 0; i < 25; i++) {
+    for (let i = 0; i < 100; i++) {
       gw.ws.send(JSON.stringify({ event: 'media', sequenceNumber: String(i + 2), media: { track: 'inbound', chunk: String(i + 1), timestamp: String(i * 20), payload }, streamSid: 'MZ4' }));
     }
-    await agent.waitForAudio(500);
+    await agent.waitForAudio(2000);
     const problems = agent.mediaProblems({ toleranceMs: 100 });
     expect(problems.length).toBeGreaterThan(0);
     expect(problems.every((p) => /ms ahead of its timestamp/.test(p))).toBe(true);
