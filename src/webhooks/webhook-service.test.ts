@@ -12,6 +12,7 @@ import { KeyService, type KeyServiceOptions } from '../keys/key-service.js';
 import { createLogger } from '../observability/logger.js';
 import { LocalRevocationBus } from '../policy/memory-counters.js';
 import { SqliteStore } from '../store/sqlite-store.js';
+import { until } from '../testing/wait.js';
 import type { Clock } from '../util/time.js';
 import type { WebhookOutcome, WebhookRequest } from './webhook-sender.js';
 import { WebhookService, type WebhookServiceDeps, type WebhookServiceOptions } from './webhook-service.js';
@@ -108,17 +109,6 @@ async function receiver(...handlers: ((req: IncomingMessage, res: ServerResponse
   };
 }
 const answer = (status: number, headers: Record<string, string> = {}) => (_req: IncomingMessage, res: ServerResponse) => res.writeHead(status, headers).end();
-
-/** Polls until `fn` gives a value. The deadline only bounds a failing test: a slow machine is not a failure. */
-async function waitFor<T>(what: string, fn: () => Promise<T | null | undefined | false>, timeoutMs = 10_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 describe('WebhookService', () => {
   it('queues one durable delivery per subscribed endpoint: the key\'s own and the account-wide ones', async () => {
@@ -448,7 +438,7 @@ describe('WebhookService', () => {
       await first.webhooks.addEndpoint({ url: r.url, events: ['*'], keyId: key.id }, 'test');
       first.webhooks.start();
       await first.webhooks.emit('call.ended', key.id, {});
-      await waitFor('the receiver to hold the request', () => Promise.resolve(r.got.length === 1));
+      await until('the receiver to hold the request', () => Promise.resolve(r.got.length === 1));
       await first.webhooks.stop();
       // Aborted, not timed out: a timeout (10 s) would have counted the attempt and recorded an error.
       const [held] = await first.store.listDeliveries({ keyId: key.id, limit: 1 });
@@ -462,7 +452,7 @@ describe('WebhookService', () => {
       hang = false;
       const second = await setup({ path, masterKey, options: { pollIntervalMs: 50 } });
       second.webhooks.start();
-      const done = await waitFor('both delivered', async () => {
+      const done = await until('both delivered', async () => {
         const ds = await second.store.listDeliveries({ keyId: key.id, status: 'delivered', limit: 10 });
         return ds.length === 2 && ds;
       });

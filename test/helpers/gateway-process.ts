@@ -133,7 +133,7 @@ export async function startGateway(opts: GatewayEnv = {}): Promise<RunningGatewa
 }
 
 /** Waits (bounded) until the gateway's log holds `count` lines containing `text`; returns them parsed. */
-export async function waitForLog(gw: RunningGateway, text: string, count = 1, timeoutMs = 5000): Promise<Record<string, any>[]> {
+export async function waitForLog(gw: RunningGateway, text: string, count = 1, timeoutMs = 20_000): Promise<Record<string, any>[]> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const lines = gw.logs().split('\n').filter((l) => l.includes(text));

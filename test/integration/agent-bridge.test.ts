@@ -9,6 +9,7 @@ import { BurstAgent, NativeAgent, PipecatLikeAgent } from '../helpers/agents.js'
 import { detectTone, sine } from '../helpers/audio.js';
 import { verifyTollgateSignature, twilioSignature } from '../../src/agents/signature.js';
 import { generateKeySecret } from '../../src/keys/key-format.js';
+import { until } from '../../src/testing/wait.js';
 
 /** SIPp 3.6 reads only the first challenge and knows only MD5. */
 const TWILIO_TOKEN = 'test-twilio-auth-token-0123456789';
@@ -186,7 +187,7 @@ describe('agent bridge: phone calls to AI agents over WebSocket', () => {
     const port = (hook.address() as { port: number }).port;
     const t = await route('attach', { webhookUrl: `http://127.0.0.1:${port}/incoming`, protocol: 'native', sampleRate: 16000, parameters: { bot: 'support' } });
     const sipp = call(t, { scenario: 'uac-auth-pcap-wait-bye', holdMs: 15_000 });
-    for (let i = 0; i < 100 && received.length === 0; i++) await new Promise((r) => setTimeout(r, 50));
+    await until('the call.incoming webhook', () => received.length > 0, 20_000);
     expect(received).toHaveLength(1);
     const secret = (await api(gw, 'GET', `/v1/keys/${t.id}/signing-secret`, { auth: t.secret })).body.signingSecret as string;
     rememberSecret(secret);
@@ -300,7 +301,7 @@ describe('agent bridge: phone calls to AI agents over WebSocket', () => {
     expect(rSlow.code, rSlow.errors).toBe(0);
     expect((await api(gw, 'GET', '/v1/calls', { auth: tSlow.secret })).body.calls[0].details.agentError).toMatch(/timeout|timed out/i);
     // The gateway gave up on the connection instead of leaving it open.
-    for (let i = 0; i < 40 && held.size > heldAtStart; i++) await new Promise((r) => setTimeout(r, 50));
+    await until('the gateway to close the silent agent\'s connection', () => held.size <= heldAtStart);
     expect(held.size).toBe(heldAtStart);
     // An admin pages through every call record; pages follow each other without gaps or repeats.
     const all = (await api(gw, 'GET', '/v1/calls?limit=1000', { auth: admin })).body.calls.map((c: { id: string }) => c.id);

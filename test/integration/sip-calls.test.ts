@@ -5,6 +5,7 @@ import { resolve } from 'node:path';
 import { connect } from 'node:net';
 import { api, rememberSecret, runCli, startGateway, waitForLog, type RunningGateway } from '../helpers/gateway-process.js';
 import { runSipp, toneFile, type SippOptions } from '../helpers/sipp.js';
+import { until } from '../../src/testing/wait.js';
 
 /** SIPp 3.6 reads only the first challenge and knows only MD5. */
 const SIPP_ENV = { TOLLGATE_SIP__DIGEST_ALGORITHMS: '[MD5, SHA-256]' };
@@ -146,8 +147,12 @@ describe('SIP trunking against SIPp', () => {
 
     it('over the concurrency limit is 486 while a call is up', async () => {
       const t = await trunk({ maxConcurrentCalls: 1 });
-      const long = sipp(t, { scenario: 'uac-auth-echo' });
-      await new Promise((r) => setTimeout(r, 1200));
+      // Held 10 s: the second call is placed once the first is answered, with room for a slow machine.
+      const long = sipp(t, { scenario: 'uac-auth-call', holdMs: 10_000 });
+      await until('the first call to be answered', async () => {
+        const calls = await api(gw, 'GET', `/v1/calls?keyId=${t.id}`, { auth: admin });
+        return calls.body.calls?.some((c: { status: string }) => c.status === 'answered');
+      }, 20_000, 100);
       const busy = await sipp(t, { expect: 486 });
       expect(busy.code, busy.errors).toBe(0);
       expect((await long).code).toBe(0);
