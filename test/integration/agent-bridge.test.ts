@@ -61,14 +61,11 @@ describe('agent bridge: phone calls to AI agents over WebSocket', () => {
   const call = (t: { id: string; secret: string; number: string }, o: Partial<SippOptions> = {}) =>
     runSipp({ scenario: 'uac-auth-pcap', target: gw.sip.udp!, transport: 'udp', dialled: t.number, username: t.id, password: t.secret, pcapFile: pcap, ...o });
 
-  const cdr = async (secret: string, callSid: string) => {
-    for (let i = 0; i < 50; i++) {
+  const cdr = (secret: string, callSid: string) =>
+    until(`a finished call record for ${callSid}`, async () => {
       const r = await api(gw, 'GET', `/v1/calls/${callSid}`, { auth: secret });
-      if (r.status === 200 && r.body.call.endedAt) return r.body.call as Record<string, any>;
-      await new Promise((res) => setTimeout(res, 100));
-    }
-    throw new Error(`no finished call record for ${callSid}`);
-  };
+      return r.status === 200 && Boolean(r.body.call.endedAt) && (r.body.call as Record<string, any>);
+    }, 20_000, 100);
 
   it('Twilio mode, gateway dials out: signed upgrade, connected/start, 20 ms media with the caller\'s tone, DTMF, stop', async () => {
     const server = keep(await PipecatLikeAgent.listen());
@@ -125,9 +122,10 @@ describe('agent bridge: phone calls to AI agents over WebSocket', () => {
     await new Promise((r) => setTimeout(r, 300));
     const before = agent.media.length;
     agent.clear();
-    await agent.waitForMark('reply', 1000);
-    // The mark came back long before the 5 s reply could have played.
-    expect(agent.media.length - before).toBeLessThan(25);
+    await agent.waitForMark('reply', 4000);
+    // The mark came back long before the 5 s reply could have played (the caller's frames count
+    // the time: one per 20 ms; 4.7 s of the reply were left when the clear was sent).
+    expect(agent.media.length - before).toBeLessThan(200);
     // Hang up the way Pipecat does: Twilio's REST call with Basic auth.
     const hang = await agent.hangupViaRest(gw.url, agent.accountSid, t.secret);
     expect(hang.status, hang.text).toBe(200);
@@ -209,9 +207,11 @@ describe('agent bridge: phone calls to AI agents over WebSocket', () => {
     await agent.speak(sine(1000, 16000, 3000), { paced: false, mark: 'answer' });
     await new Promise((r) => setTimeout(r, 500));
     agent.clear();
-    const cleared = await agent.waitForEvent('cleared', 2000);
+    const cleared = await agent.waitForEvent('cleared', 5000);
+    // Some of it played, the clear discarded the rest, and together they are the 3 s sent. (How
+    // much played depends on how long the 0.5 s wait really took: no bound on it.)
     expect(cleared.playedMs as number).toBeGreaterThan(200);
-    expect(cleared.playedMs as number).toBeLessThan(1500);
+    expect(cleared.discardedMs as number).toBeGreaterThan(0);
     expect((cleared.playedMs as number) + (cleared.discardedMs as number)).toBeGreaterThan(2900);
     expect(agent.marks).toEqual([expect.objectContaining({ name: 'answer', status: 'cleared' })]);
     // A mark with nothing queued is played at once.

@@ -332,8 +332,7 @@ describe('a call over SIP-over-WebSocket with RTP', () => {
         media.send(p, rtpPort, '127.0.0.1');
         await new Promise((res) => setTimeout(res, 20));
       }
-      await new Promise((res) => setTimeout(res, 300));
-      expect(echoed.length).toBeGreaterThan(15);
+      await until('16 echoed packets', () => echoed.length > 15);
       expect(echoed[0]![1]! & 0x7f).toBe(8);
       ws.send(request('BYE', 3, 'z9hG4bKw4', [], '', `<${uri}>;tag=${toTag}`));
       await next((m) => status(m) === 200 && m.includes('CSeq: 3 BYE'));
@@ -348,7 +347,7 @@ describe('a call over SIP-over-WebSocket with RTP', () => {
 describe('draining on SIGTERM', () => {
   it('refuses new calls with 503 while a running call finishes normally, then exits 0', async () => {
     const gw = await startGateway({ env: { ...SIPP_ENV, TOLLGATE_SIP__DRAIN_TIMEOUT_SEC: '20' } });
-    const r = await runCli(['keys', 'create', '--name', 't', '--scopes', 'calls:inbound', '--cps', '100', '--burst', '100', '--max-concurrent', '10', '--json'], gw.env);
+    const r = await runCli(['keys', 'create', '--name', 't', '--scopes', 'calls:inbound,calls:read', '--cps', '100', '--burst', '100', '--max-concurrent', '10', '--json'], gw.env);
     const k = JSON.parse(r.stdout);
     rememberSecret(k.secret);
     await runCli(['numbers', 'add', '+14155550100', '--target', 'echo', '--key-id', k.key.id], gw.env);
@@ -356,9 +355,12 @@ describe('draining on SIGTERM', () => {
     const base = { target: gw.sip.udp!, transport: 'udp' as const, dialled: '+14155550100', username: k.key.id, password: k.secret, rtpFile: tone };
     const exited = new Promise<number | null>((res) => gw.process.once('exit', (code) => res(code)));
     const running = runSipp({ ...base, scenario: 'uac-auth-echo' });
-    await new Promise((res) => setTimeout(res, 1500)); // the call is up and streaming
+    await until('the call to be answered', async () => {
+      const calls = await api(gw, 'GET', '/v1/calls', { auth: k.secret });
+      return calls.body.calls?.some((c: { status: string }) => c.status === 'answered');
+    }, 20_000, 100);
     gw.process.kill('SIGTERM');
-    await new Promise((res) => setTimeout(res, 300));
+    await waitForLog(gw, '"draining"');
     // A new INVITE is refused before any challenge.
     const sock = createSocket('udp4');
     await new Promise<void>((res) => sock.bind(0, '127.0.0.1', () => res()));

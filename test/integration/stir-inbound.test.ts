@@ -7,6 +7,7 @@ import { api, gatewayEnv, rememberSecret, runCli, startGateway, type RunningGate
 import { runSipp } from '../helpers/sipp.js';
 import { writeRtpPcap } from '../helpers/pcap.js';
 import { NativeAgent } from '../helpers/agents.js';
+import { until } from '../../src/testing/wait.js';
 
 /**
  * Inbound STIR/SHAKEN: a carrier (SIPp) sends INVITEs with Identity headers signed by
@@ -75,11 +76,10 @@ describe('inbound Identity verification', () => {
         expect(start.identity).toMatchObject({ verstat });
         const r = await sipp;
         expect(r.code, r.errors || r.stdout.slice(-1500)).toBe(0);
-        let rec: Record<string, any> = {};
-        for (let j = 0; j < 50 && !rec.endedAt; j++) {
-          rec = (await api(g.gw, 'GET', `/v1/calls/${start.callId}`, { auth: k.secret })).body.call ?? {};
-          if (!rec.endedAt) await new Promise((res) => setTimeout(res, 100));
-        }
+        const rec = await until(`a finished call record for ${start.callId}`, async () => {
+          const c = (await api(g.gw, 'GET', `/v1/calls/${start.callId}`, { auth: k.secret })).body.call as Record<string, any> | undefined;
+          return c?.endedAt && c;
+        }, 20_000, 100);
         expect(rec.details.identity).toMatchObject({ verstat, ...(attest ? { attest } : {}) });
       }
     } finally {
