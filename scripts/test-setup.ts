@@ -12,7 +12,7 @@
  * inside an integration test.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { accessSync, constants, existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -124,8 +124,10 @@ async function postgresStatus(url: string, database?: string): Promise<ServiceSt
     return { ok: true };
   } catch (err) {
     const e = err as { code?: string; message?: string };
-    // 3D000 invalid_catalog_name; 28P01 invalid_password; 28000 invalid_authorization_specification (no pg_hba line).
-    return { ok: false, error: e.message ?? String(err), noDatabase: e.code === '3D000', authFailed: e.code === '28P01' || e.code === '28000' };
+    // 3D000 invalid_catalog_name; 28P01 invalid_password; 28000 invalid_authorization_specification (no
+    // pg_hba line). A server that wants a password the URL lacks fails in the client, without a code.
+    const authFailed = e.code === '28P01' || e.code === '28000' || (!e.code && /SASL|password/i.test(e.message ?? ''));
+    return { ok: false, error: e.message ?? String(err), noDatabase: e.code === '3D000', authFailed };
   } finally {
     await client.end().catch(() => {});
   }
@@ -214,10 +216,11 @@ export function report(f: Findings, ctx: Context): string {
   if (!f.pg.ok || !f.redis.ok) {
     lines.push('Start the services, or point the URLs at servers you run:');
     if (!f.pg.ok) {
-      const ver = pgVersions().at(-1) ?? 'VERSION';
+      const c = localCluster(portOf(ctx.pgUrl, 5432));
       if (f.pg.noDatabase) lines.push(`  psql "${printable(withDatabase(ctx.pgUrl, 'postgres'))}" -c 'create database ${databaseOf(ctx.pgUrl)}'`);
       else if (f.pg.authFailed) lines.push(`  PostgreSQL refused ${printable(ctx.pgUrl)}: allow it in pg_hba.conf (\`npm test\` as root adds "host all all 127.0.0.1/32 trust") or put a password in the URL`);
-      else lines.push(`  ${sudo}pg_ctlcluster ${ver} main start        # then: createdb test, as a role that may`);
+      else if (c) lines.push(`  ${sudo}pg_ctlcluster ${c.version} ${c.name} start        # then: createdb ${databaseOf(ctx.pgUrl)}, as a role that may`);
+      else lines.push(`  a PostgreSQL server on port ${portOf(ctx.pgUrl, 5432)}, with a database ${databaseOf(ctx.pgUrl)}`);
     }
     if (!f.redis.ok) lines.push(`  redis-server --daemonize yes --bind 127.0.0.1 --port ${portOf(ctx.redisUrl, 6379)} --save "" --appendonly no`);
     lines.push('  export TOLLGATE_TEST_PG_URL=postgres://USER:PASSWORD@HOST:5432/DB TOLLGATE_TEST_REDIS_URL=redis://HOST:6379');
@@ -247,16 +250,31 @@ function databaseOf(url: string): string {
   return decodeURIComponent(new URL(url).pathname.slice(1)) || 'postgres';
 }
 
-function pgVersions(): string[] {
-  try {
-    return readdirSync('/etc/postgresql').sort((a, b) => Number(a) - Number(b));
-  } catch {
-    return [];
+interface PgCluster {
+  version: string;
+  name: string;
+  port: number;
+  online: boolean;
+}
+
+/** This machine's PostgreSQL cluster on `port` (Debian's pg_lsclusters), if there is one. */
+function localCluster(port: number): PgCluster | null {
+  if (!which('pg_lsclusters')) return null;
+  const r = spawnSync('pg_lsclusters', ['-h'], { encoding: 'utf8' });
+  for (const line of (r.stdout ?? '').split('\n')) {
+    const [version, name, p, status] = line.trim().split(/\s+/);
+    if (version && name && Number(p) === port) return { version, name, port, online: status === 'online' };
   }
+  return null;
+}
+
+/** psql as the postgres superuser over the cluster's local socket. */
+function psqlAsPostgres(c: PgCluster, sql: string): string {
+  return execFileSync('su', ['postgres', '-c', `psql -p ${c.port} -Atc "${sql}"`], { encoding: 'utf8' }).trim();
 }
 
 function run(cmd: string, args: string[]): void {
-  process.stdout.write(`+ ${cmd} ${args.join(' ')}\n`);
+  process.stdout.write(`+ ${cmd} ${args.map((a) => a || '""').join(' ')}\n`);
   execFileSync(cmd, args, { stdio: 'inherit', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
 }
 
@@ -278,29 +296,29 @@ async function prepare(f: Findings, ctx: Context): Promise<void> {
     run('apt-get', ['install', '-y', '--no-install-recommends', ...packages]);
   }
 
-  const pgu = new URL(ctx.pgUrl);
-  if (!f.pg.ok && ctx.root && ctx.debian && isLocal(pgu.hostname) && portOf(ctx.pgUrl, 5432) === 5432 && which('pg_ctlcluster')) {
+  // PostgreSQL: this machine's cluster on the URL's port (Debian's pg_ctlcluster), started if down.
+  const cluster = isLocal(new URL(ctx.pgUrl).hostname) ? localCluster(portOf(ctx.pgUrl, 5432)) : null;
+  if (!f.pg.ok && ctx.root && cluster) {
     const admin = withDatabase(ctx.pgUrl, 'postgres');
-    let st = await postgresStatus(admin);
-    if (!st.ok && !st.authFailed) {
-      const ver = pgVersions().at(-1);
-      if (!ver) throw new Error('PostgreSQL is installed but /etc/postgresql has no cluster');
+    if (!cluster.online) {
       // In containers the systemd redirect fails; start the cluster directly.
       try {
-        run('pg_ctlcluster', ['--skip-systemctl-redirect', ver, 'main', 'start']);
+        run('pg_ctlcluster', ['--skip-systemctl-redirect', cluster.version, cluster.name, 'start']);
       } catch {
-        run('pg_ctlcluster', [ver, 'main', 'start']);
+        run('pg_ctlcluster', [cluster.version, cluster.name, 'start']);
       }
-      await until('PostgreSQL to accept connections', async () => {
-        st = await postgresStatus(admin);
-        return st.ok || st.authFailed === true;
-      });
     }
+    let st: ServiceStatus = { ok: false };
+    await until('PostgreSQL to accept connections', async () => {
+      st = await postgresStatus(admin);
+      return st.ok || st.authFailed === true || st.noDatabase === true;
+    });
     if (st.authFailed) {
       // A fresh cluster asks for passwords on TCP: trust loopback, for this test machine only.
-      const hba = execFileSync('su', ['postgres', '-c', "psql -Atc 'show hba_file'"], { encoding: 'utf8' }).trim();
-      run('sed', ['-i', '1i host all all 127.0.0.1/32 trust\\nhost all all ::1/128 trust', hba]);
-      run('su', ['postgres', '-c', "psql -Atc 'select pg_reload_conf()'"]);
+      const hba = psqlAsPostgres(cluster, 'show hba_file');
+      process.stdout.write(`+ trust 127.0.0.1/32 and ::1/128 in ${hba}\n`);
+      writeFileSync(hba, `host all all 127.0.0.1/32 trust\nhost all all ::1/128 trust\n${readFileSync(hba, 'utf8')}`);
+      psqlAsPostgres(cluster, 'select pg_reload_conf()');
       await until('PostgreSQL to trust loopback', async () => (st = await postgresStatus(admin)).ok, 10_000);
     }
   }
