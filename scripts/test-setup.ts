@@ -31,11 +31,10 @@ export interface Tool {
   readonly packages: readonly string[];
   /** Which tests use it. */
   readonly usedBy: string;
-  /** Present when this returns true; `which` is a PATH lookup. */
-  readonly present: (which: (cmd: string) => string | null) => boolean;
+  readonly present: () => boolean;
 }
 
-const onPath = (cmd: string) => (which: (c: string) => string | null) => which(cmd) !== null;
+const onPath = (cmd: string) => () => which(cmd) !== null;
 
 /** The system tools the suite runs, and the Debian packages they come from. */
 export const TOOLS: readonly Tool[] = [
@@ -49,7 +48,7 @@ export const TOOLS: readonly Tool[] = [
     name: 'a C compiler linking libsrtp2',
     packages: ['gcc', 'libc6-dev', 'libsrtp2-dev'],
     usedBy: 'SRTP interop with libsrtp (src/media/srtp.test.ts)',
-    present: (which) => which('cc') !== null && compilesAgainstLibsrtp(),
+    present: () => which('cc') !== null && compilesAgainstLibsrtp(),
   },
   // The server packages also bring what this script uses to start them (pg_ctlcluster, psql, redis-cli).
   { name: 'PostgreSQL server', packages: ['postgresql'], usedBy: 'the PostgreSQL store', present: onPath('pg_ctlcluster') },
@@ -162,13 +161,12 @@ export interface Context {
   pgUrl: string;
   redisUrl: string;
   root: boolean;
-  /** apt-get and dpkg are here. */
+  /** A Debian system with apt-get. */
   debian: boolean;
 }
 
 async function inspect(ctx: Context): Promise<Findings> {
-  const w = (cmd: string) => which(cmd);
-  const sipp = w('sipp');
+  const sipp = which('sipp');
   let sippNeedsRawSocket = false;
   if (!ctx.root) {
     // SIPp replays pcap files through a raw socket (test/helpers/pcap.ts): root or CAP_NET_RAW.
@@ -178,7 +176,7 @@ async function inspect(ctx: Context): Promise<Findings> {
   }
   return {
     nodeOk: nodeSupported(process.versions.node),
-    missingTools: TOOLS.filter((t) => !t.present(w)),
+    missingTools: TOOLS.filter((t) => !t.present()),
     sippNeedsRawSocket,
     pg: await postgresStatus(ctx.pgUrl),
     redis: await redisStatus(ctx.redisUrl),
