@@ -22,8 +22,11 @@ export default defineConfig({
           name: 'integration',
           include: ['test/integration/**/*.test.ts', ...SERVICE_TESTS],
           globalSetup: ['test/integration/global-setup.ts'],
-          testTimeout: 60_000,
-          hookTimeout: 60_000,
+          // Only a guard against hangs: tests wait for events with their own deadlines. Generous,
+          // because a CPU-starved machine runs a test that spawns ten CLI processes 3–4× slower
+          // (the CLI test: 15–21 s quiet, over 60 s beside two CPU hogs).
+          testTimeout: 180_000,
+          hookTimeout: 180_000,
           // Integration files start real servers and share PostgreSQL/Redis: one file at a time.
           fileParallelism: false,
         },
