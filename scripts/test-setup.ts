@@ -18,6 +18,7 @@ import { delimiter, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import pg from 'pg';
 import { Redis } from 'ioredis';
+import { until } from '../src/testing/wait.js';
 
 /** Node versions the project supports (package.json "engines"). */
 export const NODE_RANGE = '>=20.15 <21 || >=22';
@@ -276,16 +277,6 @@ function run(cmd: string, args: string[]): void {
   execFileSync(cmd, args, { stdio: 'inherit', env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' } });
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-async function until(what: string, fn: () => Promise<boolean>, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await fn())) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await sleep(250);
-  }
-}
-
 /** As root on Debian: install missing packages, start local PostgreSQL and Redis, make the test database. */
 async function prepare(f: Findings, ctx: Context): Promise<void> {
   const packages = [...new Set(f.missingTools.flatMap((t) => t.packages))];
@@ -310,14 +301,14 @@ async function prepare(f: Findings, ctx: Context): Promise<void> {
     await until('PostgreSQL to accept connections', async () => {
       st = await postgresStatus(admin);
       return st.ok || st.authFailed === true || st.noDatabase === true;
-    });
+    }, 30_000, 250);
     if (st.authFailed) {
       // A fresh cluster asks for passwords on TCP: trust loopback, for this test machine only.
       const hba = psqlAsPostgres(cluster, 'show hba_file');
       process.stdout.write(`+ trust 127.0.0.1/32 and ::1/128 in ${hba}\n`);
       writeFileSync(hba, `host all all 127.0.0.1/32 trust\nhost all all ::1/128 trust\n${readFileSync(hba, 'utf8')}`);
       psqlAsPostgres(cluster, 'select pg_reload_conf()');
-      await until('PostgreSQL to trust loopback', async () => (st = await postgresStatus(admin)).ok, 10_000);
+      await until('PostgreSQL to trust loopback', async () => (st = await postgresStatus(admin)).ok, 10_000, 250);
     }
   }
   // The database itself, on any server we may connect to.
@@ -337,7 +328,7 @@ async function prepare(f: Findings, ctx: Context): Promise<void> {
   const ru = new URL(ctx.redisUrl);
   if (!f.redis.ok && isLocal(ru.hostname) && which('redis-server')) {
     run('redis-server', ['--daemonize', 'yes', '--bind', '127.0.0.1', '--port', String(portOf(ctx.redisUrl, 6379)), '--save', '', '--appendonly', 'no']);
-    await until('Redis to answer', async () => (await redisStatus(ctx.redisUrl)).ok);
+    await until('Redis to answer', async () => (await redisStatus(ctx.redisUrl)).ok, 30_000, 250);
   }
 }
 

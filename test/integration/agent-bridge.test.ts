@@ -2,7 +2,7 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { api, rememberSecret, runCli, startGateway, waitForLog, type RunningGateway } from '../helpers/gateway-process.js';
+import { api, callRecord, rememberSecret, runCli, startGateway, waitForLog, type RunningGateway } from '../helpers/gateway-process.js';
 import { runSipp, type SippOptions } from '../helpers/sipp.js';
 import { writeRtpPcap } from '../helpers/pcap.js';
 import { BurstAgent, NativeAgent, PipecatLikeAgent } from '../helpers/agents.js';
@@ -61,11 +61,7 @@ describe('agent bridge: phone calls to AI agents over WebSocket', () => {
   const call = (t: { id: string; secret: string; number: string }, o: Partial<SippOptions> = {}) =>
     runSipp({ scenario: 'uac-auth-pcap', target: gw.sip.udp!, transport: 'udp', dialled: t.number, username: t.id, password: t.secret, pcapFile: pcap, ...o });
 
-  const cdr = (secret: string, callSid: string) =>
-    until(`a finished call record for ${callSid}`, async () => {
-      const r = await api(gw, 'GET', `/v1/calls/${callSid}`, { auth: secret });
-      return r.status === 200 && Boolean(r.body.call.endedAt) && (r.body.call as Record<string, any>);
-    }, 20_000, 100);
+  const cdr = (secret: string, callSid: string) => callRecord(gw, secret, callSid);
 
   it('Twilio mode, gateway dials out: signed upgrade, connected/start, 20 ms media with the caller\'s tone, DTMF, stop', async () => {
     const server = keep(await PipecatLikeAgent.listen());

@@ -2,7 +2,7 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { ROOT, api, gatewayEnv, rememberSecret, runCli, startGateway, type RunningGateway } from '../helpers/gateway-process.js';
+import { ROOT, api, callRecord, gatewayEnv, rememberSecret, runCli, startGateway, type RunningGateway } from '../helpers/gateway-process.js';
 import { execFileSync } from 'node:child_process';
 import { StirVerifier, parseCertificates } from '../../src/stir/index.js';
 import { verifyTollgateSignature } from '../../src/agents/signature.js';
@@ -57,11 +57,7 @@ describe('outbound calls through a carrier trunk (SIPp as the carrier)', () => {
     return t.body.trunk.id as string;
   };
 
-  const record = (secret: string, id: string, reached: (c: Record<string, any>) => boolean = (c) => Boolean(c.endedAt)) =>
-    until(`call ${id} to reach the expected state`, async () => {
-      const r = await api(gw, 'GET', `/v1/calls/${id}`, { auth: secret });
-      return r.status === 200 && reached(r.body.call) && (r.body.call as Record<string, any>);
-    }, 30_000, 100);
+  const record = (secret: string, id: string, reached?: (c: Record<string, any>) => boolean) => callRecord(gw, secret, id, reached);
 
   it('places a call: INVITE to the trunk, answered, ended at the maximum duration by policy; CDR and usage settle', async () => {
     const uas = startSippUas({ ending: 'wait', holdMs: 15_000 });

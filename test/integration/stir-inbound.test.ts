@@ -3,11 +3,10 @@ import { execFileSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { api, gatewayEnv, rememberSecret, runCli, startGateway, type RunningGateway } from '../helpers/gateway-process.js';
+import { api, callRecord, gatewayEnv, rememberSecret, runCli, startGateway, type RunningGateway } from '../helpers/gateway-process.js';
 import { runSipp } from '../helpers/sipp.js';
 import { writeRtpPcap } from '../helpers/pcap.js';
 import { NativeAgent } from '../helpers/agents.js';
-import { until } from '../../src/testing/wait.js';
 
 /**
  * Inbound STIR/SHAKEN: a carrier (SIPp) sends INVITEs with Identity headers signed by
@@ -76,10 +75,7 @@ describe('inbound Identity verification', () => {
         expect(start.identity).toMatchObject({ verstat });
         const r = await sipp;
         expect(r.code, r.errors || r.stdout.slice(-1500)).toBe(0);
-        const rec = await until(`a finished call record for ${start.callId}`, async () => {
-          const c = (await api(g.gw, 'GET', `/v1/calls/${start.callId}`, { auth: k.secret })).body.call as Record<string, any> | undefined;
-          return c?.endedAt && c;
-        }, 20_000, 100);
+        const rec = await callRecord(g.gw, k.secret, start.callId);
         expect(rec.details.identity).toMatchObject({ verstat, ...(attest ? { attest } : {}) });
       }
     } finally {
