@@ -7,15 +7,7 @@ import {
   ALAW_TO_LINEAR, ULAW_TO_LINEAR, alawToLinear, decodeAlaw, decodeUlaw, encodeAlaw, encodeUlaw,
   linearToAlaw, linearToUlaw, ulawToLinear,
 } from './g711.js';
-
-function haveSox(): boolean {
-  try {
-    execFileSync('sox', ['--version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
+import { hasCommand } from '../testing/system-tools.js';
 
 /** Decoded value spacing around a code: the quantisation step of its segment. */
 function stepOf(table: Int16Array, code: number): number {
@@ -125,7 +117,7 @@ describe('G.711 frame functions', () => {
   });
 });
 
-describe.skipIf(!haveSox())('G.711 against SoX (skipped when sox is not installed)', () => {
+describe.skipIf(!hasCommand('sox'))('G.711 against SoX (skipped when sox is not installed)', () => {
   it('decodes all 256 codes of both laws exactly as sox does', () => {
     const dir = mkdtempSync(join(tmpdir(), 'tollgate-g711-'));
     try {

@@ -5,6 +5,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { TollgateError } from '../errors/index.js';
+import { optionalTool } from '../testing/system-tools.js';
 import { writeRtpHeader, writeSenderReport } from './rtp-packet.js';
 import { AesCmKeystream, ReplayWindow, SRTP_LABEL, SrtpContext, deriveSessionKey, estimateIndex, type SrtpProfile } from './srtp.js';
 
@@ -377,11 +378,12 @@ function buildLibsrtpDriver(): string | null {
 }
 
 const driver = buildLibsrtpDriver();
+const haveLibsrtp = optionalTool(driver !== null, 'a C compiler linking libsrtp2 (Debian: gcc libc6-dev libsrtp2-dev)');
 afterAll(() => {
   if (driver) rmSync(dirname(driver), { recursive: true, force: true });
 });
 
-describe.skipIf(!driver)('interop with libsrtp2 (skipped when cc or libsrtp2-dev is missing)', () => {
+describe.skipIf(!haveLibsrtp)('interop with libsrtp2 (skipped when cc or libsrtp2-dev is missing)', () => {
   function runLibsrtp(profile: SrtpProfile, ops: [string, Buffer][]): string[] {
     const [k, s] = keysFor(profile);
     const input = ops.map(([op, b]) => `${op} ${b.toString('hex')}`).join('\n') + '\n';

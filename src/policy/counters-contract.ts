@@ -2,12 +2,28 @@ import { describe, it, expect, beforeEach, afterAll } from 'vitest';
 import { randomUUID } from 'node:crypto';
 import type { Counters } from './counters.js';
 
+/** How time passes for the backend under test. */
+export interface ContractTime {
+  /** Lets `ms` pass: moves a fake clock, or sleeps when the backend keeps its own clock (Redis). */
+  pass: (ms: number) => Promise<void>;
+  /**
+   * Stretches every TTL, rate interval and wait: 1 on a fake clock. On a real clock, large
+   * enough that a loaded machine's delays between two calls stay well inside the TTLs.
+   */
+  scale: number;
+}
+
 /**
  * The behaviour every Counters backend must show. Run by memory-counters.test.ts and
  * redis-counters.test.ts. Buckets are unique per test so backends with shared state
- * (Redis) need no flushing.
+ * (Redis) need no flushing. Checks that something has not expired yet are made right after
+ * it was set up (the margin is a whole TTL); expiry and renewal are checked half a TTL past
+ * the original one, so neither side of the check is nearer than half a TTL.
  */
-export function countersContract(name: string, make: () => Promise<Counters>): void {
+export function countersContract(name: string, make: () => Promise<Counters>, time: ContractTime): void {
+  const { pass, scale } = time;
+  /** The TTL the expiry tests use. */
+  const T = 150 * scale;
   describe(`Counters contract: ${name}`, () => {
     let c: Counters;
     const id = (s: string): string => `${s}:${randomUUID()}`;
@@ -21,22 +37,22 @@ export function countersContract(name: string, make: () => Promise<Counters>): v
     it('GCRA admits the burst, then refuses with a retry-after no longer than one interval', async () => {
       const b = id('cps');
       const results = [];
-      for (let i = 0; i < 5; i++) results.push(await c.rateLimit(b, 1, 3));
+      for (let i = 0; i < 5; i++) results.push(await c.rateLimit(b, 1 / scale, 3));
       expect(results.map((r) => r.allowed)).toEqual([true, true, true, false, false]);
       const refused = results[3]!;
       expect(refused.retryAfterMs).toBeGreaterThan(0);
-      expect(refused.retryAfterMs).toBeLessThanOrEqual(1000);
+      expect(refused.retryAfterMs).toBeLessThanOrEqual(1000 * scale);
     });
 
     it('GCRA with burst 1 spaces requests strictly', async () => {
       const b = id('cps');
-      expect((await c.rateLimit(b, 2, 1)).allowed).toBe(true);
-      const second = await c.rateLimit(b, 2, 1);
+      expect((await c.rateLimit(b, 2 / scale, 1)).allowed).toBe(true);
+      const second = await c.rateLimit(b, 2 / scale, 1);
       expect(second.allowed).toBe(false);
-      expect(second.retryAfterMs).toBeGreaterThan(400);
-      expect(second.retryAfterMs).toBeLessThanOrEqual(500);
-      await new Promise((r) => setTimeout(r, second.retryAfterMs + 20));
-      expect((await c.rateLimit(b, 2, 1)).allowed).toBe(true);
+      expect(second.retryAfterMs).toBeGreaterThan(400 * scale);
+      expect(second.retryAfterMs).toBeLessThanOrEqual(500 * scale);
+      await pass(second.retryAfterMs + 20 * scale);
+      expect((await c.rateLimit(b, 2 / scale, 1)).allowed).toBe(true);
     });
 
     it('buckets are independent', async () => {
@@ -65,21 +81,20 @@ export function countersContract(name: string, make: () => Promise<Counters>): v
 
     it('a lease that is not renewed expires, so a dead node frees its slots', async () => {
       const p = id('pool');
-      await c.acquireLease(p, 'a', 1, 150);
-      expect((await c.acquireLease(p, 'b', 1, 150)).acquired).toBe(false);
-      await new Promise((r) => setTimeout(r, 250));
+      await c.acquireLease(p, 'a', 1, T);
+      expect((await c.acquireLease(p, 'b', 1, T)).acquired).toBe(false);
+      await pass(1.5 * T);
       expect(await c.countLeases(p)).toBe(0);
-      expect((await c.acquireLease(p, 'b', 1, 150)).acquired).toBe(true);
+      expect((await c.acquireLease(p, 'b', 1, T)).acquired).toBe(true);
     });
 
     it('a renewed lease outlives its first TTL; renewing an unknown lease reports false', async () => {
       const p = id('pool');
-      await c.acquireLease(p, 'a', 1, 200);
-      await new Promise((r) => setTimeout(r, 120));
-      expect(await c.renewLease(p, 'a', 400)).toBe(true);
-      await new Promise((r) => setTimeout(r, 150));
+      await c.acquireLease(p, 'a', 1, T);
+      expect(await c.renewLease(p, 'a', 3 * T)).toBe(true);
+      await pass(1.5 * T);
       expect(await c.countLeases(p)).toBe(1);
-      expect(await c.renewLease(p, 'nope', 400)).toBe(false);
+      expect(await c.renewLease(p, 'nope', 3 * T)).toBe(false);
     });
 
     it('a budget account asks for its seed first, then reserves against the limit', async () => {
@@ -103,20 +118,19 @@ export function countersContract(name: string, make: () => Promise<Counters>): v
 
     it('an unsettled reservation expires and frees the budget', async () => {
       const a = id('budget');
-      await c.reserveBudget(a, 'r1', 100, 100, 150, 0);
-      expect((await c.reserveBudget(a, 'r2', 1, 100, 150)).kind).toBe('insufficient');
-      await new Promise((r) => setTimeout(r, 250));
-      expect((await c.reserveBudget(a, 'r2', 1, 100, 150)).kind).toBe('reserved');
+      await c.reserveBudget(a, 'r1', 100, 100, T, 0);
+      expect((await c.reserveBudget(a, 'r2', 1, 100, T)).kind).toBe('insufficient');
+      await pass(1.5 * T);
+      expect((await c.reserveBudget(a, 'r2', 1, 100, T)).kind).toBe('reserved');
     });
 
     it('renewing a reservation keeps it alive', async () => {
       const a = id('budget');
-      await c.reserveBudget(a, 'r1', 100, 100, 200, 0);
-      await new Promise((r) => setTimeout(r, 120));
-      expect(await c.renewReservation(a, 'r1', 500)).toBe(true);
-      await new Promise((r) => setTimeout(r, 150));
-      expect((await c.reserveBudget(a, 'r2', 1, 100, 200)).kind).toBe('insufficient');
-      expect(await c.renewReservation(a, 'nope', 500)).toBe(false);
+      await c.reserveBudget(a, 'r1', 100, 100, T, 0);
+      expect(await c.renewReservation(a, 'r1', 3 * T)).toBe(true);
+      await pass(1.5 * T);
+      expect((await c.reserveBudget(a, 'r2', 1, 100, T)).kind).toBe('insufficient');
+      expect(await c.renewReservation(a, 'nope', 3 * T)).toBe(false);
     });
 
     it('claimOnce: true the first time a member is claimed, false for a replay', async () => {

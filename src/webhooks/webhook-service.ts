@@ -312,14 +312,20 @@ export class WebhookService {
     void p.finally(() => this.tasks.delete(p));
   }
 
-  /** Wakes the loop at `at` (a retry's due time) when that is sooner than the next poll would. */
+  /**
+   * Wakes the loop at `at` (a retry's due time) when that is sooner than the next poll would.
+   * A timer may fire up to a millisecond before the clock reads `at` (timers run on the monotonic
+   * clock, Date.now on the wall clock, each rounded to the millisecond); the claim would then find
+   * nothing due and the retry would wait for the next poll, so an early wake sleeps again.
+   */
   private scheduleWake(at: number): void {
     if (!this.running || (this.wake && this.wake.at <= at)) return;
     if (this.wake) clearTimeout(this.wake.timer);
     const timer = setTimeout(() => {
       this.wake = null;
-      this.kick();
-    }, Math.max(0, at - this.clock()));
+      if (this.clock() < at) this.scheduleWake(at);
+      else this.kick();
+    }, Math.max(1, at - this.clock()));
     timer.unref();
     this.wake = { at, timer };
   }

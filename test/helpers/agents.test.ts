@@ -8,6 +8,8 @@ import { WebSocket, WebSocketServer } from 'ws';
 import { AgentServer, BurstAgent, DialError, EchoAgent, NATIVE_SUBPROTOCOL, NativeAgent, PipecatLikeAgent } from './agents.js';
 import { concatPcm, detectTone, dominantFrequency, pcm16le, readWav, sine, silence, toPcm16le, toneLevel, toneOnsetMs, ulawDecode, ulawEncode, wavBytes } from './audio.js';
 import { readPcap, readRtpPcap, rtpToneStream, writeRtpPcap } from './pcap.js';
+import { hasCommand } from '../../src/testing/system-tools.js';
+import { until } from '../../src/testing/wait.js';
 
 /** Things each test opened, closed afterwards whatever happened. */
 const cleanup: (() => Promise<void> | void)[] = [];
@@ -27,14 +29,6 @@ async function gatewayDials(url: string, protocols: string[] = [], headers: Reco
   cleanup.push(() => ws.terminate());
   return { ws, received };
 }
-
-const until = async (cond: () => boolean, ms = 3000): Promise<void> => {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 5));
-  }
-};
 
 const twilioStart = (streamSid: string) => ({
   event: 'start',
@@ -86,15 +80,10 @@ describe('audio helpers', () => {
     expect([...r.samples]).toEqual([...s]);
   });
 
-  it('reads a WAV that sox wrote', (ctx) => {
+  it.skipIf(!hasCommand('sox'))('reads a WAV that sox wrote (skipped without sox)', () => {
     const dir = mkdtempSync(join(tmpdir(), 'tollgate-audio-'));
     const f = join(dir, 't.wav');
-    try {
-      execFileSync('sox', ['-n', '-r', '8000', '-c', '1', '-b', '16', '-e', 'signed-integer', f, 'synth', '0.5', 'sine', '440', 'vol', '0.5'], { stdio: 'ignore' });
-    } catch {
-      ctx.skip();
-      return;
-    }
+    execFileSync('sox', ['-n', '-r', '8000', '-c', '1', '-b', '16', '-e', 'signed-integer', f, 'synth', '0.5', 'sine', '440', 'vol', '0.5'], { stdio: 'ignore' });
     const w = readWav(f);
     expect([w.sampleRate, w.channels, w.samples.length]).toEqual([8000, 1, 4000]);
     expect(detectTone(w.samples, 8000, 440).present).toBe(true);
@@ -169,20 +158,20 @@ describe('Twilio agents', () => {
     // 200 ms in 40 ms messages, paced: about 160 ms from first to last.
     const r = await agent.speak(sine(440, 8000, 200), { mark: 'm1' });
     expect(r).toMatchObject({ chunks: 5, bytes: 1600, aborted: false });
-    await until(() => gw.received.length === 6);
+    await until('5 media messages and the mark', () => gw.received.length === 6);
     const sent = gw.received.map((m) => JSON.parse(m.data as string));
     expect(sent.slice(0, 5).every((m) => m.event === 'media' && m.streamSid === sid && Buffer.from(m.media.payload, 'base64').length === 320)).toBe(true);
     expect(sent[5]).toEqual({ event: 'mark', streamSid: sid, mark: { name: 'm1' } });
+    // Paced, not sent in one burst. No upper bound: a loaded machine may stretch the pacing.
     const span = gw.received[4]!.at - gw.received[0]!.at;
     expect(span).toBeGreaterThan(140);
-    expect(span).toBeLessThan(600);
 
     const long = agent.speak(sine(440, 8000, 2000), { mark: 'never' });
-    await new Promise((res) => setTimeout(res, 100));
+    await until('the long reply to start', () => gw.received.length > 6);
     agent.bargeIn();
     const cut = await long;
     expect(cut.aborted).toBe(true);
-    await until(() => JSON.parse(gw.received.at(-1)!.data as string).event === 'clear');
+    await until('the clear', () => JSON.parse(gw.received.at(-1)!.data as string).event === 'clear');
     expect(gw.received.some((m) => (m.data as string).includes('never'))).toBe(false);
 
     gw.ws.send(JSON.stringify({ event: 'mark', sequenceNumber: '14', streamSid: sid, mark: { name: 'm1' } }));
@@ -213,11 +202,13 @@ describe('Twilio agents', () => {
     const agent = await server.nextAgent();
     gw.ws.send(JSON.stringify({ event: 'connected', protocol: 'Call', version: '1.0.0' }));
     gw.ws.send(JSON.stringify(twilioStart('MZ4')));
+    // 2 s of audio sent at once: the last frame is far ahead of real time even if a loaded
+    // machine spreads the arrivals over a second.
     const payload = Buffer.alloc(160, 0xff).toString('base64');
-    for (let i = 0; i < 25; i++) {
+    for (let i = 0; i < 100; i++) {
       gw.ws.send(JSON.stringify({ event: 'media', sequenceNumber: String(i + 2), media: { track: 'inbound', chunk: String(i + 1), timestamp: String(i * 20), payload }, streamSid: 'MZ4' }));
     }
-    await agent.waitForAudio(500);
+    await agent.waitForAudio(2000);
     const problems = agent.mediaProblems({ toleranceMs: 100 });
     expect(problems.length).toBeGreaterThan(0);
     expect(problems.every((p) => /ms ahead of its timestamp/.test(p))).toBe(true);
@@ -262,7 +253,7 @@ describe('Twilio agents', () => {
     const gw = await gatewayDials(server.url);
     gw.ws.send(JSON.stringify({ event: 'connected', protocol: 'Call', version: '1.0.0' }));
     gw.ws.send(JSON.stringify(twilioStart('MZ3')));
-    await until(() => gw.received.length === 5);
+    await until('5 messages', () => gw.received.length === 5);
     const sent = gw.received.map((m) => JSON.parse(m.data as string));
     expect(sent.map((m) => (m.event === 'media' ? Buffer.from(m.media.payload, 'base64').length : m.mark.name))).toEqual([2999, 1001, 2999, 1001, 'utterance-end']);
     const agent = await server.nextAgent();
@@ -291,7 +282,7 @@ describe('NativeAgent', () => {
     expect(agent.handshake?.protocol).toBe(NATIVE_SUBPROTOCOL);
     expect(seenAuth).toBe('Bearer k');
     agent.attach('CA1');
-    await until(() => got.length === 1);
+    await until('the first message', () => got.length === 1);
     expect(JSON.parse(got[0] as string)).toEqual({ type: 'attach', callId: 'CA1', audio: { encoding: 'L16', sampleRate: 16000 } });
     const fmt = { encoding: 'L16', sampleRate: 16000 };
     peer!.send(JSON.stringify({ type: 'start', callId: 'CA1', streamId: 'MZ1', from: '+1415', to: '+1416', direction: 'inbound', parameters: {}, identity: { verstat: 'No-TN-Validation' }, audio: { toAgent: fmt, fromAgent: fmt } }));
@@ -305,7 +296,7 @@ describe('NativeAgent', () => {
     agent.dtmf('12', 100);
     agent.clear();
     agent.hangup();
-    await until(() => got.length === 1 + 3 + 4);
+    await until('8 messages', () => got.length === 1 + 3 + 4);
     expect(got.slice(1, 4).map((b) => (b as Buffer).length)).toEqual([640, 640, 640]);
     expect(got.slice(4).map((t) => JSON.parse(t as string))).toEqual([{ type: 'mark', name: 'a' }, { type: 'dtmf', digits: '12', durationMs: 100 }, { type: 'clear' }, { type: 'hangup' }]);
     peer!.send(JSON.stringify({ type: 'cleared', playedMs: 20, discardedMs: 40 }));
@@ -344,7 +335,7 @@ describe('EchoAgent', () => {
     gw.ws.send(JSON.stringify({ event: 'connected', protocol: 'Call', version: '1.0.0' }));
     gw.ws.send(JSON.stringify({ event: 'media', sequenceNumber: '2', media: { track: 'inbound', chunk: '1', timestamp: '0', payload: 'AAEC' }, streamSid: 'MZ9' }));
     gw.ws.send(Buffer.from([1, 2, 3, 4]));
-    await until(() => gw.received.length === 2);
+    await until('2 messages', () => gw.received.length === 2);
     expect(JSON.parse(gw.received[0]!.data as string)).toEqual({ event: 'media', streamSid: 'MZ9', media: { payload: 'AAEC' } });
     expect([...(gw.received[1]!.data as Buffer)]).toEqual([1, 2, 3, 4]);
     await echo.waitForConnections(1);

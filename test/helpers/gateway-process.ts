@@ -3,6 +3,7 @@ import { appendFileSync, existsSync, mkdirSync, mkdtempSync, createWriteStream, 
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { inject } from 'vitest';
+import { until } from '../../src/testing/wait.js';
 
 export const ROOT = resolve(import.meta.dirname, '../..');
 const CLI = join(ROOT, 'src/tollgate.ts');
@@ -133,7 +134,7 @@ export async function startGateway(opts: GatewayEnv = {}): Promise<RunningGatewa
 }
 
 /** Waits (bounded) until the gateway's log holds `count` lines containing `text`; returns them parsed. */
-export async function waitForLog(gw: RunningGateway, text: string, count = 1, timeoutMs = 5000): Promise<Record<string, any>[]> {
+export async function waitForLog(gw: RunningGateway, text: string, count = 1, timeoutMs = 20_000): Promise<Record<string, any>[]> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const lines = gw.logs().split('\n').filter((l) => l.includes(text));
@@ -195,4 +196,17 @@ export async function api(
     body = null;
   }
   return { status: r.status, body, headers: r.headers, text };
+}
+
+/** Polls GET /v1/calls/{id} until the call record satisfies `reached` (default: the call has ended), and returns it. */
+export function callRecord(
+  gw: { url: string },
+  secret: string,
+  id: string,
+  reached: (c: Record<string, any>) => boolean = (c) => Boolean(c.endedAt),
+): Promise<Record<string, any>> {
+  return until(`call ${id} to reach the expected state`, async () => {
+    const r = await api(gw, 'GET', `/v1/calls/${id}`, { auth: secret });
+    return r.status === 200 && reached(r.body.call) && (r.body.call as Record<string, any>);
+  }, 30_000, 100);
 }

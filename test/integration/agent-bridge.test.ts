@@ -2,13 +2,14 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { api, rememberSecret, runCli, startGateway, waitForLog, type RunningGateway } from '../helpers/gateway-process.js';
+import { api, callRecord, rememberSecret, runCli, startGateway, waitForLog, type RunningGateway } from '../helpers/gateway-process.js';
 import { runSipp, type SippOptions } from '../helpers/sipp.js';
 import { writeRtpPcap } from '../helpers/pcap.js';
 import { BurstAgent, NativeAgent, PipecatLikeAgent } from '../helpers/agents.js';
 import { detectTone, sine } from '../helpers/audio.js';
 import { verifyTollgateSignature, twilioSignature } from '../../src/keys/request-signature.js';
 import { generateKeySecret } from '../../src/keys/key-format.js';
+import { until } from '../../src/testing/wait.js';
 
 /** SIPp 3.6 reads only the first challenge and knows only MD5. */
 const TWILIO_TOKEN = 'test-twilio-auth-token-0123456789';
@@ -60,14 +61,7 @@ describe('agent bridge: phone calls to AI agents over WebSocket', () => {
   const call = (t: { id: string; secret: string; number: string }, o: Partial<SippOptions> = {}) =>
     runSipp({ scenario: 'uac-auth-pcap', target: gw.sip.udp!, transport: 'udp', dialled: t.number, username: t.id, password: t.secret, pcapFile: pcap, ...o });
 
-  const cdr = async (secret: string, callSid: string) => {
-    for (let i = 0; i < 50; i++) {
-      const r = await api(gw, 'GET', `/v1/calls/${callSid}`, { auth: secret });
-      if (r.status === 200 && r.body.call.endedAt) return r.body.call as Record<string, any>;
-      await new Promise((res) => setTimeout(res, 100));
-    }
-    throw new Error(`no finished call record for ${callSid}`);
-  };
+  const cdr = (secret: string, callSid: string) => callRecord(gw, secret, callSid);
 
   it('Twilio mode, gateway dials out: signed upgrade, connected/start, 20 ms media with the caller\'s tone, DTMF, stop', async () => {
     const server = keep(await PipecatLikeAgent.listen());
@@ -124,9 +118,10 @@ describe('agent bridge: phone calls to AI agents over WebSocket', () => {
     await new Promise((r) => setTimeout(r, 300));
     const before = agent.media.length;
     agent.clear();
-    await agent.waitForMark('reply', 1000);
-    // The mark came back long before the 5 s reply could have played.
-    expect(agent.media.length - before).toBeLessThan(25);
+    await agent.waitForMark('reply', 4000);
+    // The mark came back long before the 5 s reply could have played (the caller's frames count
+    // the time: one per 20 ms; 4.7 s of the reply were left when the clear was sent).
+    expect(agent.media.length - before).toBeLessThan(200);
     // Hang up the way Pipecat does: Twilio's REST call with Basic auth.
     const hang = await agent.hangupViaRest(gw.url, agent.accountSid, t.secret);
     expect(hang.status, hang.text).toBe(200);
@@ -186,7 +181,7 @@ describe('agent bridge: phone calls to AI agents over WebSocket', () => {
     const port = (hook.address() as { port: number }).port;
     const t = await route('attach', { webhookUrl: `http://127.0.0.1:${port}/incoming`, protocol: 'native', sampleRate: 16000, parameters: { bot: 'support' } });
     const sipp = call(t, { scenario: 'uac-auth-pcap-wait-bye', holdMs: 15_000 });
-    for (let i = 0; i < 100 && received.length === 0; i++) await new Promise((r) => setTimeout(r, 50));
+    await until('the call.incoming webhook', () => received.length > 0, 20_000);
     expect(received).toHaveLength(1);
     const secret = (await api(gw, 'GET', `/v1/keys/${t.id}/signing-secret`, { auth: t.secret })).body.signingSecret as string;
     rememberSecret(secret);
@@ -208,9 +203,11 @@ describe('agent bridge: phone calls to AI agents over WebSocket', () => {
     await agent.speak(sine(1000, 16000, 3000), { paced: false, mark: 'answer' });
     await new Promise((r) => setTimeout(r, 500));
     agent.clear();
-    const cleared = await agent.waitForEvent('cleared', 2000);
+    const cleared = await agent.waitForEvent('cleared', 5000);
+    // Some of it played, the clear discarded the rest, and together they are the 3 s sent. (How
+    // much played depends on how long the 0.5 s wait really took: no bound on it.)
     expect(cleared.playedMs as number).toBeGreaterThan(200);
-    expect(cleared.playedMs as number).toBeLessThan(1500);
+    expect(cleared.discardedMs as number).toBeGreaterThan(0);
     expect((cleared.playedMs as number) + (cleared.discardedMs as number)).toBeGreaterThan(2900);
     expect(agent.marks).toEqual([expect.objectContaining({ name: 'answer', status: 'cleared' })]);
     // A mark with nothing queued is played at once.
@@ -300,7 +297,7 @@ describe('agent bridge: phone calls to AI agents over WebSocket', () => {
     expect(rSlow.code, rSlow.errors).toBe(0);
     expect((await api(gw, 'GET', '/v1/calls', { auth: tSlow.secret })).body.calls[0].details.agentError).toMatch(/timeout|timed out/i);
     // The gateway gave up on the connection instead of leaving it open.
-    for (let i = 0; i < 40 && held.size > heldAtStart; i++) await new Promise((r) => setTimeout(r, 50));
+    await until('the gateway to close the silent agent\'s connection', () => held.size <= heldAtStart);
     expect(held.size).toBe(heldAtStart);
     // An admin pages through every call record; pages follow each other without gaps or repeats.
     const all = (await api(gw, 'GET', '/v1/calls?limit=1000', { auth: admin })).body.calls.map((c: { id: string }) => c.id);

@@ -6,6 +6,7 @@ import type { MediaSpec } from '../../src/media/media-protocol.js';
 import { SrtpContext } from '../../src/media/srtp.js';
 import { writeRtpHeader, parseRtpHeader, RtpHeader } from '../../src/media/rtp-packet.js';
 import { createLogger } from '../../src/observability/logger.js';
+import { until } from '../../src/testing/wait.js';
 
 /** Real worker threads and real UDP on 127.0.0.1: crash isolation, timeouts, SRTP echo. */
 describe('media workers', () => {
@@ -58,7 +59,8 @@ describe('media workers', () => {
     const wrongKey = SrtpContext.fromKeySalt('AES_CM_128_HMAC_SHA1_80', randomBytes(30));
     for (let i = 0; i < 5; i++) s.send(wrongKey.protectRtp(rtp(100 + i, 999))!, port, '127.0.0.1');
     for (let i = 0; i < 10; i++) s.send(tx.protectRtp(rtp(i, 1234, Buffer.alloc(160, 0x20 + i)))!, port, '127.0.0.1');
-    await new Promise((r) => setTimeout(r, 300));
+    // The bad packets went first: had any been echoed, it would be here by the time the good ones are.
+    await until('10 echoed packets', () => got.length >= 10);
     expect(got).toHaveLength(10);
     const h = new RtpHeader();
     const plain = rx.unprotectRtp(got[3]!)!;
@@ -72,7 +74,8 @@ describe('media workers', () => {
 
   it('reports a call whose caller sends no RTP within the media timeout', async () => {
     const timedOut: string[] = [];
-    const e = await start({ timeoutMs: 400 }, { onTimeout: (id) => timedOut.push(id) });
+    // Far above the 20 ms between the talking caller's packets, so a loaded machine's pauses stay well inside it.
+    const e = await start({ timeoutMs: 1500 }, { onTimeout: (id) => timedOut.push(id) });
     const quiet = await caller();
     const talking = await caller();
     await e.open('quiet');
@@ -80,10 +83,12 @@ describe('media workers', () => {
     e.configure('quiet', spec(quiet.address().port));
     e.configure('talking', spec(talking.address().port));
     const feed = setInterval(() => talking.send(rtp(Math.floor(Math.random() * 60000)), port, '127.0.0.1'), 20);
-    await new Promise((r) => setTimeout(r, 900));
-    clearInterval(feed);
-    expect(timedOut).toContain('quiet');
-    expect(timedOut).not.toContain('talking');
+    try {
+      await until('the quiet call to time out', () => timedOut.includes('quiet'));
+      expect(timedOut).not.toContain('talking');
+    } finally {
+      clearInterval(feed);
+    }
   });
 
   it('a worker that dies loses only its own calls; the others keep their media and a new worker takes over', async () => {
@@ -103,19 +108,22 @@ describe('media workers', () => {
     expect(onWorker0.length).toBeGreaterThan(0);
     expect(onWorker1.length).toBeGreaterThan(0);
     await e.killWorker(0);
-    await new Promise((r) => setTimeout(r, 300));
+    await until('worker 0\'s calls to be reported lost', () => lost.length >= onWorker0.length);
     expect(lost.sort()).toEqual(onWorker0.sort());
     // Calls on worker 1 still echo.
     const survivor = onWorker1[0]!;
     const got: Buffer[] = [];
     socks.get(survivor)!.on('message', (m) => got.push(m));
     for (let i = 0; i < 3; i++) socks.get(survivor)!.send(rtp(i), ports.get(survivor), '127.0.0.1');
-    await new Promise((r) => setTimeout(r, 200));
+    await until('3 echoed packets', () => got.length >= 3);
     expect(got.length).toBe(3);
-    // The slot is served again.
-    await new Promise((r) => setTimeout(r, 1500));
-    for (let i = 0; i < 6; i++) await e.open(`new-${i}`);
-    expect(['new-0', 'new-1', 'new-2', 'new-3', 'new-4', 'new-5'].some((id) => e.workerOf(id) === 0)).toBe(true);
+    // The slot is served again: once the new worker 0 is up, the next call goes to it (it has none).
+    let n = 0;
+    await until('a call on the new worker 0', async () => {
+      const id = `new-${n++}`;
+      await e.open(id);
+      return e.workerOf(id) === 0;
+    }, 20_000, 200);
   });
 
   it('sends a DTMF digit as RFC 4733 telephone-event packets: marker first, three end packets, one timestamp', async () => {
@@ -128,7 +136,7 @@ describe('media workers', () => {
       if ((m[1]! & 0x7f) === 101) events.push(Buffer.from(m));
     });
     e.sendDtmf('d', '7', 100);
-    await new Promise((r) => setTimeout(r, 500));
+    await until('the 3 end packets', () => events.filter((p) => (p[13]! & 0x80) !== 0).length >= 3);
     expect(events.length).toBe(5); // updates at 0 and 50 ms, then 3 end packets
     expect(events.map((p) => p[12])).toEqual([7, 7, 7, 7, 7]);
     expect(events[0]![1]! & 0x80).toBe(0x80);
@@ -160,9 +168,8 @@ describe('media workers', () => {
     send(1, false, 400, true);
     send(2, false, 800, false);
     for (let i = 0; i < 3; i++) send(3 + i, true, 960, false);
-    await new Promise((r) => setTimeout(r, 600));
+    await until('the digit and its echo', () => digits.length > 0 && echoed.length >= 4);
     expect(digits).toEqual([['in', '9', 120]]);
-    expect(echoed.length).toBeGreaterThanOrEqual(4);
     expect(echoed.every((p) => p[12] === 9)).toBe(true);
   });
 
@@ -172,11 +179,14 @@ describe('media workers', () => {
     await e.open('t');
     e.configure('t', spec(s.address().port, null, 'tone'));
     const got: Buffer[] = [];
-    s.on('message', (m) => got.push(m));
-    await new Promise((r) => setTimeout(r, 1000));
-    // Paced, not bursted: about 50 packets in a second (loose bounds for a loaded machine).
-    expect(got.length).toBeGreaterThan(25);
-    expect(got.length).toBeLessThan(75);
+    const at: number[] = [];
+    s.on('message', (m) => {
+      got.push(m);
+      at.push(performance.now());
+    });
+    await until('50 packets', () => got.length >= 50);
+    // Paced, not bursted: 50 packets span about a second (a loaded machine can only stretch that).
+    expect(at[49]! - at[0]!).toBeGreaterThan(500);
     const h = new RtpHeader();
     parseRtpHeader(got[10]!, h);
     expect(h.payloadLength).toBe(160);

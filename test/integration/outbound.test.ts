@@ -2,13 +2,14 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { ROOT, api, gatewayEnv, rememberSecret, runCli, startGateway, type RunningGateway } from '../helpers/gateway-process.js';
+import { ROOT, api, callRecord, gatewayEnv, rememberSecret, runCli, startGateway, type RunningGateway } from '../helpers/gateway-process.js';
 import { execFileSync } from 'node:child_process';
 import { StirVerifier, parseCertificates } from '../../src/stir/index.js';
 import { verifyTollgateSignature } from '../../src/keys/request-signature.js';
 import { startSippUas } from '../helpers/sipp.js';
 import { NativeAgent, PipecatLikeAgent } from '../helpers/agents.js';
 import { detectTone, sine } from '../helpers/audio.js';
+import { until } from '../../src/testing/wait.js';
 
 describe('outbound calls through a carrier trunk (SIPp as the carrier)', () => {
   let gw: RunningGateway;
@@ -58,14 +59,7 @@ describe('outbound calls through a carrier trunk (SIPp as the carrier)', () => {
     return t.body.trunk.id as string;
   };
 
-  const record = async (secret: string, id: string, until: (c: Record<string, any>) => boolean = (c) => Boolean(c.endedAt)) => {
-    for (let i = 0; i < 100; i++) {
-      const r = await api(gw, 'GET', `/v1/calls/${id}`, { auth: secret });
-      if (r.status === 200 && until(r.body.call)) return r.body.call as Record<string, any>;
-      await new Promise((res) => setTimeout(res, 100));
-    }
-    throw new Error(`call ${id} never reached the expected state`);
-  };
+  const record = (secret: string, id: string, reached?: (c: Record<string, any>) => boolean) => callRecord(gw, secret, id, reached);
 
   it('places a call: INVITE to the trunk, answered, ended at the maximum duration by policy; CDR and usage settle', async () => {
     const uas = startSippUas({ ending: 'wait', holdMs: 15_000 });
@@ -126,15 +120,20 @@ describe('outbound calls through a carrier trunk (SIPp as the carrier)', () => {
   });
 
   it('CPS and concurrency limits refuse with 429 and Retry-After', async () => {
-    const k = await caller({ callsPerSecond: 1, cpsBurst: 1, maxConcurrentCalls: 1 }, 'test');
+    // One call per 10 s: the second, placed right after, is refused however slow the machine.
+    const k = await caller({ callsPerSecond: 0.1, cpsBurst: 1, maxConcurrentCalls: 1 }, 'test');
     const first = await api(gw, 'POST', '/v1/calls', { auth: k.secret, body: { to: '+12025550408', from: k.from, target: 'echo' } });
     expect(first.status, first.text).toBe(201);
     const fast = await api(gw, 'POST', '/v1/calls', { auth: k.secret, body: { to: '+12025550408', from: k.from, target: 'echo' } });
     expect([fast.status, fast.body.error.code]).toEqual([429, 'RATE_LIMITED']);
     expect(Number(fast.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
-    await new Promise((r) => setTimeout(r, 1100));
-    const busy = await api(gw, 'POST', '/v1/calls', { auth: k.secret, body: { to: '+12025550408', from: k.from, target: 'echo' } });
+    // Plenty of CPS, one call at a time: the second call waits for no bucket and finds the first still up.
+    const k2 = await caller({ callsPerSecond: 100, cpsBurst: 100, maxConcurrentCalls: 1 }, 'test');
+    const up = await api(gw, 'POST', '/v1/calls', { auth: k2.secret, body: { to: '+12025550408', from: k2.from, target: 'echo' } });
+    expect(up.status, up.text).toBe(201);
+    const busy = await api(gw, 'POST', '/v1/calls', { auth: k2.secret, body: { to: '+12025550408', from: k2.from, target: 'echo' } });
     expect([busy.status, busy.body.error.code]).toEqual([429, 'CONCURRENCY_LIMITED']);
+    expect((await api(gw, 'DELETE', `/v1/calls/${up.body.call.id}`, { auth: k2.secret })).status).toBe(204);
     expect((await api(gw, 'DELETE', `/v1/calls/${first.body.call.id}`, { auth: k.secret })).status).toBe(204);
     const ended = await record(k.secret, first.body.call.id);
     expect(ended).toMatchObject({ status: 'failed', endReason: 'api-hangup', endedBy: 'api', details: { trunk: 'test-sink' } });
@@ -269,7 +268,7 @@ describe('outbound calls through a carrier trunk (SIPp as the carrier)', () => {
       expect(endpoint.status, endpoint.text).toBe(201);
       const placed = await api(gw, 'POST', '/v1/calls', { auth: k.secret, body: { to: '+12025550123', from: k.from, target: 'echo', maxDurationSec: 1 } });
       expect(placed.status, placed.text).toBe(201);
-      for (let i = 0; i < 100 && got.length < 3; i++) await new Promise((r) => setTimeout(r, 100));
+      await until('3 webhook events', () => got.length >= 3, 30_000);
       expect(got.map((g) => g.type)).toEqual(['call.started', 'call.answered', 'call.ended']);
       const secret = (await api(gw, 'GET', `/v1/keys/${k.id}/signing-secret`, { auth: k.secret })).body.signingSecret as string;
       rememberSecret(secret);

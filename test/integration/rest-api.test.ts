@@ -2,6 +2,7 @@ import { describe, it, expect, beforeAll, afterAll } from 'vitest';
 import { api, rememberSecret, runCli, startGateway, type RunningGateway } from '../helpers/gateway-process.js';
 import { clusterBackend, embeddedBackend, type Backend } from '../helpers/backends.js';
 import { securityCases } from '../helpers/security-cases.js';
+import { until } from '../../src/testing/wait.js';
 
 const KEY_RE = /^tg_(live|test)_[0-9A-Za-z]{49}$/;
 
@@ -101,14 +102,18 @@ for (const backend of [embeddedBackend(), clusterBackend()] as Backend[]) {
 
     it('rotation keeps the old secret working for the grace period, then refuses it', async () => {
       const k = await createKey({ scopes: ['usage:read'] });
-      const rot = await api(gw, 'POST', `/v1/keys/${k.id}/rotate`, { auth: admin, body: { graceSec: 2 } });
+      const rot = await api(gw, 'POST', `/v1/keys/${k.id}/rotate`, { auth: admin, body: { graceSec: 4 } });
       expect(rot.status).toBe(201);
       rememberSecret(rot.body.secret);
       expect(rot.body.secret).not.toBe(k.secret);
       expect((await api(gw, 'GET', '/v1/usage', { auth: k.secret })).status).toBe(200);
       expect((await api(gw, 'GET', '/v1/usage', { auth: rot.body.secret })).status).toBe(200);
-      await new Promise((r) => setTimeout(r, 2300));
-      const old = await api(gw, 'GET', '/v1/usage', { auth: k.secret });
+      const old = await until('the old secret to be refused', async () => {
+        const r = await api(gw, 'GET', '/v1/usage', { auth: k.secret });
+        return r.status !== 200 && r;
+      }, 20_000, 250);
+      // Not before the grace period was over.
+      expect(Date.now()).toBeGreaterThanOrEqual(Date.parse(rot.body.oldSecretsExpireAt));
       expect(old.status).toBe(401);
       expect(old.body.error.code).toBe('KEY_EXPIRED');
       expect((await api(gw, 'GET', '/v1/usage', { auth: rot.body.secret })).status).toBe(200);
@@ -168,7 +173,8 @@ for (const backend of [embeddedBackend(), clusterBackend()] as Backend[]) {
         const k = await createKey({ scopes: ['tokens:mint', 'usage:read'] });
         const m = await api(gw, 'POST', '/v1/tokens', { auth: k.secret, body: { ttlSec: 1 } });
         rememberSecret(m.body.token);
-        await new Promise((r) => setTimeout(r, 2100));
+        // Tokens are single-use, so it is tried once: after the expiry the mint answered with.
+        await new Promise((res) => setTimeout(res, Math.max(0, Date.parse(m.body.expiresAt) - Date.now()) + 100));
         const r = await api(gw, 'GET', '/v1/usage', { auth: m.body.token });
         expect(r.status).toBe(401);
         expect(r.body.error.code).toBe('TOKEN_INVALID');

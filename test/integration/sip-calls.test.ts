@@ -6,6 +6,7 @@ import { connect } from 'node:net';
 import { api, rememberSecret, runCli, startGateway, waitForLog, type RunningGateway } from '../helpers/gateway-process.js';
 import { runSipp, toneFile, type SippOptions } from '../helpers/sipp.js';
 import { RawUac } from '../helpers/raw-uac.js';
+import { until } from '../../src/testing/wait.js';
 
 /** SIPp 3.6 reads only the first challenge and knows only MD5. */
 const SIPP_ENV = { TOLLGATE_SIP__DIGEST_ALGORITHMS: '[MD5, SHA-256]' };
@@ -163,8 +164,12 @@ describe('SIP trunking against SIPp', () => {
 
     it('over the concurrency limit is 486 while a call is up', async () => {
       const t = await trunk({ maxConcurrentCalls: 1 });
-      const long = sipp(t, { scenario: 'uac-auth-echo' });
-      await new Promise((r) => setTimeout(r, 1200));
+      // Held 10 s: the second call is placed once the first is answered, with room for a slow machine.
+      const long = sipp(t, { scenario: 'uac-auth-call', holdMs: 10_000 });
+      await until('the first call to be answered', async () => {
+        const calls = await api(gw, 'GET', `/v1/calls?keyId=${t.id}`, { auth: admin });
+        return calls.body.calls?.some((c: { status: string }) => c.status === 'answered');
+      }, 20_000, 100);
       const busy = await sipp(t, { expect: 486 });
       expect(busy.code, busy.errors).toBe(0);
       expect((await long).code).toBe(0);
@@ -344,8 +349,7 @@ describe('a call over SIP-over-WebSocket with RTP', () => {
         media.send(p, rtpPort, '127.0.0.1');
         await new Promise((res) => setTimeout(res, 20));
       }
-      await new Promise((res) => setTimeout(res, 300));
-      expect(echoed.length).toBeGreaterThan(15);
+      await until('16 echoed packets', () => echoed.length > 15);
       expect(echoed[0]![1]! & 0x7f).toBe(8);
       ws.send(request('BYE', 3, 'z9hG4bKw4', [], '', `<${uri}>;tag=${toTag}`));
       await next((m) => status(m) === 200 && m.includes('CSeq: 3 BYE'));
@@ -360,7 +364,7 @@ describe('a call over SIP-over-WebSocket with RTP', () => {
 describe('draining on SIGTERM', () => {
   it('refuses new calls with 503 while a running call finishes normally, then exits 0', async () => {
     const gw = await startGateway({ env: { ...SIPP_ENV, TOLLGATE_SIP__DRAIN_TIMEOUT_SEC: '20' } });
-    const r = await runCli(['keys', 'create', '--name', 't', '--scopes', 'calls:inbound', '--cps', '100', '--burst', '100', '--max-concurrent', '10', '--json'], gw.env);
+    const r = await runCli(['keys', 'create', '--name', 't', '--scopes', 'calls:inbound,calls:read', '--cps', '100', '--burst', '100', '--max-concurrent', '10', '--json'], gw.env);
     const k = JSON.parse(r.stdout);
     rememberSecret(k.secret);
     await runCli(['numbers', 'add', '+14155550100', '--target', 'echo', '--key-id', k.key.id], gw.env);
@@ -368,9 +372,12 @@ describe('draining on SIGTERM', () => {
     const base = { target: gw.sip.udp!, transport: 'udp' as const, dialled: '+14155550100', username: k.key.id, password: k.secret, rtpFile: tone };
     const exited = new Promise<number | null>((res) => gw.process.once('exit', (code) => res(code)));
     const running = runSipp({ ...base, scenario: 'uac-auth-echo' });
-    await new Promise((res) => setTimeout(res, 1500)); // the call is up and streaming
+    await until('the call to be answered', async () => {
+      const calls = await api(gw, 'GET', '/v1/calls', { auth: k.secret });
+      return calls.body.calls?.some((c: { status: string }) => c.status === 'answered');
+    }, 20_000, 100);
     gw.process.kill('SIGTERM');
-    await new Promise((res) => setTimeout(res, 300));
+    await waitForLog(gw, '"draining"');
     // A new INVITE is refused before any challenge.
     const sock = createSocket('udp4');
     await new Promise<void>((res) => sock.bind(0, '127.0.0.1', () => res()));

@@ -5,7 +5,7 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { api, gatewayEnv, rememberSecret, runCli, startGateway, type RunningGateway } from '../helpers/gateway-process.js';
+import { api, callRecord, gatewayEnv, rememberSecret, runCli, startGateway, type RunningGateway } from '../helpers/gateway-process.js';
 import { runSipp } from '../helpers/sipp.js';
 import { writeRtpPcap } from '../helpers/pcap.js';
 import { NativeAgent } from '../helpers/agents.js';
@@ -82,11 +82,7 @@ describe('inbound Identity verification', () => {
         expect(start.identity).toMatchObject({ verstat });
         const r = await sipp;
         expect(r.code, r.errors || r.stdout.slice(-1500)).toBe(0);
-        let rec: Record<string, any> = {};
-        for (let j = 0; j < 50 && !rec.endedAt; j++) {
-          rec = (await api(g.gw, 'GET', `/v1/calls/${start.callId}`, { auth: k.secret })).body.call ?? {};
-          if (!rec.endedAt) await new Promise((res) => setTimeout(res, 100));
-        }
+        const rec = await callRecord(g.gw, k.secret, start.callId);
         expect(rec.details.identity).toMatchObject({ verstat, ...(attest ? { attest } : {}) });
       }
     } finally {

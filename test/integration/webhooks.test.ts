@@ -6,6 +6,10 @@ import { verifyTollgateSignature } from '../../src/keys/request-signature.js';
 import { api, rememberSecret, runCli, startGateway, type RunningGateway } from '../helpers/gateway-process.js';
 import { clusterBackend, embeddedBackend, type Backend } from '../helpers/backends.js';
 import { securityCases } from '../helpers/security-cases.js';
+import { until } from '../../src/testing/wait.js';
+
+/** Deliveries here wait out retries with backoffs of up to 3 s: room for a loaded machine. */
+const WAIT_MS = 30_000;
 
 /** Short retries so a whole schedule fits in a test: 100, 200, 400 ms (±20 %), 4 attempts, 500 ms timeout. */
 const FAST = {
@@ -60,17 +64,6 @@ async function startReceiver(...initial: Handler[]): Promise<Receiver> {
       server.close(() => r());
     }),
   };
-}
-
-/** Polls `fn` until it returns something truthy; fails after `timeoutMs`. */
-async function waitFor<T>(what: string, fn: () => Promise<T | null | undefined | false> | T | null | undefined | false, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
 }
 
 async function adminKey(gw: RunningGateway): Promise<string> {
@@ -136,10 +129,10 @@ for (const backend of [embeddedBackend(), clusterBackend()] as Backend[]) {
       const revoked = await api(gw, 'POST', `/v1/keys/${k.id}/revoke`, { auth: admin, body: { reason: 'rotating out' } });
       expect(revoked.status, revoked.text).toBe(200);
 
-      const [d] = await waitFor('the delivery to be delivered', async () => {
+      const [d] = await until('the delivery to be delivered', async () => {
         const ds = await deliveries(`endpointId=${endpointId}&status=delivered`);
         return ds.length > 0 && ds;
-      });
+      }, WAIT_MS);
       expect(d).toMatchObject({ keyId: k.id, eventType: 'key.revoked', status: 'delivered', attempts: 3, lastStatus: 204, lastError: null, nextAttemptAt: null });
       expect(rcv.got.length).toBe(3);
       // One body and one delivery id across the attempts; each attempt signed afresh over that body.
@@ -176,10 +169,10 @@ for (const backend of [embeddedBackend(), clusterBackend()] as Backend[]) {
       rememberSecret(secret.body.signingSecret);
 
       expect((await api(gw, 'POST', `/v1/keys/${k.id}/rotate`, { auth: admin, body: { graceSec: 0 } })).status).toBe(201);
-      const [d] = await waitFor('the delivery to fail', async () => {
+      const [d] = await until('the delivery to fail', async () => {
         const ds = await deliveries(`endpointId=${endpointId}&status=failed`);
         return ds.length > 0 && ds;
-      });
+      }, WAIT_MS);
       expect(d).toMatchObject({ keyId: null, eventType: 'key.rotated', status: 'failed', attempts: 4, lastStatus: 503, lastError: 'HTTP 503', nextAttemptAt: null, deliveredAt: null });
       expect(rcv.got.length).toBe(4);
       expect(verifyTollgateSignature(secret.body.signingSecret, rcv.got[0]!.headers['tollgate-signature'] as string, rcv.got[0]!.body)).toBe(true);
@@ -192,7 +185,7 @@ for (const backend of [embeddedBackend(), clusterBackend()] as Backend[]) {
       const retried = await api(gw, 'POST', `/v1/webhooks/deliveries/${d.id}/retry`, { auth: admin });
       expect(retried.status, retried.text).toBe(202);
       expect(retried.body.delivery).toMatchObject({ status: 'pending' });
-      const done = await waitFor('the retried delivery', async () => (await deliveries(`endpointId=${endpointId}&status=delivered`))[0]);
+      const done = await until('the retried delivery', async () => (await deliveries(`endpointId=${endpointId}&status=delivered`))[0], WAIT_MS);
       expect(done).toMatchObject({ id: d.id, attempts: 5, lastStatus: 200 });
       expect(rcv.got.at(-1)!.body).toBe(rcv.got[0]!.body);
     });
@@ -214,7 +207,7 @@ for (const backend of [embeddedBackend(), clusterBackend()] as Backend[]) {
       // Admin sees it; a's event reaches a, and b's log stays empty.
       expect((await api(gw, 'GET', `/v1/webhooks?keyId=${a.id}`, { auth: admin })).body.endpoints.map((e: any) => e.id)).toEqual([id]);
       expect((await api(gw, 'POST', `/v1/keys/${a.id}/rotate`, { auth: admin, body: {} })).status).toBe(201);
-      await waitFor('a\'s delivery', async () => (await deliveries(`endpointId=${id}&status=delivered`)).length === 1);
+      await until('a\'s delivery', async () => (await deliveries(`endpointId=${id}&status=delivered`)).length === 1, WAIT_MS);
       const aLog = await api(gw, 'GET', '/v1/webhooks/deliveries', { auth: a.secret });
       expect(aLog.status).toBe(200);
       expect(aLog.body.deliveries.map((d: any) => d.endpointId)).toEqual([id]);
@@ -281,7 +274,7 @@ describe('webhooks across a gateway restart', () => {
     expect(added.status, added.text).toBe(201);
 
     expect((await api(first, 'POST', `/v1/keys/${keyId}/rotate`, { auth: admin, body: { graceSec: 0 } })).status).toBe(201);
-    await waitFor('the first attempt', () => receiver.got.length >= 1);
+    await until('the first attempt', () => receiver.got.length >= 1, WAIT_MS);
     expect(await first.stop()).toBe(0);
     running.splice(running.indexOf(first), 1);
 
@@ -293,10 +286,10 @@ describe('webhooks across a gateway restart', () => {
 
     const second = await startGateway({ env, dataDir: first.env.TOLLGATE_DATA_DIR });
     running.push(second);
-    const done = await waitFor('both deliveries', async () => {
+    const done = await until('both deliveries', async () => {
       const r = await api(second, 'GET', `/v1/webhooks/deliveries?keyId=${keyId}&status=delivered`, { auth: admin });
       return r.body.deliveries.length === 2 && (r.body.deliveries as any[]);
-    }, 20_000);
+    }, WAIT_MS);
     const byType = Object.fromEntries(done.map((d) => [d.eventType, d]));
     expect(byType['key.rotated']).toMatchObject({ status: 'delivered', lastStatus: 204 });
     expect(byType['key.rotated'].attempts).toBe(attemptsBefore + 1);
