@@ -159,7 +159,7 @@ describe('server-side requests: the egress guard', () => {
     expect(calls.body.calls[0]).toMatchObject({ endReason: 'agent-unavailable', details: { agentError: 'agent destination not allowed' } });
   });
 
-  it('an inbound Identity whose x5u points at loopback is not fetched (438 with rejectFailed); the call record says only "x5u destination not allowed"', async () => {
+  it('an inbound Identity whose x5u points at loopback is not fetched (436 Bad Identity Info with rejectFailed, RFC 8224 §6.2.2); the call record says only "x5u destination not allowed"', async () => {
     const trunk = await key({ scopes: ['calls:inbound', 'calls:read'], callsPerSecond: 50, cpsBurst: 50 });
     const number = '+16285550192';
     expect((await api(gw, 'POST', '/v1/numbers', { auth: admin, body: { number, target: 'echo', keyId: trunk.id } })).status).toBe(201);
@@ -170,7 +170,7 @@ describe('server-side requests: the egress guard', () => {
     const expected: [string, string][] = [...x5us.map((u) => [u, 'x5u destination not allowed'] as [string, string]), [allowedButDead, 'x5u certificate could not be fetched']];
     for (const [x5u, reason] of expected) {
       const identity = execFileSync('secsipidx', ['-S', '-k', join(dataDir, 'stir', 'key.pem'), '-x5u', x5u, '-a', 'A', '-o', caller.slice(1), '-d', number.slice(1)], { encoding: 'utf8' }).trim();
-      const r = await runSipp({ scenario: 'uac-auth-expect', expect: 438, target: gw.sip.udp!, transport: 'udp', dialled: number, username: trunk.id, password: trunk.secret, headers: [['P-Asserted-Identity', `<sip:${caller}@127.0.0.1>`], ['Identity', identity]] });
+      const r = await runSipp({ scenario: 'uac-auth-expect', expect: 436, target: gw.sip.udp!, transport: 'udp', dialled: number, username: trunk.id, password: trunk.secret, headers: [['P-Asserted-Identity', `<sip:${caller}@127.0.0.1>`], ['Identity', identity]] });
       expect(r.code, `${x5u}: ${r.errors || r.stdout.slice(-1500)}`).toBe(0);
       const rec = (await api(gw, 'GET', '/v1/calls', { auth: trunk.secret })).body.calls[0];
       expect(rec, x5u).toMatchObject({ endReason: 'identity-invalid', details: { identity: { verstat: 'TN-Validation-Failed', reason } } });
