@@ -149,13 +149,16 @@ export function countersContract(name: string, make: () => Promise<Counters>, ti
     });
 
     it('a claimOnce set expires ttlMs after its first member; later claims do not extend it', async () => {
+      // TTL 2T: 'b' comes at T (an extended set would live to 3T); checked at 2.5T, half a T
+      // from either edge.
       const s = id('once');
-      expect(await c.claimOnce(s, 'a', 200, 10)).toBe(true);
-      await new Promise((r) => setTimeout(r, 120));
-      expect(await c.claimOnce(s, 'b', 200, 10)).toBe(true);
-      await new Promise((r) => setTimeout(r, 150));
-      expect(await c.claimOnce(s, 'a', 200, 10)).toBe(true);
-      expect(await c.claimOnce(s, 'b', 200, 10)).toBe(true);
+      expect(await c.claimOnce(s, 'a', 2 * T, 10)).toBe(true);
+      expect(await c.claimOnce(s, 'a', 2 * T, 10)).toBe(false);
+      await pass(T);
+      expect(await c.claimOnce(s, 'b', 2 * T, 10)).toBe(true);
+      await pass(1.5 * T);
+      expect(await c.claimOnce(s, 'a', 2 * T, 10)).toBe(true);
+      expect(await c.claimOnce(s, 'b', 2 * T, 10)).toBe(true);
     });
 
     it('unknown accounts have no state', async () => {

@@ -68,10 +68,14 @@ function sippOutput(dir: string): { read(suffix: string): string; successful: nu
 
 /**
  * A random base for SIPp's ports (SIP base+2000, control base+1000, media base…base+3): random
- * rather than derived from the pid, so SIPp runs of concurrent processes rarely meet.
+ * rather than derived from the pid, so SIPp runs of concurrent processes rarely meet. All of them
+ * stay in 21000–32690: above the gateways' default media range (10000–20000) and baresip's RTP
+ * ports (20100–20199), and below Linux's ephemeral range (32768–60999), where every port-0
+ * listener and outgoing connection of the suite takes its port: a SIPp port picked there could
+ * be taken, and a UAS that cannot bind exits at once while its test waits for a call.
  */
 function sippBasePort(): number {
-  return 20_000 + randomInt(0, 3_800) * 10;
+  return 21_000 + randomInt(0, 970) * 10;
 }
 
 /** Runs SIPp (Debian's sip-tester) once, bounded in calls and time, all on 127.0.0.1. */
